@@ -1,0 +1,34 @@
+"""The `images` command: `images [flags] server | process [FILE|-] | version`."""
+from __future__ import annotations
+
+import sys
+
+from .errors import ImageServerError, SettingsError
+from .settings import parse_command_line
+from .version import __version__
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        command, args, settings = parse_command_line(argv)
+    except SettingsError as error:
+        print(f"images: {error.message}", file=sys.stderr)
+        return 2
+    if command == "version":
+        print(__version__)
+        return 0
+    if command == "server":
+        from .server import Server
+        Server(settings).run()
+        return 0
+    from .process import run_process
+    try:
+        return run_process(settings, args)
+    except ImageServerError as error:
+        print(f"images: {error.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""gunicorn's settings for this app; the top-level gunicorn.conf.py is this module.
+
+Sync workers, one per core: each request is CPU work in ImageMagick, so more workers than cores only
+add memory. ImageMagick is loaded by each worker after the fork (the app is not preloaded), because
+its OpenMP threads do not survive a fork.
+"""
+import signal
+
+from imageserver.settings import Settings
+
+_settings = Settings.from_env()
+
+bind = f"{_settings.listen}:{_settings.port}"
+workers = _settings.worker_count
+worker_class = "sync"
+preload_app = False
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+# Bodies are read by the app with its own limit; headers stay bounded here.
+limit_request_line = 8190
+
+
+def post_worker_init(worker):
+    # Ctrl-C reaches the whole process group: let the master turn it into a graceful stop, so that
+    # the worker finishes the request it is on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+# gunicorn 24+ opens a control socket at one fixed path per user; several servers on one host (and
+# the tests) would fight over it, and nothing here uses it.
+control_socket_disable = True

@@ -1,0 +1,141 @@
+"""Every setting, declared once: name, default, help text, environment variable and validation.
+
+A setting is a field of `Settings`. `parse_command_line` builds the flags (`--port`) from these fields,
+and each flag can also come from the environment as `IMG_<NAME>` (`IMG_PORT`), so that gunicorn can
+load the app with `wsgi.py` alone. Flags win over the environment, which wins over the default.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from .errors import SettingsError
+from .names import EXTENSIONS, parse_output_list
+
+
+def setting(default, help: str, env: Sequence[str] = ()):
+    """A settings field: its default, its help line, and extra environment names besides IMG_<NAME>."""
+    return field(default=default, metadata={"help": help, "env": tuple(env)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(7000, "port to listen on")
+    workers: int = setting(0, "gunicorn worker processes (0: one per core)")
+    local_base_path: str = setting("public", "folder where originals and outputs are kept")
+    outputs: tuple = setting((), "outputs made for every upload, e.g. x300.jpg,w200.webp")
+    extensions: tuple = setting(("jpg", "png", "gif", "webp"), "output formats allowed")
+    maximum_width: int = setting(1000, "largest output width")
+    maximum_height: int = setting(1000, "largest output height")
+    default_quality: int = setting(75, "quality of outputs whose name has no -q<N>")
+    namespace: str = setting("p", "namespace of images given to the process command")
+    remote_base_path: str = setting("", "path prefix of images in the remote store")
+    remote_base_url: str = setting("", "public URL prefix of the remote store, printed by process")
+    http_timeout: float = setting(5.0, "seconds allowed to download a source URL")
+    allow_private_sources: bool = setting(
+        False, "allow source URLs on loopback, private and link-local addresses (development only)")
+    maximum_upload_bytes: int = setting(50_000_000, "largest upload body accepted")
+    maximum_source_bytes: int = setting(50_000_000, "largest source download accepted")
+    lock_timeout: float = setting(60.0, "seconds a request waits for another to finish the same output")
+
+    def __post_init__(self):
+        positive = ("port", "maximum_width", "maximum_height", "http_timeout",
+                    "maximum_upload_bytes", "maximum_source_bytes", "lock_timeout")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
+        if self.workers < 0:
+            raise SettingsError("--workers must be 0 (one per core) or more")
+        if not 1 <= self.default_quality <= 100:
+            raise SettingsError(f"--default_quality must be 1..100, not {self.default_quality}")
+        unknown = set(self.extensions) - set(EXTENSIONS)
+        if not self.extensions or unknown:
+            raise SettingsError(
+                f"--extensions must be some of {','.join(EXTENSIONS)}, not {','.join(self.extensions)}")
+        try:
+            parse_output_list(",".join(self.outputs), self)
+        except Exception as error:
+            raise SettingsError(f"--outputs: {error}") from None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Settings from the environment (IMG_PORT, ...), then keyword overrides, then defaults."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            for name in env_names(f):
+                if name in environ:
+                    values[f.name] = convert(f, environ[name], name)
+                    break
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def base_path(self) -> str:
+        return os.path.abspath(self.local_base_path)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+def env_names(f: dataclasses.Field) -> tuple:
+    return ("IMG_" + f.name.upper(),) + f.metadata["env"]
+
+
+def field_type(f: dataclasses.Field):
+    return typing.get_type_hints(Settings)[f.name]
+
+
+def convert(f: dataclasses.Field, text: str, source: str):
+    """Turn the text of a flag or variable into the field's type, or stop with a one-line message."""
+    kind = field_type(f)
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        if kind is tuple:
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return kind(text)
+    except ValueError:
+        raise SettingsError(f"{source}: {text!r} is not a valid {kind.__name__}") from None
+
+
+COMMANDS = ("server", "process", "version")
+
+
+def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] | None = None,
+                       commands: Sequence[str] = COMMANDS):
+    """Parse `images [flags] COMMAND [args] [flags]` into (command, args, Settings)."""
+    parser = argparse.ArgumentParser(
+        prog="images", description="An image server: upload once, get any size on demand.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    for f in dataclasses.fields(Settings):
+        help_text = f"{f.metadata['help']} (env {env_names(f)[0]})"
+        if field_type(f) is bool:
+            parser.add_argument(f"--{f.name}", action="store_const", const="true", default=None,
+                                help=help_text)
+        else:
+            shown = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+            parser.add_argument(f"--{f.name}", metavar=f.name.upper(), default=None,
+                                help=f"{help_text} (default: {shown})")
+    parser.add_argument("command", nargs="?", choices=commands, help="what to do")
+    parser.add_argument("args", nargs="*", help="arguments of the command")
+    parsed = parser.parse_intermixed_args(list(argv))
+    given = {}
+    for f in dataclasses.fields(Settings):
+        text = getattr(parsed, f.name)
+        if text is not None:
+            given[f.name] = convert(f, text, f"--{f.name}")
+    command = "version" if parsed.version else parsed.command
+    if command is None:
+        parser.error("a command is needed: " + ", ".join(commands))
+    return command, parsed.args, Settings.from_env(environ, **given)

@@ -1,0 +1,39 @@
+"""The storage contract. Local disk always holds a cache of what the server uses; a Store is where
+images are kept for good and shared by many servers (S3, Manta), or nowhere (`NoRemoteStore`).
+
+Paths given to a Store are remote paths with forward slashes, such as
+`images/p/6e0/072/682/e66287b662827da75b244a3/x300.jpg` (see `paths.ImageKey.remote_file`).
+Backends turn their vendor's errors into `errors.NotFound` (no such object) and `errors.StoreError`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class Store(ABC):
+    #: False only for the store that keeps nothing; the server then never waits on a remote copy.
+    is_remote = True
+
+    @abstractmethod
+    def put(self, local_path: str, remote_path: str, content_type: str) -> None:
+        """Store the local file at `remote_path`, creating its folders where the store needs it."""
+
+    @abstractmethod
+    def get(self, remote_path: str, local_path: str) -> None:
+        """Copy the object to `local_path` (whole, or not at all); NotFound when there is none."""
+
+    @abstractmethod
+    def list(self, remote_folder: str) -> list[str]:
+        """The names of the objects directly in the folder; [] when the folder does not exist."""
+
+    @abstractmethod
+    def make_folder(self, remote_folder: str) -> None:
+        """Create the folder and its parents where the store has folders; otherwise nothing."""
+
+    def url(self, remote_path: str, base_url: str) -> str:
+        """The public URL of an object, from --remote_base_url."""
+        return f"{base_url.rstrip('/')}/{remote_path}" if base_url else remote_path
+
+    def problems(self) -> list[str]:
+        """What stops the store from working now (for doctor); empty when it answers."""
+        return []

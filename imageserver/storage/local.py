@@ -1,0 +1,21 @@
+"""The default store: nothing remote. Local disk is then the only copy of every image."""
+from __future__ import annotations
+
+from ..errors import NotFound
+from .base import Store
+
+
+class NoRemoteStore(Store):
+    is_remote = False
+
+    def put(self, local_path: str, remote_path: str, content_type: str) -> None:
+        pass
+
+    def get(self, remote_path: str, local_path: str) -> None:
+        raise NotFound(f"{remote_path} is not stored here")
+
+    def list(self, remote_folder: str) -> list[str]:
+        return []
+
+    def make_folder(self, remote_folder: str) -> None:
+        pass

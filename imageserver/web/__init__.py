@@ -1,0 +1,47 @@
+"""The HTTP layer: thin blueprints, and the one error handler that answers every failure as JSON."""
+from __future__ import annotations
+
+import json
+
+from flask import Flask, Response, current_app
+from werkzeug.exceptions import HTTPException
+
+from ..errors import ImageServerError
+from ..images import Images
+
+
+def service() -> Images:
+    return current_app.extensions["images"]
+
+
+def json_response(body: bytes | dict, status: int = 200) -> Response:
+    if isinstance(body, dict):
+        body = (json.dumps(body, indent=2) + "\n").encode()
+    return Response(body, status=status, mimetype="application/json")
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
+
+
+def register(app: Flask) -> None:
+    from . import images as image_views, status, upload
+
+    app.register_blueprint(status.blueprint)
+    app.register_blueprint(upload.blueprint)
+    app.register_blueprint(image_views.blueprint)
+
+    @app.errorhandler(ImageServerError)
+    def our_error(error: ImageServerError):
+        if error.status >= 500:
+            app.logger.warning("%s: %s", type(error).__name__, error.message)
+        return error_response(error.status, error.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return error_response(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        app.logger.exception("unexpected error")
+        return error_response(500, "internal error")

@@ -1,0 +1,56 @@
+"""An image's files: GET info.json, GET/HEAD an output (made on first request), POST process."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, request, send_file
+
+from ..names import parse_output, parse_output_list
+from ..paths import ImageKey
+from . import json_response, service
+
+blueprint = Blueprint("images", __name__, url_prefix="/<namespace>/<p1>/<p2>/<p3>/<rest>")
+ONE_YEAR = 31_536_000
+
+
+@blueprint.url_value_preprocessor
+def to_key(endpoint, values):
+    values["key"] = ImageKey.from_url_parts(*(values.pop(name) for name in
+                                              ("namespace", "p1", "p2", "p3", "rest")))
+
+
+@blueprint.get("/info.json")
+def info(key: ImageKey):
+    return json_response(service().info(key))
+
+
+@blueprint.get("/original")
+def original(key: ImageKey):
+    path, content_type = service().original(key)
+    return _send(path, content_type)
+
+
+@blueprint.get("/<name>")
+def output(key: ImageKey, name: str):
+    spec = parse_output(name, service().settings)
+    made = service().output(key, spec)
+    response = _send(made.path, spec.content_type)
+    response.headers["X-Image-Cache"] = "made" if made.made else "hit"
+    return response
+
+
+@blueprint.post("/process")
+def process(key: ImageKey):
+    specs = parse_output_list(request.args.get("outputs", ""), service().settings)
+    service().info(key)
+    service().make_outputs(key, specs)
+    return Response(status=200)
+
+
+def _send(path: str, content_type: str) -> Response:
+    """A file named by its content: cache it for a year, and answer revalidations with 304."""
+    response = send_file(path, mimetype=content_type, conditional=True, etag=True,
+                         max_age=ONE_YEAR)
+    response.cache_control.immutable = True
+    response.cache_control.public = True
+    return response
+
+
