@@ -7,6 +7,7 @@ its own format guessing never runs on client data.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import warnings
@@ -25,6 +26,10 @@ try:
     import wand.resource
     import wand.version
     WAND_IMPORT_ERROR = None
+    # Wand has no call for a colour-managed conversion (its profiles[...] only attaches a profile).
+    library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
+                                           ctypes.c_size_t]
+    library.MagickProfileImage.restype = ctypes.c_bool
 except ImportError as error:  # the app still starts, and /status_check says what is missing
     WAND_IMPORT_ERROR = str(error)
 
@@ -141,7 +146,7 @@ def _decoding(what: str):
             yield
         except ResourceLimitError as error:
             raise PayloadTooLarge(f"{what}: the image is over the resource limits ({error})") from None
-        except WandException as error:
+        except (WandException, RuntimeError) as error:
             raise Unprocessable(f"{what}: the image cannot be decoded ({_short(error)})") from None
     for warning in caught:
         if issubclass(warning.category, WandWarning) and _is_truncation(str(warning.message)):
@@ -155,6 +160,8 @@ def _is_truncation(message: str) -> bool:
 
 
 def _short(error) -> str:
+    if str(error).startswith("MagickReadImage returns false"):
+        return "incomplete or corrupt data"
     return str(error).split(" @ ")[0].replace("`buffer' ", "").strip()
 
 
@@ -171,16 +178,34 @@ def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: st
             library.MagickPingImageBlob(image.wand, data, len(data)) or image.raise_exception()
         else:
             image.read(blob=data)
+            # Wand reports warnings (a cut-short file) only when asked; _decoding() catches them.
+            image.raise_exception()
     except BaseException:
         image.close()
         raise
     return image
 
 
+def _check_complete(data: bytes, coder: str) -> None:
+    """Refuse a JPEG or GIF cut short. libjpeg only warns of it (and Wand drops that warning), then
+    fills the missing part with grey; PNG and WebP decoders fail by themselves."""
+    if coder == "jpeg":
+        # Entropy-coded data never holds FF D9, so the end-of-image marker must follow the last
+        # start-of-scan (an EXIF thumbnail has its own EOI, earlier in the file).
+        complete = data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
+    elif coder == "gif":
+        complete = data.rstrip(b"\x00").endswith(b"\x3b")
+    else:
+        complete = True
+    if not complete:
+        raise Unprocessable("the image is cut short (no end marker)")
+
+
 def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
     """Check that `data` is a whole image we accept, within the limits, and say what it is."""
     _check_available()
     coder = coder_for(data)
+    _check_complete(data, coder)
     with _decoding("upload"):
         with _open(data, coder, ping=True) as header:
             width, height = header.width, header.height
@@ -293,11 +318,14 @@ def _crop_and_resize(image: "Image", layout: Plan, shown_w: int) -> None:
 
 def _to_srgb(image: "Image") -> None:
     """8-bit sRGB out: through the embedded ICC profile where there is one, else by formula."""
-    if image.colorspace in ("srgb", "rgb", "gray") and "icc" not in image.profiles:
+    # Wand's profiles mapping answers None for a missing key, so `in` would always be true.
+    embedded = image.profiles["icc"] is not None
+    if image.colorspace in ("srgb", "rgb", "gray") and not embedded:
         return
     srgb = _srgb_profile()
-    if "icc" in image.profiles and srgb:
-        image.profiles["icc"] = srgb
+    if embedded and srgb:
+        if not library.MagickProfileImage(image.wand, b"icc", srgb, len(srgb)):
+            image.raise_exception()
     elif image.colorspace not in ("srgb", "gray"):
         image.transform_colorspace("srgb")
 

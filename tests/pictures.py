@@ -51,6 +51,10 @@ def animated_gif(width: int, height: int, colours=("red", "lime", "blue"), loop:
         return animation.make_blob("gif")
 
 
+ORIENTATIONS = {1: "top_left", 2: "top_right", 3: "bottom_right", 4: "bottom_left", 5: "left_top",
+                6: "right_top", 7: "right_bottom", 8: "left_bottom"}
+
+
 def exif_orientation(value: int) -> bytes:
     """A minimal EXIF block (big-endian TIFF) holding only the Orientation tag."""
     entry = struct.pack(">HHIHH", 0x0112, 3, 1, value, 0)
@@ -63,6 +67,8 @@ def oriented_jpeg(width: int, height: int, orientation: int, left="red", right="
     with Image(blob=halves(width, height, left, right, "png")) as image:
         image.format = "jpeg"
         image.profiles["exif"] = exif_orientation(orientation)
+        # ImageMagick writes its own orientation into the EXIF block it saves.
+        image.orientation = ORIENTATIONS[orientation]
         return image.make_blob("jpeg")
 
 

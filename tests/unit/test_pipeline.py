@@ -1,0 +1,193 @@
+"""The pipeline, decoded from outside: sizes, crops, orientation, colour, alpha, frames, metadata."""
+import subprocess
+
+import pytest
+from wand.color import Color
+from wand.image import Image
+
+from imageserver import pipeline
+from imageserver.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from imageserver.names import parse_output
+from imageserver.settings import Settings
+from tests import pictures
+from tests.pictures import decode, near
+
+SETTINGS = Settings()
+RED, BLUE, WHITE = (255, 0, 0, 255), (0, 0, 255, 255), (255, 255, 255, 255)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker():
+    pipeline.init_worker()
+
+
+def render(data: bytes, name: str, quality: int = 75):
+    return decode(pipeline.render(data, parse_output(name, SETTINGS), quality))
+
+
+def test_sniff():
+    assert pipeline.sniff(pictures.photo(8, 8, "jpeg")[:64]) == "jpeg"
+    assert pipeline.sniff(pictures.solid(8, 8, "red", "png")[:64]) == "png"
+    assert pipeline.sniff(pictures.animated_gif(8, 8)[:64]) == "gif"
+    assert pipeline.sniff(pictures.solid(8, 8, "red", "webp")[:64]) == "webp"
+    assert pipeline.sniff(b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic") == "heic"
+    assert pipeline.sniff(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00mif1miaf") == "avif"
+    for other in (b"", b"<svg>", b"push graphic-context", b"%!PS-Adobe", b"BM\x00\x00", b"II*\x00"):
+        assert pipeline.sniff(other) is None
+
+
+def test_describe():
+    info = pipeline.describe(pictures.photo(80, 60, "jpeg"))
+    assert (info.coder, info.width, info.height, info.content_type) == ("jpeg", 80, 60, "image/jpeg")
+    gif = pipeline.describe(pictures.animated_gif(30, 20))
+    assert (gif.content_type, gif.width, gif.height, gif.frames) == ("image/gif", 30, 20, 3)
+
+
+def test_describe_gives_the_displayed_size_of_a_turned_jpeg():
+    info = pipeline.describe(pictures.oriented_jpeg(40, 20, 6))
+    assert (info.width, info.height) == (20, 40)
+
+
+@pytest.mark.parametrize("data, error", [
+    (b"", UnsupportedMediaType),
+    (b"hello, this is text", UnsupportedMediaType),
+    (b'<svg xmlns="http://www.w3.org/2000/svg"/>', UnsupportedMediaType),
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 40, Unprocessable),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, Unprocessable),
+])
+def test_describe_refuses(data, error):
+    with pytest.raises(error):
+        pipeline.describe(data)
+
+
+def test_describe_refuses_cut_short_files():
+    for fmt in ("jpeg", "png"):
+        data = pictures.photo(200, 150, fmt)
+        with pytest.raises(Unprocessable):
+            pipeline.describe(data[: len(data) * 2 // 3])
+
+
+def test_describe_refuses_too_many_pixels_from_the_header():
+    with pytest.raises(PayloadTooLarge):
+        pipeline.describe(pictures.solid(300, 200, "red"), pipeline.Limits(maximum_pixels=50_000))
+
+
+@pytest.mark.parametrize("name, size", [
+    ("w200.jpg", (200, 150)), ("x200.jpg", (200, 200)), ("300x200.jpg", (300, 200)),
+    ("100x300.png", (100, 300)), ("full_size.webp", (800, 600)), ("w1000.jpg", (1000, 750)),
+    ("x50.gif", (50, 50)),
+])
+def test_sizes(name, size):
+    image = render(pictures.photo(800, 600), name)
+    assert (image.width, image.height) == size
+    assert image.format == {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}[name.split(".")[-1]]
+
+
+def test_square_crop_is_centred():
+    # 400x100: red | blue. The centred 100x100 square straddles the middle: red left, blue right.
+    image = render(pictures.halves(400, 100, "red", "blue"), "x100.png")
+    assert near(image.pixel(10, 50), RED) and near(image.pixel(90, 50), BLUE)
+    # 300x100 of a tall 100x400 image keeps its middle: scale 3, the crop is 100x33 around y=200.
+    tall = pictures.halves(100, 400, "red", "blue")
+    image = render(tall, "300x100.png")
+    assert (image.width, image.height) == (300, 100)
+    assert near(image.pixel(20, 50), RED) and near(image.pixel(280, 50), BLUE)
+
+
+@pytest.mark.parametrize("orientation, top_left, bottom_right", [
+    (1, RED, BLUE), (3, BLUE, RED), (6, RED, BLUE), (8, BLUE, RED),
+])
+def test_exif_orientation_is_applied(orientation, top_left, bottom_right):
+    # Stored 40x20, left red and right blue. Orientation 6 turns it 90 degrees clockwise.
+    image = render(pictures.oriented_jpeg(40, 20, orientation), "full_size.png")
+    expected = (40, 20) if orientation in (1, 3) else (20, 40)
+    assert (image.width, image.height) == expected
+    assert near(image.pixel(2, 2), top_left)
+    assert near(image.pixel(image.width - 3, image.height - 3), bottom_right)
+
+
+def test_metadata_is_stripped():
+    image = render(pictures.oriented_jpeg(40, 20, 6), "w20.jpg")
+    assert not image.profiles & {"exif", "icc", "xmp", "iptc", "8bim"}
+    with Image(blob=pipeline.render(pictures.oriented_jpeg(40, 20, 6),
+                                    parse_output("w20.jpg", SETTINGS), 75)) as raw:
+        assert raw.orientation in ("undefined", "top_left")
+
+
+def test_cmyk_becomes_srgb():
+    image = render(pictures.cmyk_jpeg(60, 60, "red"), "x40.jpg")
+    assert image.colorspace == "srgb"
+    assert near(image.pixel(20, 20), RED)
+
+
+def test_embedded_icc_profile_is_used(tmp_path):
+    # Mid green tagged as Adobe RGB is a more saturated green than the same numbers in sRGB.
+    adobe = "/usr/share/color/icc/compatibleWithAdobeRGB1998.icc"
+    with Image(width=20, height=20, background=Color("rgb(60,160,60)")) as image:
+        with open(adobe, "rb") as f:
+            image.profiles["icc"] = f.read()
+        data = image.make_blob("png")
+    source = tmp_path / "adobe.png"
+    source.write_bytes(data)
+    expected = subprocess.run(
+        ["/usr/bin/convert", str(source), "-profile", "/usr/share/color/icc/sRGB.icc", "-format",
+         "%[fx:round(255*p{5,5}.r)],%[fx:round(255*p{5,5}.g)],%[fx:round(255*p{5,5}.b)]", "info:"],
+        capture_output=True, text=True, check=True).stdout
+    out = render(data, "x10.png")
+    assert "icc" not in out.profiles
+    assert near(out.pixel(5, 5), tuple(int(v) for v in expected.split(",")) + (255,), 3)
+    assert not near(out.pixel(5, 5), (60, 160, 60, 255), 10)
+
+
+def test_alpha_is_flattened_on_white_for_jpeg_and_kept_for_png_and_webp():
+    source = pictures.transparent_png(80, 80)
+    jpeg = render(source, "x40.jpg")
+    assert near(jpeg.pixel(2, 2), WHITE) and near(jpeg.pixel(20, 20), RED)
+    for name in ("x40.png", "x40.webp"):
+        image = render(source, name)
+        assert image.alpha and image.pixel(2, 2)[3] < 10 and near(image.pixel(20, 20), RED), name
+
+
+def test_animated_gif_stays_animated_as_gif():
+    source = pictures.animated_gif(60, 40, loop=0)
+    image = render(source, "x20.gif")
+    assert (image.frames, image.width, image.height, image.loop) == (3, 20, 20, 0)
+    with Image(blob=pipeline.render(source, parse_output("x20.gif", SETTINGS), 75)) as frames:
+        frames.coalesce()
+        colours = []
+        for index in range(len(frames.sequence)):
+            with frames.sequence[index].clone() as frame:
+                colours.append(decode(frame.make_blob("png")).pixel(10, 10))
+    assert [near(c, e) for c, e in zip(colours, [RED, (0, 255, 0, 255), BLUE])] == [True] * 3
+
+
+def test_animated_gif_to_other_formats_is_the_first_frame():
+    for name in ("x20.jpg", "x20.png", "x20.webp"):
+        image = render(pictures.animated_gif(60, 40), name)
+        assert image.frames == 1 and near(image.pixel(10, 10), RED), name
+
+
+def test_sixteen_bit_png_becomes_eight_bit():
+    with Image(width=30, height=30, background=Color("blue")) as image:
+        image.depth = 16
+        data = image.make_blob("png48")
+    assert decode(data).depth == 16
+    assert render(data, "w20.png").depth == 8
+
+
+def test_quality_changes_the_size():
+    source = pictures.photo(400, 300)
+    small = pipeline.render(source, parse_output("w300-q10.jpg", SETTINGS), 10)
+    large = pipeline.render(source, parse_output("w300-q95.jpg", SETTINGS), 95)
+    assert len(small) * 2 < len(large)
+
+
+def test_downscale_does_not_alias():
+    # One-pixel black and white stripes: a good downscale is an even grey, a bad one has bands.
+    with Image(width=3000, height=2000, pseudo="pattern:vertical") as image:
+        image.format = "jpeg"
+        image.compression_quality = 95
+        data = image.make_blob("jpeg")
+    with Image(blob=pipeline.render(data, parse_output("w200.png", SETTINGS), 75)) as out:
+        out.transform_colorspace("gray")
+        assert out.standard_deviation / out.quantum_range < 0.05
