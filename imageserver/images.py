@@ -14,7 +14,7 @@ from typing import Iterable
 
 from . import fetch, files, pipeline
 from .errors import ImageServerError, NotFound
-from .names import OutputSpec
+from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
 
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
@@ -44,6 +44,8 @@ class Images:
         self.base = settings.base_path
         self.limits = pipeline.Limits()
         self.posting = PostingCounts()
+        # --outputs: made for every new image, besides those a request asks for.
+        self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
 
     # -- creating -----------------------------------------------------------------------------
 
@@ -70,7 +72,7 @@ class Images:
                     info = self._create(namespace, data, ())
                     files.write_atomically(record, json.loads(info)["hash"].encode())
                     key = ImageKey(namespace, json.loads(info)["hash"])
-            self.make_outputs(key, outputs)
+            self.make_outputs(key, self._outputs_of_new_image(outputs))
             return self.info(key)
 
     def _recent_download(self, namespace: str, record: str):
@@ -95,7 +97,7 @@ class Images:
         self.store.make_folder(key.remote_file(self.settings.remote_base_path, "").rstrip("/"))
         self.store.put(original, self._remote(key, ORIGINAL), source.content_type)
         self.store.put(info_path, self._remote(key, INFO), "application/json")
-        self.make_outputs(key, outputs)
+        self.make_outputs(key, self._outputs_of_new_image(outputs))
         return info
 
     # -- reading ------------------------------------------------------------------------------
@@ -133,6 +135,9 @@ class Images:
         """Make those outputs that do not exist yet."""
         for spec in specs:
             self.output(key, spec)
+
+    def _outputs_of_new_image(self, requested: Iterable[OutputSpec]) -> list[OutputSpec]:
+        return list(dict.fromkeys([*self.default_outputs, *requested]))
 
     # -- helpers ------------------------------------------------------------------------------
 
