@@ -22,7 +22,7 @@ serve: install
 
 # The original's name: serves on local disk, with the outputs of every upload from IMG_OUTPUTS.
 dev-server: install
-	$(IMAGES) --local_base_path public server
+	$(IMAGES) server
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -6,6 +6,7 @@ its OpenMP threads do not survive a fork.
 """
 import signal
 
+from imageserver import counters  # noqa: F401  (made here, in the master, to be shared by workers)
 from imageserver.settings import Settings
 
 _settings = Settings.from_env()

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from . import fetch, files, pipeline
+from . import counters, fetch, files, pipeline
 from .errors import ImageServerError, NotFound
 from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
@@ -20,14 +20,6 @@ from .paths import INFO, ORIGINAL, ImageKey, check_namespace
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
 SOURCE_REUSE_SECONDS = 60
 STATE_FOLDER = ".imageserver"
-
-
-@dataclass
-class PostingCounts:
-    """Uploads seen by this worker, for /status_check."""
-    current: int = 0
-    total_count: int = 0
-    failed_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,7 +35,7 @@ class Images:
         self.metrics = metrics
         self.base = settings.base_path
         self.limits = pipeline.Limits()
-        self.posting = PostingCounts()
+        self.posting = counters.POSTING
         # --outputs: made for every new image, besides those a request asks for.
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
 
@@ -168,18 +160,18 @@ class Images:
 class _Counting:
     """Counts an upload in progress, and its failure."""
 
-    def __init__(self, counts: PostingCounts, metrics):
+    def __init__(self, counts: counters.PostingCounts, metrics):
         self.counts, self.metrics = counts, metrics
 
     def __enter__(self):
-        self.counts.current += 1
-        self.counts.total_count += 1
+        self.counts.add("current")
+        self.counts.add("total_count")
         self.metrics.incr("new_image.request")
 
     def __exit__(self, kind, error, trace):
-        self.counts.current -= 1
+        self.counts.add("current", -1)
         if error is not None:
-            self.counts.failed_count += 1
+            self.counts.add("failed_count")
             self.metrics.incr("new_image.request_failed")
 
 

@@ -1,8 +1,6 @@
 """GET /status_check: is this server able to work, and how many uploads has it seen."""
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from flask import Blueprint
 
 from .. import pipeline
@@ -16,5 +14,5 @@ blueprint = Blueprint("status", __name__)
 def status_check():
     problems = pipeline.problems()
     body = {"version": __version__, "message": "; ".join(problems) or "OK",
-            "posting": asdict(service().posting)}
+            "posting": service().posting.as_dict()}
     return json_response(body, 501 if problems else 200)

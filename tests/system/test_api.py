@@ -235,3 +235,12 @@ def test_one_source_is_downloaded_once_however_many_ask(shared_server, source_se
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
     assert source_server.hits["/slow.jpg"] == 1
+
+
+def test_status_check_counts_uploads_across_workers(start_server):
+    server = start_server()
+    for _ in range(6):
+        assert server.post("/p", data=pictures.photo(30, 30)).status_code == 200
+    assert server.post("/p", data=b"nope").status_code == 415
+    counts = {tuple(server.get("/status_check").json()["posting"].values()) for _ in range(6)}
+    assert counts == {(0, 7, 1)}
