@@ -191,3 +191,14 @@ def test_downscale_does_not_alias():
     with Image(blob=pipeline.render(data, parse_output("w200.png", SETTINGS), 75)) as out:
         out.transform_colorspace("gray")
         assert out.standard_deviation / out.quantum_range < 0.05
+
+
+@pytest.mark.parametrize("fmt", ["heic", "avif"])
+def test_heic_and_avif_are_read_where_imagemagick_reads_them(fmt):
+    if fmt not in pipeline.format_support() or not pipeline.format_support()[fmt]:
+        pytest.skip(f"this ImageMagick does not read {fmt}")
+    with Image(width=64, height=48, pseudo="plasma:") as image:
+        data = image.make_blob(fmt)
+    info = pipeline.describe(data)
+    assert (info.coder, info.width, info.height) == (fmt, 64, 48)
+    assert render(data, "x32.jpg").width == 32
