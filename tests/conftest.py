@@ -72,27 +72,36 @@ class RunningServer:
         return self.process.returncode
 
 
+def launch(folder, *flags: str, env: dict | None = None, base_path: str | None = None,
+           allow_private_sources: bool = True) -> RunningServer:
+    """Start `images server` with 2 workers on a free port, storing under `folder`, and wait for it."""
+    port = free_port()
+    base = base_path or str(folder / "public")
+    log_path = str(folder / "server.log")
+    args = [IMAGES, "--listen", "127.0.0.1", "--port", str(port), "--local_base_path", base,
+            "--workers", "2", *flags, "server"]
+    if allow_private_sources:
+        args.insert(-1, "--allow_private_sources")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})
+    server = RunningServer(f"http://127.0.0.1:{port}", base, process, log_path, args)
+    try:
+        wait_until_up(server.url + "/status_check", process)
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
+
+
 @pytest.fixture
 def start_server(tmp_path_factory):
     """A factory: start_server("--outputs", "x300.jpg") starts `images server` with those flags."""
     started = []
 
-    def start(*flags: str, env: dict | None = None, base_path: str | None = None,
-              allow_private_sources: bool = True) -> RunningServer:
-        port = free_port()
-        folder = tmp_path_factory.mktemp("server")
-        base = base_path or str(folder / "public")
-        log_path = str(folder / "server.log")
-        args = [IMAGES, "--listen", "127.0.0.1", "--port", str(port), "--local_base_path", base,
-                "--workers", "2", *flags, "server"]
-        if allow_private_sources:
-            args.insert(-1, "--allow_private_sources")
-        full_env = {**os.environ, **(env or {})}
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-        server = RunningServer(f"http://127.0.0.1:{port}", base, process, log_path, args)
+    def start(*flags: str, **options) -> RunningServer:
+        server = launch(tmp_path_factory.mktemp("server"), *flags, **options)
         started.append(server)
-        wait_until_up(server.url + "/status_check", process)
         return server
 
     yield start
@@ -103,16 +112,8 @@ def start_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_server(tmp_path_factory):
     """One server for the many tests that only need the default settings."""
-    port = free_port()
     folder = tmp_path_factory.mktemp("shared")
-    base = str(folder / "public")
-    log_path = str(folder / "server.log")
-    args = [IMAGES, "--port", str(port), "--local_base_path", base, "--workers", "2",
-            "--allow_private_sources", "server"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    server = RunningServer(f"http://127.0.0.1:{port}", base, process, log_path, args)
-    wait_until_up(server.url + "/status_check", process)
+    server = launch(folder)
     yield server
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
