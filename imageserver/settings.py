@@ -122,7 +122,7 @@ def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] | None = 
         help_text = f"{f.metadata['help']} (env {env_names(f)[0]})"
         if field_type(f) is bool:
             parser.add_argument(f"--{f.name}", action="store_const", const="true", default=None,
-                                help=help_text)
+                                help=f"{help_text} (default: off)")
         else:
             shown = ",".join(f.default) if isinstance(f.default, tuple) else f.default
             parser.add_argument(f"--{f.name}", metavar=f.name.upper(), default=None,

@@ -55,7 +55,8 @@ def test_help_lists_every_flag_with_its_default():
     for flag, default in [("--listen", "127.0.0.1"), ("--port", "7000"), ("--local_base_path", "public"),
                           ("--extensions", "jpg,png,gif,webp"), ("--maximum_width", "1000"),
                           ("--maximum_height", "1000"), ("--default_quality", "75"),
-                          ("--http_timeout", "5.0"), ("--outputs", ""), ("--namespace", "p")]:
+                          ("--http_timeout", "5.0"), ("--outputs", ""), ("--namespace", "p"),
+                          ("--allow_private_sources", "off")]:
         assert flag in text
         assert f"(default: {default})" in text.split(flag, 2)[-1][:400], flag
 
