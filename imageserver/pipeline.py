@@ -8,6 +8,7 @@ its own format guessing never runs on client data.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import warnings
@@ -330,14 +331,14 @@ def _to_srgb(image: "Image") -> None:
         image.transform_colorspace("srgb")
 
 
-_SRGB: list = []
-
-
+@functools.lru_cache(maxsize=1)
 def _srgb_profile() -> Optional[bytes]:
-    if not _SRGB:
-        found = next((path for path in SRGB_PROFILE_PATHS if os.path.exists(path)), None)
-        _SRGB.append(open(found, "rb").read() if found else None)
-    return _SRGB[0]
+    """The sRGB ICC profile (Debian's icc-profiles-free), or None where there is none."""
+    for path in SRGB_PROFILE_PATHS:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                return f.read()
+    return None
 
 
 def format_support() -> dict:
