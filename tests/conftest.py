@@ -74,7 +74,10 @@ class RunningServer:
 
 @pytest.fixture
 def start_server(tmp_path_factory):
-    """A factory: start_server("--outputs", "x300.jpg") starts `images server` with those flags."""
+    """A factory: start_server("--outputs", "x300.jpg") starts `images server` with those flags.
+
+    The status port is off unless the flags set one: servers started at once would all want 7002.
+    """
     started = []
 
     def start(*flags: str, env: dict | None = None, base_path: str | None = None) -> RunningServer:
@@ -83,7 +86,7 @@ def start_server(tmp_path_factory):
         base = base_path or str(folder / "public")
         log_path = str(folder / "server.log")
         args = [IMAGES, "--listen", "127.0.0.1", "--port", str(port), "--local_base_path", base,
-                "--workers", "2", "--allow_private_sources", *flags, "server"]
+                "--workers", "2", "--allow_private_sources", "--status_port", "0", *flags, "server"]
         full_env = {**os.environ, **(env or {})}
         with open(log_path, "wb") as log:
             process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
@@ -105,7 +108,7 @@ def shared_server(tmp_path_factory):
     base = str(folder / "public")
     log_path = str(folder / "server.log")
     args = [IMAGES, "--port", str(port), "--local_base_path", base, "--workers", "2",
-            "--allow_private_sources", "server"]
+            "--allow_private_sources", "--status_port", "0", "server"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     server = RunningServer(f"http://127.0.0.1:{port}", base, process, log_path, args)
@@ -151,6 +154,47 @@ def source_server():
     yield httpd
     httpd.shutdown()
     httpd.server_close()
+
+
+class StatsdListener:
+    """A real UDP socket standing in for statsd: collects the metrics the server sends."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+
+    def wait_for(self, *lines: str, seconds: float = 20) -> list[str]:
+        """Collect datagrams until every one of `lines` (a name, or "name:value|type") has come."""
+        deadline = time.monotonic() + seconds
+        while not all(self.has(line) for line in lines):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"statsd never got {[l for l in lines if not self.has(l)]}; "
+                                     f"got {self.lines}")
+            self.sock.settimeout(remaining)
+            try:
+                self.lines.extend(self.sock.recv(65536).decode().splitlines())
+            except socket.timeout:
+                pass
+        return self.lines
+
+    def has(self, line: str) -> bool:
+        return any(got == line or got.split(":")[0] == line for got in self.lines)
+
+    def count(self, line: str) -> int:
+        return sum(got == line or got.split(":")[0] == line for got in self.lines)
+
+    def clear(self) -> None:
+        self.lines.clear()
+
+
+@pytest.fixture
+def statsd_listener():
+    listener = StatsdListener()
+    yield listener
+    listener.sock.close()
 
 
 @pytest.fixture(scope="session")
