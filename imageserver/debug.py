@@ -1,6 +1,7 @@
 """--profile: CPU profiles of a worker's requests, taken on demand, and the top of its Python heap.
 
 Off by default: tracing every allocation (tracemalloc) costs memory and time in every request.
+Tracing starts once the app is loaded, so the heap top shows what serving requests holds on to.
 ImageMagick's own pixel memory is not Python's, so the heap top shows what Python holds; the
 process's resident size is given beside it.
 """

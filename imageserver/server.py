@@ -68,12 +68,10 @@ class Server(BaseApplication):
     def load(self):
         """The app, in a worker after the fork; with the profiler and its listener under --profile."""
         from . import create_app
-        profiler = None
+        app = create_app(self.settings, stopping=self.stopping)
         if self.debug_socket is not None:
             from .debug import Profiler
             profiler = Profiler()
-        app = create_app(self.settings, stopping=self.stopping)
-        if profiler is not None:
             app.wsgi_app = profiler.wrap(app.wsgi_app)
             listeners.serve_in_thread(self.debug_socket, listeners.debug_routes(profiler),
                                       "debug-listener")

@@ -34,7 +34,7 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {seconds} s")
 
