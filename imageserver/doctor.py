@@ -7,6 +7,7 @@ A bad flag stops it before all this, as it would stop the server (exit code 2).
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from . import files, metrics, pipeline
@@ -121,6 +122,12 @@ def _check_ports(settings, report: Report) -> None:
     report.line("listens", f"{settings.listen}:{settings.port}, {settings.worker_count} workers"
                 + (f", status on port {settings.status_port}" if settings.status_port else "")
                 + (f", profiler on 127.0.0.1:{settings.profile_port}" if settings.profile else ""))
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in settings.listen else socket.AF_INET) as sock:
+            sock.bind((settings.listen, 0))
+    except OSError as error:
+        report.problem("listen", f"--listen {settings.listen} is not an address of this host "
+                                 f"({error.strerror or error})")
     cores = os.cpu_count() or 1
     if settings.worker_count > 2 * cores:
         report.line("note", f"{settings.worker_count} workers on {cores} cores: each request is CPU "

@@ -7,6 +7,8 @@ and are refused.
 """
 from __future__ import annotations
 
+import json
+
 from .errors import SettingsError
 from .paths import INFO
 from .version import __version__
@@ -31,6 +33,7 @@ def server_block(settings) -> str:
     extensions = "|".join(ext for ext in TYPES if ext in settings.extensions)
     types = " ".join(f"{TYPES[ext]} {ext};" for ext in TYPES if ext in settings.extensions)
     info = INFO.replace(".", r"\.")
+    too_large = json_error(f"the body is over the limit of {settings.maximum_upload_bytes} bytes")
     access_log = (f'access_log "{settings.nginx_access_log}" imageserver;'
                   if settings.nginx_access_log else "access_log off;")
     return f"""\
@@ -64,6 +67,7 @@ server {{
     proxy_read_timeout {READ_TIMEOUT_SECONDS}s;
 
     # The app's errors pass through as they are; nginx's own are JSON like them.
+    error_page 405 @not_allowed;
     error_page 413 @too_large;
     error_page 502 @app_unreachable;
     error_page 504 @app_timeout;
@@ -71,7 +75,7 @@ server {{
     # Temporary and lock files, and the app's .imageserver folder: never served.
     location ~ /\\. {{
         default_type application/json;
-        return 404 '{{"error": "not found"}}\\n';
+        return 404 '{json_error("not found")}';
     }}
 
     # An output made before: sent from disk with the app's headers.
@@ -96,22 +100,32 @@ server {{
         proxy_pass http://{app_address(settings)};
     }}
 
+    location @not_allowed {{
+        default_type application/json;
+        return 405 '{json_error("The method is not allowed for the requested URL.")}';
+    }}
+
     location @too_large {{
         default_type application/json;
-        return 413 '{{"error": "the body is over the limit of {settings.maximum_upload_bytes} bytes"}}\\n';
+        return 413 '{too_large}';
     }}
 
     location @app_unreachable {{
         default_type application/json;
-        return 502 '{{"error": "the image server cannot be reached"}}\\n';
+        return 502 '{json_error("the image server cannot be reached")}';
     }}
 
     location @app_timeout {{
         default_type application/json;
-        return 504 '{{"error": "the image server took too long"}}\\n';
+        return 504 '{json_error("the image server took too long")}';
     }}
 }}
 """
+
+
+def json_error(message: str) -> str:
+    """An error body laid out as the app's (web.error_response), escaped for an nginx string."""
+    return json.dumps({"error": message}, indent=2).replace("\n", "\\n") + "\\n"
 
 
 def app_address(settings) -> str:

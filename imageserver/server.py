@@ -29,10 +29,9 @@ class GracefulArbiter(Arbiter):
         super().__init__(app)
 
     def handle_term(self):
-        if self.drain_ends is not None or not self.drain_seconds:
-            self.stopping.set()
-            raise StopIteration
         self.stopping.set()
+        if self.drain_ends is not None or not self.drain_seconds:
+            raise StopIteration
         self.drain_ends = time.monotonic() + self.drain_seconds
         self.log.info("Draining: /status_check answers 501 for %g s, then the server stops",
                       self.drain_seconds)

@@ -33,12 +33,14 @@ def test_each_problem_is_said_and_fails_the_exit_code(tmp_path):
         nobody = closed.getsockname()[1]
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    result = doctor("--local_base_path", str(not_a_folder), "--statsd_port", str(nobody))
+    result = doctor("--local_base_path", str(not_a_folder), "--statsd_port", str(nobody),
+                    "--listen", "192.0.2.1")
     assert result.returncode == 1
     found = lines(result)
+    assert found["listen"].startswith("PROBLEM: --listen 192.0.2.1 is not an address of this host")
     assert found["disk"].startswith("PROBLEM") and "not writable" in found["disk"]
     assert found["statsd"].startswith("PROBLEM: nothing listens")
-    assert found["result"] == "2 problems"
+    assert found["result"] == "3 problems"
 
 
 def test_statsd_off_and_a_bad_flag(tmp_path):

@@ -171,6 +171,16 @@ def test_nginx_refuses_what_the_app_would_and_never_serves_dot_files(app_and_ngi
         assert b"half" not in got.content
     assert nginx.get("/.imageserver/sources").status_code == 404
 
+    made = f"/{folder}/x20.jpg"
+    assert nginx.get(made).headers["X-Image-Cache"] == "made"
+    direct, proxied = app.post(made), nginx.post(made)
+    assert (proxied.status_code, proxied.json()) == (direct.status_code, direct.json())
+    assert proxied.status_code == 405
+
+    app.stop()
+    gone = nginx.get(f"/{folder}/x21.jpg")
+    assert gone.status_code == 502 and "error" in gone.json()
+
 
 def test_the_block_passes_nginx_own_check(tmp_path):
     block = subprocess.run([IMAGES, "--listen", "0.0.0.0", "--port", "7123", "--extensions", "jpg,webp",
