@@ -22,7 +22,7 @@ class Report:
         self.problems = 0
 
     def line(self, topic: str, text: str) -> None:
-        print(f"{topic + ':':10} {text}", file=self.out)
+        print(f"{topic + ':':13} {text}", file=self.out)
 
     def problem(self, topic: str, text: str) -> None:
         self.problems += 1
@@ -66,8 +66,8 @@ def _check_imagemagick(settings, report: Report) -> None:
         report.problem("limits", f"ImageMagick's policy allows {side} pixels a side, less than the "
                                  "--maximum_width/--maximum_height of outputs")
     elif side < ours.maximum_side:
-        report.line("note", f"ImageMagick's policy (policy.xml) refuses sources over {side} pixels a "
-                            "side: such uploads get 413")
+        report.line("note", f"ImageMagick's policy (policy.xml) refuses sources over {side} pixels "
+                            f"a side, less than the {ours.maximum_side} accepted otherwise")
 
 
 def _amount(name: str, value: int) -> str:
