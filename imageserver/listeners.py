@@ -58,10 +58,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes GET requests to `self.server.routes[path](query) -> (status, content_type, body)`."""
+    """Routes GET (and HEAD) requests to `self.server.routes[path](query) -> (status, content_type, body)`."""
     server_version = "imageserver"
 
-    def do_GET(self):
+    def do_HEAD(self):
+        self.do_GET(send_body=False)
+
+    def do_GET(self, send_body: bool = True):
         parts = urlsplit(self.path)
         route = self.server.routes.get(parts.path)
         try:
@@ -76,7 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        if send_body:
+            self.wfile.write(body)
 
     def log_message(self, *args):
         pass   # load balancers ask every few seconds; those lines would drown the access log

@@ -157,3 +157,5 @@ def test_the_status_port_answers_json_for_other_paths(start_server):
     assert got.status_code == 404 and "error" in got.json()
     body = status(status_port).json()
     assert body["workers"] == 2 and set(body) == {"version", "message", "workers"}
+    head = requests.head(f"http://127.0.0.1:{status_port}/status_check", timeout=10)
+    assert head.status_code == 200 and head.content == b""
