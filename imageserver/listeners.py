@@ -58,7 +58,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes GET (and HEAD) requests to `self.server.routes[path](query) -> (status, content_type, body)`."""
+    """Answers GET and HEAD from `self.server.routes[path](query) -> (status, content_type, body)`."""
     server_version = "imageserver"
 
     def do_HEAD(self):
