@@ -6,10 +6,14 @@ from flask import Flask
 from .version import __version__
 
 
-def create_app(settings=None) -> Flask:
-    """The WSGI app. Build it in each worker, after the fork: it loads ImageMagick."""
+def create_app(settings=None, stopping=None) -> Flask:
+    """The WSGI app. Build it in each worker, after the fork: it loads ImageMagick.
+
+    `stopping` is the master's flag, set once a graceful stop has begun (see `listeners.StopFlag`).
+    """
     from . import pipeline, web
     from .images import Images
+    from .listeners import StopFlag
     from .metrics import build_metrics
     from .settings import Settings
     from .storage import build_store
@@ -19,6 +23,7 @@ def create_app(settings=None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.maximum_upload_bytes
     app.extensions["images"] = Images(settings, build_store(settings), build_metrics(settings))
+    app.extensions["stopping"] = stopping or StopFlag()
     web.register(app)
     return app
 

@@ -1,4 +1,4 @@
-"""The `images` command: `images [flags] server | process [FILE|-] | version`."""
+"""The `images` command: `images [flags] server | process [FILE|-] | version | doctor | nginx_config`."""
 from __future__ import annotations
 
 import sys
@@ -20,7 +20,22 @@ def main(argv=None) -> int:
         return 0
     if command == "server":
         from .server import Server
-        Server(settings).run()
+        try:
+            Server(settings).run()
+        except SettingsError as error:
+            print(f"images: {error.message}", file=sys.stderr)
+            return 2
+        return 0
+    if command == "doctor":
+        from .doctor import run_doctor
+        return run_doctor(settings)
+    if command == "nginx_config":
+        from .nginx import server_block
+        try:
+            print(server_block(settings), end="")
+        except SettingsError as error:
+            print(f"images: {error.message}", file=sys.stderr)
+            return 2
         return 0
     from .process import run_process
     try:

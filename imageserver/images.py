@@ -16,6 +16,7 @@ from . import counters, fetch, files, pipeline
 from .errors import ImageServerError, NotFound
 from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
+from .storage.timed import TimedStore
 
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
 SOURCE_REUSE_SECONDS = 60
@@ -31,7 +32,7 @@ class Output:
 class Images:
     def __init__(self, settings, store, metrics):
         self.settings = settings
-        self.store = store
+        self.store = TimedStore(store, metrics) if store.is_remote else store
         self.metrics = metrics
         self.base = settings.base_path
         self.limits = pipeline.Limits()
@@ -57,15 +58,24 @@ class Images:
             with files.exclusive(record, self.settings.lock_timeout):
                 key = self._recent_download(namespace, record)
                 if key is None:
-                    data = fetch.download(url, self.settings.http_timeout,
-                                          self.settings.maximum_source_bytes,
-                                          self.settings.allow_private_sources)
-                    self.metrics.incr("original_downloaded")
+                    data = self._download(url)
                     info = self._create(namespace, data, ())
                     files.write_atomically(record, json.loads(info)["hash"].encode())
                     key = ImageKey(namespace, json.loads(info)["hash"])
             self.make_outputs(key, self._outputs_of_new_image(outputs))
             return self.info(key)
+
+    def _download(self, url: str) -> bytes:
+        try:
+            with self.metrics.timer("download.time.source"):
+                data = fetch.download(url, self.settings.http_timeout,
+                                      self.settings.maximum_source_bytes,
+                                      self.settings.allow_private_sources)
+        except NotFound:
+            self.metrics.incr("original_unavailable")
+            raise
+        self.metrics.incr("original_downloaded")
+        return data
 
     def _recent_download(self, namespace: str, record: str):
         try:
@@ -142,6 +152,8 @@ class Images:
         if os.path.exists(path):
             return path
         if not self.store.is_remote:
+            if name == ORIGINAL:
+                self.metrics.incr("original_unavailable")
             raise NotFound(f"no image {key.hash} in namespace {key.namespace}")
         with files.exclusive(path, self.settings.lock_timeout):
             if not os.path.exists(path):

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import NotConfigured, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from .errors import (ImageServerError, NotConfigured, PayloadTooLarge, Unprocessable,
+                     UnsupportedMediaType)
 from .names import OutputSpec
 
 try:
@@ -346,3 +347,32 @@ def format_support() -> dict:
     _check_available()
     return {coder: bool(wand.version.formats(coder.upper())) for coder in CONTENT_TYPES}
 
+
+
+RESOURCE_NAMES = ("memory", "map", "disk", "area", "width", "height", "thread", "time")
+
+
+def check_formats() -> dict:
+    """For doctor: {coder: (reads, writes)}. Each output format is written and read back for real;
+    the others can only be read, when ImageMagick has their coder."""
+    _check_available()
+    result = {coder: (bool(wand.version.formats(coder.upper())), False) for coder in CONTENT_TYPES}
+    for coder in WRITERS.values():
+        try:
+            with Image(width=16, height=16, pseudo="gradient:red-blue") as image:
+                blob = image.make_blob(coder)
+            result[coder] = (describe(blob).coder == coder, True)
+        except (WandException, ImageServerError):
+            pass
+    return result
+
+
+def resource_limits() -> dict:
+    """ImageMagick's limits in force in this process (after init_worker and its policy.xml)."""
+    _check_available()
+    return {name: wand.resource.limits[name] for name in RESOURCE_NAMES}
+
+
+def version() -> str:
+    _check_available()
+    return wand.version.MAGICK_VERSION

@@ -1,22 +1,58 @@
-"""`images server`: gunicorn run in this process through its application API."""
+"""`images server`: gunicorn run in this process through its application API, with the status port,
+the drain on SIGTERM/SIGINT and the --profile listener around it.
+
+The master binds every socket before it forks: the app's port (gunicorn), the status port (served
+by a thread in the master) and the debug port (served by a thread in each worker, which share it).
+"""
 from __future__ import annotations
+
+import os
+import time
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from . import listeners
 from .settings import Settings
 
 
 class GracefulArbiter(Arbiter):
-    """SIGINT stops as gracefully as SIGTERM: in-flight requests finish (up to graceful_timeout)."""
+    """SIGTERM and SIGINT stop gracefully: the status check says "Shutting down" at once, the
+    server keeps serving for --drain_seconds so that a load balancer can take it out, then stops
+    accepting and lets in-flight requests finish (up to graceful_timeout). A second signal during
+    the drain stops at once (still gracefully)."""
+
+    def __init__(self, app: "Server"):
+        self.stopping = app.stopping
+        self.drain_seconds = app.settings.drain_seconds
+        self.drain_ends = None
+        super().__init__(app)
+
+    def handle_term(self):
+        self.stopping.set()
+        if self.drain_ends is not None or not self.drain_seconds:
+            raise StopIteration
+        self.drain_ends = time.monotonic() + self.drain_seconds
+        self.log.info("Draining: /status_check answers 501 for %g s, then the server stops",
+                      self.drain_seconds)
 
     def handle_int(self):
         self.handle_term()
+
+    def wait_for_signals(self, timeout=1.0):
+        if self.drain_ends is not None:
+            timeout = max(0.0, min(timeout, self.drain_ends - time.monotonic()))
+        signals = super().wait_for_signals(timeout)
+        if self.drain_ends is not None and time.monotonic() >= self.drain_ends and not signals:
+            raise StopIteration
+        return signals
 
 
 class Server(BaseApplication):
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.stopping = listeners.StopFlag()
+        self.debug_socket = None
         super().__init__()
 
     def load_config(self):
@@ -26,10 +62,32 @@ class Server(BaseApplication):
                 self.cfg.set(name, value)
         self.cfg.set("bind", [f"{self.settings.listen}:{self.settings.port}"])
         self.cfg.set("workers", self.settings.worker_count)
+        self.cfg.set("accesslog", self.settings.access_log or None)
 
     def load(self):
+        """The app, in a worker after the fork; with the profiler and its listener under --profile."""
         from . import create_app
-        return create_app(self.settings)
+        app = create_app(self.settings, stopping=self.stopping)
+        if self.debug_socket is not None:
+            from .debug import Profiler
+            profiler = Profiler()
+            app.wsgi_app = profiler.wrap(app.wsgi_app)
+            listeners.serve_in_thread(self.debug_socket, listeners.debug_routes(profiler),
+                                      "debug-listener")
+        return app
 
     def run(self):
-        GracefulArbiter(self).run()
+        """Bind the side ports (a busy port stops start-up here), then run gunicorn's master."""
+        settings = self.settings
+        status_socket = None
+        if settings.status_port:
+            status_socket = listeners.bind(settings.listen, settings.status_port, "--status_port")
+        if settings.profile:
+            self.debug_socket = listeners.bind("127.0.0.1", settings.profile_port, "--profile_port")
+        arbiter = GracefulArbiter(self)
+        if status_socket is not None:
+            # Workers have no use for the master's status socket: they close their copy.
+            os.register_at_fork(after_in_child=status_socket.close)
+            listeners.serve_in_thread(status_socket, listeners.status_routes(
+                self.stopping, lambda: len(arbiter.WORKERS)), "status-listener")
+        arbiter.run()

@@ -42,6 +42,19 @@ class Settings:
     maximum_upload_bytes: int = setting(50_000_000, "largest upload body accepted")
     maximum_source_bytes: int = setting(50_000_000, "largest source download accepted")
     lock_timeout: float = setting(60.0, "seconds a request waits for another to finish the same output")
+    # issue 4: running it in production (statsd, status port, profiling, access log, nginx, drain)
+    statsd_host: str = setting("127.0.0.1", "statsd host (empty: send no metrics)")
+    statsd_port: int = setting(8125, "statsd UDP port")
+    statsd_prefix: str = setting("image_server.", "prefix of every metric name")
+    status_port: int = setting(7002, "port of the separate /status_check listener (0: none)")
+    drain_seconds: float = setting(
+        0.0, "on SIGTERM/SIGINT, seconds to keep serving while /status_check reports the shutdown")
+    profile: bool = setting(False, "serve CPU profiles and heap tops on localhost:--profile_port")
+    profile_port: int = setting(6060, "port of the --profile debug listener, on localhost only")
+    access_log: str = setting("-", "file for access log lines ('-': standard output, empty: none)")
+    nginx_listen: str = setting("80", "listen address of the block printed by nginx_config")
+    nginx_access_log: str = setting("/var/log/nginx/imageserver.access.log",
+                                    "access log of the block printed by nginx_config")
 
     def __post_init__(self):
         positive = ("port", "maximum_width", "maximum_height", "http_timeout",
@@ -57,10 +70,26 @@ class Settings:
         if not self.extensions or unknown:
             raise SettingsError(
                 f"--extensions must be some of {','.join(EXTENSIONS)}, not {','.join(self.extensions)}")
+        self._check_operations()
         try:
             parse_output_list(",".join(self.outputs), self)
         except Exception as error:
             raise SettingsError(f"--outputs: {error}") from None
+
+    def _check_operations(self) -> None:
+        for name in ("statsd_port", "status_port", "profile_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise SettingsError(f"--{name} must be a port number, not {getattr(self, name)}")
+        if self.statsd_host and self.statsd_port == 0:
+            raise SettingsError("--statsd_port must be set when --statsd_host is")
+        if self.status_port and self.status_port == self.port:
+            raise SettingsError(f"--status_port must differ from --port ({self.port})")
+        if self.profile and self.profile_port in (0, self.port, self.status_port):
+            raise SettingsError(f"--profile_port must be a free port of its own, not {self.profile_port}")
+        if self.drain_seconds < 0:
+            raise SettingsError(f"--drain_seconds must be 0 or more, not {self.drain_seconds}")
+        if not self.nginx_listen.strip() or any(c in self.nginx_listen for c in ";{}\"'\n"):
+            raise SettingsError(f"--nginx_listen {self.nginx_listen!r} is not an nginx listen address")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -109,7 +138,7 @@ def convert(f: dataclasses.Field, text: str, source: str):
         raise SettingsError(f"{source}: {text!r} is not a valid {kind.__name__}") from None
 
 
-COMMANDS = ("server", "process", "version")
+COMMANDS = ("server", "process", "version", "doctor", "nginx_config")
 
 
 def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] | None = None,

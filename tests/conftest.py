@@ -34,7 +34,7 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {seconds} s")
 
@@ -74,12 +74,15 @@ class RunningServer:
 
 def launch(folder, *flags: str, env: dict | None = None, base_path: str | None = None,
            allow_private_sources: bool = True) -> RunningServer:
-    """Start `images server` with 2 workers on a free port, storing under `folder`, and wait for it."""
+    """Start `images server` with 2 workers on a free port, storing under `folder`, and wait for it.
+
+    The status port is off unless the flags set one: servers started at once would all want 7002.
+    """
     port = free_port()
     base = base_path or str(folder / "public")
     log_path = str(folder / "server.log")
     args = [IMAGES, "--listen", "127.0.0.1", "--port", str(port), "--local_base_path", base,
-            "--workers", "2", *flags, "server"]
+            "--workers", "2", "--status_port", "0", *flags, "server"]
     if allow_private_sources:
         args.insert(-1, "--allow_private_sources")
     with open(log_path, "wb") as log:
@@ -155,6 +158,47 @@ def source_server():
     yield httpd
     httpd.shutdown()
     httpd.server_close()
+
+
+class StatsdListener:
+    """A real UDP socket standing in for statsd: collects the metrics the server sends."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+
+    def wait_for(self, *lines: str, seconds: float = 20) -> list[str]:
+        """Collect datagrams until every one of `lines` (a name, or "name:value|type") has come."""
+        deadline = time.monotonic() + seconds
+        while not all(self.has(line) for line in lines):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"statsd never got {[l for l in lines if not self.has(l)]}; "
+                                     f"got {self.lines}")
+            self.sock.settimeout(remaining)
+            try:
+                self.lines.extend(self.sock.recv(65536).decode().splitlines())
+            except socket.timeout:
+                pass
+        return self.lines
+
+    def has(self, line: str) -> bool:
+        return any(got == line or got.split(":")[0] == line for got in self.lines)
+
+    def count(self, line: str) -> int:
+        return sum(got == line or got.split(":")[0] == line for got in self.lines)
+
+    def clear(self) -> None:
+        self.lines.clear()
+
+
+@pytest.fixture
+def statsd_listener():
+    listener = StatsdListener()
+    yield listener
+    listener.sock.close()
 
 
 @pytest.fixture(scope="session")

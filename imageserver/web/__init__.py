@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ImageServerError
@@ -33,15 +33,24 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ImageServerError)
     def our_error(error: ImageServerError):
+        count_output_failure()
         if error.status >= 500:
             app.logger.warning("%s: %s", type(error).__name__, error.message)
         return error_response(error.status, error.message)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        count_output_failure()
         return error_response(error.code or 500, error.description or error.name)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
+        count_output_failure()
         app.logger.exception("unexpected error")
         return error_response(500, "internal error")
+
+
+def count_output_failure() -> None:
+    """`image_request_fail`: a request for an output (an image of some size) is failing."""
+    if request.endpoint == "images.output":
+        service().metrics.incr("image_request_fail")

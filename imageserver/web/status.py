@@ -1,7 +1,11 @@
-"""GET /status_check: is this server able to work, and how many uploads has it seen."""
+"""GET /status_check: is this server able to work, and how many uploads has it seen.
+
+Once a graceful stop has begun it answers 501 "Shutting down", as the status port does, so that a
+load balancer checking either one takes the server out while it still serves.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 
 from .. import pipeline
 from ..version import __version__
@@ -13,6 +17,8 @@ blueprint = Blueprint("status", __name__)
 @blueprint.get("/status_check")
 def status_check():
     problems = pipeline.problems()
+    if current_app.extensions["stopping"].is_set():
+        problems = ["Shutting down"]
     body = {"version": __version__, "message": "; ".join(problems) or "OK",
             "posting": service().posting.as_dict()}
     return json_response(body, 501 if problems else 200)

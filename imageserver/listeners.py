@@ -1,0 +1,146 @@
+"""The small HTTP listeners beside the app: the status port (in the gunicorn master) and the --profile
+debug port (in each worker). Plain `http.server` in a daemon thread each.
+
+They live outside `web/` on purpose: importing `web` loads ImageMagick, and the master must never
+load it (its threads do not survive a fork). Nothing here imports the pipeline.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from .errors import BadRequest, ImageServerError, NotFound, SettingsError
+from .version import __version__
+
+
+class StopFlag:
+    """One byte of memory shared by the master and the workers it forks: set once a graceful stop
+    has begun, so that every /status_check (the status port's and the app's) answers 501."""
+
+    def __init__(self):
+        self._memory = mmap.mmap(-1, 1)
+
+    def set(self) -> None:
+        self._memory[0] = 1
+
+    def is_set(self) -> bool:
+        return self._memory[0] == 1
+
+
+def bind(host: str, port: int, what: str) -> socket.socket:
+    """A listening TCP socket, or a SettingsError saying which listener could not have its port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise SettingsError(f"{what}: cannot listen on {host}:{port} ({error.strerror})") from None
+    sock.listen(64)
+    return sock
+
+
+class _Server(ThreadingHTTPServer):
+    """An HTTP server on a socket bound beforehand (in the master, before the fork)."""
+    daemon_threads = True
+
+    def __init__(self, sock: socket.socket, handler):
+        super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers GET and HEAD from `self.server.routes[path](query) -> (status, content_type, body)`."""
+    server_version = "imageserver"
+
+    def do_HEAD(self):
+        self.do_GET(send_body=False)
+
+    def do_GET(self, send_body: bool = True):
+        parts = urlsplit(self.path)
+        route = self.server.routes.get(parts.path)
+        try:
+            if route is None:
+                raise NotFound(f"no such page: {parts.path}")
+            status, content_type, body = route(parse_qs(parts.query))
+        except ImageServerError as error:
+            status = error.status
+            content_type, body = "application/json", _json({"error": error.message})
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass   # load balancers ask every few seconds; those lines would drown the access log
+
+
+def serve_in_thread(sock: socket.socket, routes: dict, name: str) -> _Server:
+    server = _Server(sock, _Handler)
+    server.routes = routes
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+    return server
+
+
+def _json(body: dict) -> bytes:
+    return (json.dumps(body, indent=2) + "\n").encode()
+
+
+def status_routes(stopping: StopFlag, worker_count: Callable[[], int]) -> dict:
+    """The status port, answered by the master: never queued behind busy workers."""
+
+    def status_check(query):
+        workers = worker_count()
+        if stopping.is_set():
+            status, message = 501, "Shutting down"
+        elif workers == 0:
+            status, message = 503, "No worker is running"
+        else:
+            status, message = 200, "OK"
+        return status, "application/json", _json(
+            {"version": __version__, "message": message, "workers": workers})
+
+    return {"/status_check": status_check}
+
+
+def debug_routes(profiler) -> dict:
+    """The --profile port, answered by whichever worker accepts the connection."""
+
+    def index(query):
+        text = (f"worker {os.getpid()}\n"
+                "/debug/profile?seconds=N  CPU profile of this worker's requests for N seconds "
+                "(pstats: python -m pstats FILE, or snakeviz FILE)\n"
+                "/debug/heap?limit=N       the N lines of Python code holding the most memory\n")
+        return 200, "text/plain; charset=utf-8", text.encode()
+
+    def profile(query):
+        seconds = _number(query, "seconds", 30, 1, 600)
+        return 200, "application/octet-stream", profiler.cpu_profile(seconds)
+
+    def heap(query):
+        limit = int(_number(query, "limit", 25, 1, 1000))
+        return 200, "text/plain; charset=utf-8", profiler.heap_top(limit).encode()
+
+    return {"/": index, "/debug": index, "/debug/profile": profile, "/debug/heap": heap}
+
+
+def _number(query: dict, name: str, default: float, low: float, high: float) -> float:
+    text = query.get(name, [str(default)])[0]
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, not {text!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be {low:g}..{high:g}, not {text}")
+    return value

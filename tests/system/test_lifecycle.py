@@ -1,0 +1,161 @@
+"""Graceful stops and reloads, the status port, and a master that never loads ImageMagick."""
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from tests import pictures
+from tests.conftest import IMAGES, free_port
+
+SLOW_SECONDS = 3
+
+
+@pytest.fixture
+def slow_source(source_server):
+    """`url` answers an image after SLOW_SECONDS; `arrived()` says whether a request is waiting."""
+    image = pictures.solid(60, 40, "blue")
+
+    def slowly():
+        time.sleep(SLOW_SECONDS)
+        return image
+
+    source_server.routes["/slow.png"] = (200, {"Content-Type": "image/png"}, slowly)
+    source_server.slow_url = source_server.url + "/slow.png"
+    return source_server
+
+
+def in_flight(server, source) -> dict:
+    """Start a slow upload in a thread; return once the server is waiting on the source."""
+    result = {}
+
+    def upload():
+        try:
+            result["response"] = server.post(f"/p?source={source.slow_url}")
+        except requests.RequestException as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    result["thread"] = thread
+    wait_until(lambda: source.hits.get("/slow.png", 0) >= 1, "the slow request never arrived")
+    return result
+
+
+def wait_until(condition, message: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.05)
+
+
+def status(port: int) -> requests.Response:
+    return requests.get(f"http://127.0.0.1:{port}/status_check", timeout=10)
+
+
+def finished_well(result: dict) -> None:
+    result["thread"].join(60)
+    assert "error" not in result, result.get("error")
+    response = result["response"]
+    assert response.status_code == 200, response.text
+    assert (response.json()["width"], response.json()["height"]) == (60, 40)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_lets_the_request_in_flight_finish(start_server, slow_source, sig):
+    status_port = free_port()
+    server = start_server("--status_port", str(status_port))
+    assert status(status_port).json()["message"] == "OK"
+    request = in_flight(server, slow_source)
+    server.process.send_signal(sig)
+    wait_until(lambda: status(status_port).status_code == 501, "the status port never said so")
+    assert status(status_port).json()["message"] == "Shutting down"
+    finished_well(request)
+    assert server.process.wait(40) == 0
+    assert "Shutting down: Master" in server.log()
+
+
+def test_the_drain_keeps_serving_while_the_status_says_shutting_down(start_server, photo_jpeg):
+    status_port = free_port()
+    server = start_server("--status_port", str(status_port), "--drain_seconds", "600")
+    server.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: status(status_port).status_code == 501, "the status port never said so")
+    assert status(status_port).json()["message"] == "Shutting down"
+    app_status = server.get("/status_check")
+    assert (app_status.status_code, app_status.json()["message"]) == (501, "Shutting down")
+    posted = server.post("/p?outputs=x50.jpg", data=photo_jpeg)
+    assert posted.status_code == 200, posted.text
+    assert server.process.poll() is None
+    # A second signal ends the drain at once.
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(40) == 0
+
+
+def test_the_drain_ends_on_its_own(start_server):
+    server = start_server("--drain_seconds", "1")
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(40) == 0
+    assert "Draining" in server.log()
+
+
+def test_sighup_reloads_the_workers_without_dropping_a_request(start_server, slow_source,
+                                                               photo_jpeg):
+    server = start_server()
+    before = booted_workers(server)
+    request = in_flight(server, slow_source)
+    server.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(booted_workers(server)) >= len(before) + 2, "no new workers booted")
+    finished_well(request)
+    assert server.post("/p?outputs=x50.jpg", data=photo_jpeg).status_code == 200
+    assert server.process.poll() is None
+
+
+def booted_workers(server) -> list:
+    return [line for line in server.log().splitlines() if "Booting worker" in line]
+
+
+def test_the_master_never_loads_imagemagick(start_server, photo_jpeg):
+    server = start_server("--status_port", str(free_port()))
+    assert server.post("/p?outputs=x50.jpg", data=photo_jpeg).status_code == 200
+    master = server.process.pid
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        workers = [int(pid) for pid in f.read().split()]
+    assert workers
+    assert "libMagick" not in maps(master)
+    # A worker loads it while it boots; the second one may still be booting.
+    wait_until(lambda: all("libMagickWand" in maps(worker) for worker in workers),
+               "a worker has no ImageMagick")
+    assert "libMagick" not in maps(master)
+
+
+def maps(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as f:
+        return f.read()
+
+
+def test_a_busy_status_port_stops_start_up(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [IMAGES, "--port", str(free_port()), "--status_port", str(port),
+             "--local_base_path", str(tmp_path), "server"],
+            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"--status_port: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_the_status_port_answers_json_for_other_paths(start_server):
+    status_port = free_port()
+    start_server("--status_port", str(status_port))
+    got = requests.get(f"http://127.0.0.1:{status_port}/nothing", timeout=10)
+    assert got.status_code == 404 and "error" in got.json()
+    body = status(status_port).json()
+    assert body["workers"] == 2 and set(body) == {"version", "message", "workers"}
+    head = requests.head(f"http://127.0.0.1:{status_port}/status_check", timeout=10)
+    assert head.status_code == 200 and head.content == b""

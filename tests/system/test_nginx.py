@@ -1,0 +1,197 @@
+"""Debian's nginx with the block from `images nginx_config` in front of a real `images server`."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests import pictures
+from tests.conftest import IMAGES, free_port
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+LIMIT = 200_000
+
+pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
+
+
+class Nginx:
+    def __init__(self, url: str, folder: str):
+        self.url, self.folder = url, folder
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(self.url + path, timeout=60, **kwargs)
+
+    def access_log(self) -> list[str]:
+        with open(os.path.join(self.folder, "access.log")) as f:
+            return f.read().splitlines()
+
+
+@pytest.fixture
+def app_and_nginx(start_server, tmp_path):
+    app = start_server("--maximum_upload_bytes", str(LIMIT))
+    port = free_port()
+    block = subprocess.run(
+        [IMAGES, "--listen", "127.0.0.1", "--port", app.url.rsplit(":", 1)[1],
+         "--local_base_path", app.base_path, "--maximum_upload_bytes", str(LIMIT),
+         "--nginx_listen", f"127.0.0.1:{port}", "--nginx_access_log", str(tmp_path / "access.log"),
+         "nginx_config"], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "imageserver.conf").write_text(block)
+    (tmp_path / "nginx.conf").write_text(nginx_conf(tmp_path))
+    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", "nginx.conf",
+                                "-e", str(tmp_path / "error.log"), "-g", "daemon off;"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    nginx = Nginx(f"http://127.0.0.1:{port}", str(tmp_path))
+    try:
+        wait_for(nginx, process, tmp_path)
+        yield app, nginx
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def nginx_conf(folder) -> str:
+    """A whole nginx.conf that keeps everything (pid, logs, temporary bodies) in `folder`."""
+    # The test folder is private to its owner: when the master runs as root, so must its workers.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    temp = "\n".join(f"    {kind}_temp_path {folder}/{kind};"
+                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""{user}worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+events {{ worker_connections 64; }}
+http {{
+{temp}
+    include {folder}/imageserver.conf;
+}}
+"""
+
+
+def wait_for(nginx: Nginx, process, folder) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("nginx exited: " + (folder / "error.log").read_text())
+        try:
+            nginx.get("/status_check")
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("nginx did not answer")
+
+
+def app_requests(app, path: str) -> int:
+    """How many requests for `path` reached the app, from its access log."""
+    return sum(f'"GET {path} ' in line for line in app.log().splitlines())
+
+
+def nginx_line(nginx: Nginx, path: str, index: int) -> str:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [line for line in nginx.access_log() if f'"GET {path} ' in line]
+        if len(lines) > index:
+            return lines[index]
+        time.sleep(0.05)
+    raise AssertionError(f"nginx logged no request {index} for {path}")
+
+
+def test_made_by_the_app_once_then_served_by_nginx(app_and_nginx, photo_jpeg):
+    app, nginx = app_and_nginx
+    posted = nginx.post("/p", data=photo_jpeg)
+    assert posted.status_code == 200, posted.text
+    info = posted.json()
+    h = info["hash"]
+    folder = f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+
+    for name, content_type in (("x100.jpg", "image/jpeg"), ("w80.webp", "image/webp"),
+                               ("60x40.png", "image/png"), ("x30.gif", "image/gif")):
+        path = f"{folder}/{name}"
+        first = nginx.get(path)
+        assert first.status_code == 200, first.text
+        assert first.headers["X-Image-Cache"] == "made"
+        assert "upstream=127.0.0.1:" in nginx_line(nginx, path, 0)
+        second = nginx.get(path)
+        assert second.status_code == 200
+        assert "cache=hit upstream=-" in nginx_line(nginx, path, 1)
+        assert second.content == first.content
+        assert second.headers["Content-Type"] == first.headers["Content-Type"] == content_type
+        assert second.headers["Cache-Control"] == first.headers["Cache-Control"]
+        assert second.headers["X-Image-Cache"] == "hit"
+        assert pictures.decode(second.content).format == content_type.split("/")[1].upper()
+        # The app saw the first request only.
+        assert app.get("/status_check").status_code == 200
+        assert app_requests(app, path) == 1
+
+    info_json = nginx.get(folder + "/info.json")
+    assert info_json.headers["Content-Type"] == "application/json"
+    assert info_json.json() == info
+    original = nginx.get(folder + "/original")
+    assert original.content == photo_jpeg and original.headers["Content-Type"] == "image/jpeg"
+
+
+def test_errors_and_uploads_pass_through_unchanged(app_and_nginx, photo_jpeg):
+    app, nginx = app_and_nginx
+    unknown = "/p/000/000/000/00000000000000000000000"
+    for method, path, kwargs in (("GET", unknown + "/x100.jpg", {}),
+                                 ("GET", unknown + "/info.json", {}),
+                                 ("GET", unknown + "/x100.bmp", {}),
+                                 ("POST", "/p", {"data": b"not an image"}),
+                                 ("POST", "/P", {"data": photo_jpeg}),
+                                 ("POST", "/p?outputs=x99999.jpg", {"data": photo_jpeg})):
+        direct = requests.request(method, app.url + path, timeout=60, **kwargs)
+        proxied = requests.request(method, nginx.url + path, timeout=60, **kwargs)
+        assert (proxied.status_code, proxied.content) == (direct.status_code, direct.content), path
+        assert proxied.headers["Content-Type"] == direct.headers["Content-Type"]
+
+    assert nginx.get("/status_check").json()["message"] == "OK"
+    multipart = nginx.post("/p?outputs=x40.jpg", files={"file": ("a.jpg", photo_jpeg)})
+    assert multipart.status_code == 200, multipart.text
+    assert multipart.json() == app.post("/p", data=photo_jpeg).json()
+
+
+def test_nginx_refuses_what_the_app_would_and_never_serves_dot_files(app_and_nginx):
+    app, nginx = app_and_nginx
+    too_big = nginx.post("/p", data=b"\xff" * (LIMIT + 1))
+    assert too_big.status_code == 413 and "error" in too_big.json()
+    assert app.post("/p", data=b"\xff" * (LIMIT + 1)).status_code == 413
+
+    posted = nginx.post("/p", data=pictures.solid(50, 50, "green", "png")).json()
+    h = posted["hash"]
+    folder = f"p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+    os.makedirs(os.path.join(app.base_path, folder), exist_ok=True)
+    for name in (".x100.jpg.lock", ".x100.jpg.abc.tmp"):
+        with open(os.path.join(app.base_path, folder, name), "wb") as f:
+            f.write(b"half an image")
+        got = nginx.get(f"/{folder}/{name}")
+        assert got.status_code == 404 and got.json() == {"error": "not found"}
+        assert b"half" not in got.content
+    assert nginx.get("/.imageserver/sources").status_code == 404
+
+    made = f"/{folder}/x20.jpg"
+    assert nginx.get(made).headers["X-Image-Cache"] == "made"
+    direct, proxied = app.post(made), nginx.post(made)
+    assert (proxied.status_code, proxied.json()) == (direct.status_code, direct.json())
+    assert proxied.status_code == 405
+
+    app.stop()
+    gone = nginx.get(f"/{folder}/x21.jpg")
+    assert gone.status_code == 502 and "error" in gone.json()
+
+
+def test_the_block_passes_nginx_own_check(tmp_path):
+    block = subprocess.run([IMAGES, "--listen", "0.0.0.0", "--port", "7123", "--extensions", "jpg,webp",
+                            "--local_base_path", str(tmp_path / "public"), "nginx_config"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "proxy_pass http://127.0.0.1:7123;" in block
+    assert "(jpg|webp)" in block and "image/png" not in block
+    assert f'root "{tmp_path}/public";' in block
+    assert "listen 80;" in block
+    (tmp_path / "imageserver.conf").write_text(block)
+    (tmp_path / "nginx.conf").write_text(nginx_conf(tmp_path))
+    check = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", "nginx.conf",
+                            "-e", str(tmp_path / "error.log")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
