@@ -120,10 +120,12 @@ class Images:
         if os.path.exists(path):
             self.metrics.incr("processing.version.noop")
             return Output(path, made=False)
+        # Known image first: a request for an unknown hash must leave nothing behind on disk.
+        original = self._local_copy(key, ORIGINAL)
         with files.exclusive(path, self.settings.lock_timeout):
             if os.path.exists(path):
                 return Output(path, made=False)
-            data = files.read(self._local_copy(key, ORIGINAL))
+            data = files.read(original)
             quality = spec.quality or self.settings.default_quality
             with self.metrics.timer(f"processing.time.{spec.ext}"):
                 rendered = pipeline.render(data, spec, quality, self.limits)

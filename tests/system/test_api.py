@@ -133,6 +133,7 @@ def test_output_of_a_turned_photo_is_upright_and_info_is_as_displayed(shared_ser
 ])
 def test_unknown_things_are_404(shared_server, path):
     assert_json_error(shared_server.get(path), 404)
+    assert not os.path.exists(shared_server.base_path + "/p/000")
 
 
 @pytest.mark.parametrize("name", [
