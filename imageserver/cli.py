@@ -20,6 +20,12 @@ def main(argv=None) -> int:
         return 0
     if command == "server":
         from .server import Server
+        from .storage import build_store
+        try:
+            build_store(settings)   # a bad key or store setting stops here, not in each worker
+        except SettingsError as error:
+            print(f"images: {error.message}", file=sys.stderr)
+            return 2
         Server(settings).run()
         return 0
     from .process import run_process

@@ -1,21 +1,27 @@
 """The use cases: create an image (from bytes or a source URL), read its info, make its outputs.
 
 No HTTP here. Local disk under --local_base_path is the working copy, laid out as the URLs are; the
-Store is where images are kept for good when one is configured.
+Store is where images are kept for good when one is configured (S3, Manta), shared by every server.
+With one, an original or info.json appears on local disk only once the store has it, so a failed
+upload leaves nothing behind; an output made for a GET is stored after the reply (`uploads`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import Iterable
 
 from . import fetch, files, pipeline
-from .errors import ImageServerError, NotFound
+from .errors import ImageServerError, NotFound, StoreError, Unavailable
 from .names import OutputSpec
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
+from .storage.pending import ImmediateUploads
+
+log = logging.getLogger(__name__)
 
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
 SOURCE_REUSE_SECONDS = 60
@@ -33,13 +39,20 @@ class PostingCounts:
 @dataclass(frozen=True)
 class Output:
     path: str
-    made: bool          # False when it was already on local disk
+    made: bool              # False when it was already on local disk, or came from the store
+    fetched: bool = False   # True when it came from the store
+
+    @property
+    def cache(self) -> str:
+        """How it was had, for the X-Image-Cache header: hit, fetched or made."""
+        return "made" if self.made else "fetched" if self.fetched else "hit"
 
 
 class Images:
-    def __init__(self, settings, store, metrics):
+    def __init__(self, settings, store, metrics, uploads=None):
         self.settings = settings
         self.store = store
+        self.uploads = uploads or ImmediateUploads(store)
         self.metrics = metrics
         self.base = settings.base_path
         self.limits = pipeline.Limits()
@@ -70,7 +83,7 @@ class Images:
                     info = self._create(namespace, data, ())
                     files.write_atomically(record, json.loads(info)["hash"].encode())
                     key = ImageKey(namespace, json.loads(info)["hash"])
-            self.make_outputs(key, outputs)
+            self.process(key, outputs)
             return self.info(key)
 
     def _recent_download(self, namespace: str, record: str):
@@ -86,17 +99,46 @@ class Images:
         source = pipeline.describe(data, self.limits)
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
-        original = key.local_file(self.base, ORIGINAL)
-        info_path = key.local_file(self.base, INFO)
-        if not os.path.exists(original):
-            files.write_atomically(original, data)
-        if not os.path.exists(info_path):
-            files.write_atomically(info_path, info)
-        self.store.make_folder(key.remote_file(self.settings.remote_base_path, "").rstrip("/"))
-        self.store.put(original, self._remote(key, ORIGINAL), source.content_type)
-        self.store.put(info_path, self._remote(key, INFO), "application/json")
-        self.make_outputs(key, outputs)
+        outputs = list(outputs)
+        missing = self._missing(key, [ORIGINAL, INFO, *(spec.name for spec in outputs)])
+        if {ORIGINAL, INFO} & missing:
+            self.store.make_folder(self._remote(key, "").rstrip("/"))
+        self._keep(key, ORIGINAL, data, source.content_type, missing)
+        self._keep(key, INFO, info, "application/json", missing)
+        self._store_outputs(key, outputs, missing)
         return info
+
+    def _keep(self, key: ImageKey, name: str, data: bytes, content_type: str, missing: set) -> None:
+        """Put one of the image's files on local disk, storing it first if the store lacks it."""
+        path = key.local_file(self.base, name)
+        if name not in missing:
+            if not os.path.exists(path):
+                files.write_atomically(path, data)
+            return
+        with files.replacing(path) as temp:
+            with open(temp, "wb") as out:
+                out.write(data)
+            self.store.put(temp, self._remote(key, name), content_type)
+
+    def process(self, key: ImageKey, specs: Iterable[OutputSpec]) -> list[str]:
+        """Make and store the outputs that the store (or local disk, with no store) lacks, and wait
+        until they are stored. Returns the names of those it made or stored."""
+        specs = list(specs)
+        missing = self._missing(key, [spec.name for spec in specs]) if specs else set()
+        return self._store_outputs(key, specs, missing)
+
+    def _store_outputs(self, key: ImageKey, specs: list[OutputSpec], missing: set) -> list[str]:
+        done = []
+        for spec in specs:
+            if spec.name in missing:
+                path = self._local_output(key, spec, from_store=False).path
+                self.store.put(path, self._remote(key, spec.name), spec.content_type)
+                done.append(spec.name)
+        return done
+
+    def missing(self, key: ImageKey, specs: Iterable[OutputSpec]) -> set:
+        """The names, among the original, info.json and these outputs, that the store lacks."""
+        return self._missing(key, [ORIGINAL, INFO, *(spec.name for spec in specs)])
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -111,7 +153,14 @@ class Images:
         return path, pipeline.CONTENT_TYPES.get(coder, "application/octet-stream")
 
     def output(self, key: ImageKey, spec: OutputSpec) -> Output:
-        """The output's local path, made now (once, whatever the number of workers asking) if needed."""
+        """The output's local path: on disk, else fetched from the store, else made now (once,
+        whatever the number of workers asking) and stored after the reply."""
+        made = self._local_output(key, spec, from_store=True)
+        if made.made:
+            self.uploads.put(made.path, self._remote(key, spec.name), spec.content_type)
+        return made
+
+    def _local_output(self, key: ImageKey, spec: OutputSpec, from_store: bool) -> Output:
         path = key.local_file(self.base, spec.name)
         if os.path.exists(path):
             self.metrics.incr("processing.version.noop")
@@ -119,25 +168,40 @@ class Images:
         with files.exclusive(path, self.settings.lock_timeout):
             if os.path.exists(path):
                 return Output(path, made=False)
+            if from_store and self._fetch(key, spec.name, path):
+                return Output(path, made=False, fetched=True)
             data = files.read(self._local_copy(key, ORIGINAL))
             quality = spec.quality or self.settings.default_quality
             with self.metrics.timer(f"processing.time.{spec.ext}"):
                 rendered = pipeline.render(data, spec, quality, self.limits)
             files.write_atomically(path, rendered)
-            self.store.put(path, self._remote(key, spec.name), spec.content_type)
         self.metrics.incr("image_request")
         self.metrics.incr(f"image_request.{spec.ext}")
         return Output(path, made=True)
-
-    def make_outputs(self, key: ImageKey, specs: Iterable[OutputSpec]) -> None:
-        """Make those outputs that do not exist yet."""
-        for spec in specs:
-            self.output(key, spec)
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _remote(self, key: ImageKey, name: str) -> str:
         return key.remote_file(self.settings.remote_base_path, name)
+
+    def _missing(self, key: ImageKey, names: list[str]) -> set:
+        if not self.store.is_remote:
+            return {name for name in names if not os.path.exists(key.local_file(self.base, name))}
+        return set(names) - set(self.store.list(self._remote(key, "").rstrip("/")))
+
+    def _fetch(self, key: ImageKey, name: str, path: str) -> bool:
+        """Copy an output another server made from the store; False when it has none (or is down:
+        the output is then made here, and stored once the store is back)."""
+        if not self.store.is_remote:
+            return False
+        try:
+            self.store.get(self._remote(key, name), path)
+        except NotFound:
+            return False
+        except (StoreError, Unavailable) as error:
+            log.warning("making %s here: %s", name, error.message)
+            return False
+        return True
 
     def _local_copy(self, key: ImageKey, name: str) -> str:
         """The local path of an image's file, fetched from the store first if only it has it."""

@@ -22,6 +22,10 @@ def setting(default, help: str, env: Sequence[str] = ()):
     return field(default=default, metadata={"help": help, "env": tuple(env)})
 
 
+S3_ACLS = ("none", "private", "public-read", "public-read-write", "authenticated-read",
+           "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control")
+
+
 @dataclass(frozen=True)
 class Settings:
     listen: str = setting("127.0.0.1", "address to listen on")
@@ -42,6 +46,24 @@ class Settings:
     maximum_upload_bytes: int = setting(50_000_000, "largest upload body accepted")
     maximum_source_bytes: int = setting(50_000_000, "largest source download accepted")
     lock_timeout: float = setting(60.0, "seconds a request waits for another to finish the same output")
+    # -- issue 3: cloud storage (S3, Manta) and the process command --------------------------------
+    aws_access_key_id: str = setting("", "S3 access key (else boto3's chain: environment, profile, role)")
+    aws_secret_key: str = setting("", "S3 secret key, with --aws_access_key_id")
+    aws_bucket: str = setting("", "S3 bucket that keeps every image (S3 is used when set)",
+                              env=("AWS_BUCKET",))
+    aws_region: str = setting("us-east-1", "S3 region", env=("AWS_REGION",))
+    s3_endpoint_url: str = setting("", "URL of an S3-compatible store (MinIO, Ceph, R2), else AWS")
+    s3_acl: str = setting("public-read", "canned ACL of stored objects, or none to send no ACL")
+    manta_url: str = setting("", "Manta URL (Manta is used when set)", env=("MANTA_URL",))
+    manta_user: str = setting("", "Manta account login", env=("MANTA_USER",))
+    manta_key_id: str = setting("", "MD5 fingerprint of the Manta signing key", env=("MANTA_KEY_ID",))
+    sdc_identity: str = setting("", "private key file for Manta (else the ssh-agent's key with "
+                                    "--manta_key_id)", env=("SDC_IDENTITY",))
+    store_timeout: float = setting(10.0, "seconds allowed for one request to the remote store")
+    store_retries: int = setting(3, "retries of a remote store request that was throttled or failed")
+    upload_retry_seconds: float = setting(
+        30.0, "seconds between retries of outputs whose upload failed after the reply")
+    processor_concurrency: int = setting(4, "items the process command works on at once")
 
     def __post_init__(self):
         positive = ("port", "maximum_width", "maximum_height", "http_timeout",
@@ -61,6 +83,27 @@ class Settings:
             parse_output_list(",".join(self.outputs), self)
         except Exception as error:
             raise SettingsError(f"--outputs: {error}") from None
+        self._check_storage()
+
+    def _check_storage(self) -> None:
+        for name in ("store_timeout", "upload_retry_seconds", "processor_concurrency"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
+        if self.store_retries < 0:
+            raise SettingsError(f"--store_retries must be 0 or more, not {self.store_retries}")
+        if self.aws_bucket and self.manta_url:
+            raise SettingsError("give --aws_bucket or --manta_url, not both: one store at a time")
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_key):
+            raise SettingsError("--aws_access_key_id and --aws_secret_key go together")
+        if self.s3_acl not in S3_ACLS:
+            raise SettingsError(f"--s3_acl must be one of {','.join(S3_ACLS)}, not {self.s3_acl!r}")
+        if self.manta_url:
+            for name in ("manta_user", "manta_key_id"):
+                if not getattr(self, name):
+                    raise SettingsError(f"--manta_url needs --{name}")
+            if self.remote_base_path.strip("/").split("/")[0] not in ("stor", "public"):
+                raise SettingsError("with Manta, --remote_base_path must start with stor/ or public/, "
+                                    f"not {self.remote_base_path!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":

@@ -16,5 +16,5 @@ blueprint = Blueprint("status", __name__)
 def status_check():
     problems = pipeline.problems()
     body = {"version": __version__, "message": "; ".join(problems) or "OK",
-            "posting": asdict(service().posting)}
+            "posting": asdict(service().posting), "pending_uploads": service().uploads.pending()}
     return json_response(body, 501 if problems else 200)
