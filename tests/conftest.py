@@ -35,9 +35,9 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {seconds} s")
 

@@ -181,8 +181,8 @@ def load_key(key_id: str, identity_path: str):
     if identity_path:
         try:
             key = paramiko.PKey.from_path(identity_path)
-        except (OSError, paramiko.SSHException, ValueError) as error:
-            reason = f"--sdc_identity {identity_path} cannot be loaded ({error})"
+        except (OSError, paramiko.SSHException, ValueError, TypeError) as error:
+            reason = f"--sdc_identity {identity_path} cannot be loaded ({error})"  # a passphrase, say
         else:
             _check_key(key, key_id, f"the key in {identity_path}")
             return key
