@@ -33,7 +33,7 @@ def main(argv=None) -> int:
         return run_process(settings, args)
     except ImageServerError as error:
         print(f"images: {error.message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, SettingsError) else 1
 
 
 if __name__ == "__main__":

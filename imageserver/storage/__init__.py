@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import os
 
+from ..errors import SettingsError
 from .base import Store
 from .local import NoRemoteStore
 from .pending import BackgroundUploads, ImmediateUploads
 
 
 def build_store(settings) -> Store:
-    """S3 when --aws_bucket is set, Manta when --manta_url is, else nothing remote."""
+    """S3 when --aws_bucket is set, Manta when --manta_url is, else nothing remote. A bad
+    combination of settings is a SettingsError."""
+    if settings.aws_bucket and settings.manta_url:
+        raise SettingsError("give --aws_bucket or --manta_url, not both: one store at a time")
     if settings.aws_bucket:
         from .s3 import S3Store
         return S3Store(settings)

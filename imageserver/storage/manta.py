@@ -35,6 +35,12 @@ ALGORITHMS = {"ssh-rsa": "rsa-sha256", "ecdsa-sha2-nistp256": "ecdsa-sha256",
 
 class MantaStore(Store):
     def __init__(self, settings):
+        for name in ("manta_user", "manta_key_id"):
+            if not getattr(settings, name):
+                raise SettingsError(f"--manta_url needs --{name}")
+        if settings.remote_base_path.strip("/").split("/")[0] not in ("stor", "public"):
+            raise SettingsError("with Manta, --remote_base_path must start with stor/ or public/, "
+                                f"not {settings.remote_base_path!r}")
         self.base_url = settings.manta_url.rstrip("/")
         self.user = settings.manta_user
         self.signer = Signer(settings.manta_user, settings.manta_key_id, settings.sdc_identity)

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
     NoCredentialsError
 
 from .. import files
-from ..errors import NotFound, StoreError, Unavailable
+from ..errors import NotFound, SettingsError, StoreError, Unavailable
 from .base import Store
 
 MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -24,6 +24,8 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 class S3Store(Store):
     def __init__(self, settings):
+        if bool(settings.aws_access_key_id) != bool(settings.aws_secret_key):
+            raise SettingsError("--aws_access_key_id and --aws_secret_key go together")
         self.bucket = settings.aws_bucket
         self.acl = None if settings.s3_acl == "none" else settings.s3_acl
         self.endpoint_url = settings.s3_endpoint_url or None
