@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -103,22 +104,24 @@ class Images:
         missing = self._missing(key, [ORIGINAL, INFO, *(spec.name for spec in outputs)])
         if {ORIGINAL, INFO} & missing:
             self.store.make_folder(self._remote(key, "").rstrip("/"))
-        self._keep(key, ORIGINAL, data, source.content_type, missing)
-        self._keep(key, INFO, info, "application/json", missing)
+        self._keep(key, {ORIGINAL: (data, source.content_type), INFO: (info, "application/json")},
+                   missing)
         self._store_outputs(key, outputs, missing)
         return info
 
-    def _keep(self, key: ImageKey, name: str, data: bytes, content_type: str, missing: set) -> None:
-        """Put one of the image's files on local disk, storing it first if the store lacks it."""
-        path = key.local_file(self.base, name)
-        if name not in missing:
-            if not os.path.exists(path):
-                files.write_atomically(path, data)
-            return
-        with files.replacing(path) as temp:
-            with open(temp, "wb") as out:
-                out.write(data)
-            self.store.put(temp, self._remote(key, name), content_type)
+    def _keep(self, key: ImageKey, contents: dict, missing: set) -> None:
+        """Put the image's files on local disk, storing first those the store lacks: none of them
+        appears locally unless all of them were stored."""
+        with ExitStack() as stack:
+            for name, (data, content_type) in contents.items():
+                path = key.local_file(self.base, name)
+                if name not in missing and os.path.exists(path):
+                    continue
+                temp = stack.enter_context(files.replacing(path))
+                with open(temp, "wb") as out:
+                    out.write(data)
+                if name in missing:
+                    self.store.put(temp, self._remote(key, name), content_type)
 
     def process(self, key: ImageKey, specs: Iterable[OutputSpec]) -> list[str]:
         """Make and store the outputs that the store (or local disk, with no store) lacks, and wait

@@ -4,6 +4,7 @@ process, and a store that is down or refuses."""
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -198,3 +199,20 @@ def test_manta_key_from_the_ssh_agent_when_the_file_needs_a_passphrase(
     finally:
         agent.terminate()
         agent.wait()
+
+
+def test_the_original_is_fetched_once_however_many_requests_ask(manta_server, manta_keys,
+                                                                start_server):
+    flags = manta_flags(manta_server.url, manta_keys["rsa"])
+    first, second = start_server(*flags), start_server(*flags, "--workers", "3")
+    digest = first.post("/p", data=pictures.photo(500, 400, "jpeg")).json()["hash"]
+    folder = folder_of(digest)
+    names = [f"w{width}.jpg" for width in range(20, 140, 20)]
+    with ThreadPoolExecutor(len(names)) as pool:
+        answers = list(pool.map(lambda name: second.get(f"/{folder}/{name}"), names))
+    assert [answer.status_code for answer in answers] == [200] * len(names)
+    assert [pictures.decode(answer.content).width for answer in answers] == list(range(20, 140, 20))
+    original = f"/tester/public/images/{folder}/original"
+    fetches = [status for method, path, status in manta_server.state.requests
+               if method == "GET" and path == original]
+    assert fetches == [200]
