@@ -59,8 +59,8 @@ class Settings:
     manta_key_id: str = setting("", "MD5 fingerprint of the Manta signing key", env=("MANTA_KEY_ID",))
     sdc_identity: str = setting("", "private key file for Manta (else the ssh-agent's key with "
                                     "--manta_key_id)", env=("SDC_IDENTITY",))
-    store_timeout: float = setting(10.0, "seconds allowed for one request to the remote store")
-    store_retries: int = setting(3, "retries of a remote store request that was throttled or failed")
+    store_timeout: float = setting(5.0, "seconds allowed for one request to the remote store")
+    store_retries: int = setting(2, "retries of a remote store request that was throttled or failed")
     upload_retry_seconds: float = setting(
         30.0, "seconds between retries of outputs whose upload failed after the reply")
     processor_concurrency: int = setting(4, "items the process command works on at once")
