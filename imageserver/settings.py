@@ -59,6 +59,8 @@ class Settings:
     manta_key_id: str = setting("", "MD5 fingerprint of the Manta signing key", env=("MANTA_KEY_ID",))
     sdc_identity: str = setting("", "private key file for Manta (else the ssh-agent's key with "
                                     "--manta_key_id)", env=("SDC_IDENTITY",))
+    # A request waits at most about (store_retries + 1) x store_timeout plus back-off on a store that
+    # is down: kept well inside gunicorn's 60 s worker timeout.
     store_timeout: float = setting(5.0, "seconds allowed for one request to the remote store")
     store_retries: int = setting(2, "retries of a remote store request that was throttled or failed")
     upload_retry_seconds: float = setting(

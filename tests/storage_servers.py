@@ -91,6 +91,8 @@ class MantaHandler(BaseHTTPRequestHandler):
     """Manta's REST API, the part the server uses: PutDirectory, PutObject, GetObject, ListDirectory,
     HEAD; every request signed (http-signature over the Date line) with a key of the account."""
     protocol_version = "HTTP/1.1"
+    # Headers and body in one write: written apart, Nagle and delayed ACKs hold each answer ~40 ms.
+    wbufsize = 1 << 16
 
     def do_PUT(self):
         self._answer(self._put)
