@@ -100,6 +100,8 @@ def process_item(service: Images, outputs, item: Item) -> Result:
         info = json.loads(service.info(key))
     except ImageServerError as error:
         return Result(item, error=error.message)
+    except Exception as error:  # one bad item must not stop the batch
+        return Result(item, error=f"{type(error).__name__}: {error}")
     url = service.store.url(key.remote_file(settings.remote_base_path, "").rstrip("/"),
                             settings.remote_base_url)
     return Result(item, f"{key.hash}\t{url}\t{info['width']}\t{info['height']}", skipped=skipped)
