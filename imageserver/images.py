@@ -123,21 +123,18 @@ class Images:
                 if name in missing:
                     self.store.put(temp, self._remote(key, name), content_type)
 
-    def process(self, key: ImageKey, specs: Iterable[OutputSpec]) -> list[str]:
+    def process(self, key: ImageKey, specs: Iterable[OutputSpec]) -> None:
         """Make and store the outputs that the store (or local disk, with no store) lacks, and wait
-        until they are stored. Returns the names of those it made or stored."""
+        until they are stored."""
         specs = list(specs)
         missing = self._missing(key, [spec.name for spec in specs]) if specs else set()
-        return self._store_outputs(key, specs, missing)
+        self._store_outputs(key, specs, missing)
 
-    def _store_outputs(self, key: ImageKey, specs: list[OutputSpec], missing: set) -> list[str]:
-        done = []
+    def _store_outputs(self, key: ImageKey, specs: list[OutputSpec], missing: set) -> None:
         for spec in specs:
             if spec.name in missing:
                 path = self._local_output(key, spec, from_store=False).path
                 self.store.put(path, self._remote(key, spec.name), spec.content_type)
-                done.append(spec.name)
-        return done
 
     def missing(self, key: ImageKey, specs: Iterable[OutputSpec]) -> set:
         """The names, among the original, info.json and these outputs, that the store lacks."""
