@@ -76,6 +76,7 @@ class MantaState:
     tree: dict = field(default_factory=dict)     # path -> {"type": ..., ...}
     requests: list = field(default_factory=list)  # (method, path, status)
     refuse_with: int = 0                         # answer every request with this status when set
+    fail_next: int = 0                           # answer this many next requests with 503
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
@@ -112,8 +113,11 @@ class MantaHandler(BaseHTTPRequestHandler):
         state: MantaState = self.server.state
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = self.path.split("?")[0].rstrip("/")
-        if state.refuse_with:
-            status, headers, payload = _error(state.refuse_with, "ServiceUnavailable", "down for tests")
+        with state.lock:
+            failing = state.refuse_with or (503 if state.fail_next else 0)
+            state.fail_next = max(0, state.fail_next - 1)
+        if failing:
+            status, headers, payload = _error(failing, "ServiceUnavailable", "down for tests")
         else:
             status, headers, payload = self._authenticate(state, path) or operation(state, path, body)
         with state.lock:

@@ -216,3 +216,14 @@ def test_the_original_is_fetched_once_however_many_requests_ask(manta_server, ma
     fetches = [status for method, path, status in manta_server.state.requests
                if method == "GET" and path == original]
     assert fetches == [200]
+
+
+def test_manta_answers_of_503_are_tried_again(manta_server, manta_keys, start_server):
+    server = start_server(*manta_flags(manta_server.url, manta_keys["rsa"]), "--store_retries", "2")
+    manta_server.state.fail_next = 2
+    answer = server.post("/p?outputs=x20.jpg", data=pictures.solid(40, 30, "blue", "png"))
+    assert answer.status_code == 200, answer.text
+    statuses = [status for _, _, status in manta_server.state.requests]
+    assert statuses[:2] == [503, 503] and 503 not in statuses[2:]
+    assert MantaView(manta_server).names(folder_of(answer.json()["hash"])) == \
+        ["info.json", "original", "x20.jpg"]
