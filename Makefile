@@ -1,10 +1,11 @@
 # make serve   install what is missing, then serve on 127.0.0.1:7000 with public/ as storage
 # make test    install what is missing, then run the whole test suite
+# make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 VENV := .venv
 PYTHON ?= python3
 IMAGES := $(VENV)/bin/images
 
-.PHONY: install system-packages serve dev-server test tests clean
+.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests clean
 
 install: system-packages $(VENV)/.installed
 
@@ -23,6 +24,24 @@ serve: install
 # The original's name: serves on local disk, with the outputs of every upload from IMG_OUTPUTS.
 dev-server: install
 	$(IMAGES) server
+
+# The original's targets for a remote store, from the environment variables its README names.
+# Local disk is then a cache (IMG_LOCAL_BASE_PATH, default public/); every IMG_* variable applies.
+# S3: AWS_BUCKET, IMG_REMOTE_BASE_PATH, IMG_REMOTE_BASE_URL, IMG_OUTPUTS; credentials from
+# AWS_ACCESS_KEY_ID with AWS_SECRET_KEY (or AWS_SECRET_ACCESS_KEY), or boto3's other sources.
+dev-server-s3: install
+	$(call require,AWS_BUCKET)
+	AWS_SECRET_ACCESS_KEY="$${AWS_SECRET_ACCESS_KEY:-$$AWS_SECRET_KEY}" \
+	  $(IMAGES) --local_base_path "$${IMG_LOCAL_BASE_PATH:-public}" --aws_bucket "$$AWS_BUCKET" server
+
+# Manta: MANTA_URL, MANTA_USER, MANTA_KEY_ID, SDC_IDENTITY (else the ssh-agent's key),
+# IMG_MANTA_BASE_PATH (e.g. public/images), IMG_OUTPUTS.
+dev-server-manta: install
+	$(call require,MANTA_URL MANTA_USER MANTA_KEY_ID IMG_MANTA_BASE_PATH)
+	$(IMAGES) --local_base_path "$${IMG_LOCAL_BASE_PATH:-public}" \
+	  --remote_base_path "$$IMG_MANTA_BASE_PATH" server
+
+require = $(foreach name,$(1),$(if $($(name)),,$(error make $@ needs the environment variable $(name))))
 
 test: install
 	$(VENV)/bin/pytest -q

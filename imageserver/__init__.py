@@ -16,13 +16,15 @@ def create_app(settings=None, stopping=None) -> Flask:
     from .listeners import StopFlag
     from .metrics import build_metrics
     from .settings import Settings
-    from .storage import build_store
+    from .storage import build_uploads
 
     settings = settings or Settings.from_env()
     pipeline.init_worker()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.maximum_upload_bytes
-    app.extensions["images"] = Images(settings, build_store(settings), build_metrics(settings))
+    metrics = build_metrics(settings)
+    store, uploads = build_uploads(settings, metrics)
+    app.extensions["images"] = Images(settings, store, metrics, uploads)
     app.extensions["stopping"] = stopping or StopFlag()
     web.register(app)
     return app

@@ -20,7 +20,9 @@ def main(argv=None) -> int:
         return 0
     if command == "server":
         from .server import Server
+        from .storage import build_store
         try:
+            build_store(settings)   # a bad key or store setting stops here, not in each worker
             Server(settings).run()
         except SettingsError as error:
             print(f"images: {error.message}", file=sys.stderr)
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
         return run_process(settings, args)
     except ImageServerError as error:
         print(f"images: {error.message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, SettingsError) else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
     │   └── Unprocessable (422)        an image we recognise but cannot decode
     ├── NotConfigured (501)            ImageMagick or a format it needs is missing
     ├── StoreError (502)               the remote store refused or failed
-    ├── Unavailable (503)              busy, or a lock was not had in time
+    ├── Unavailable (503)              busy, a lock not had in time, or the store unreachable
     ├── GatewayTimeout (504)           a source URL took too long
     └── SettingsError                  a bad setting; stops start-up, never reaches HTTP
 """

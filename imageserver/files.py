@@ -17,12 +17,23 @@ from .errors import Unavailable
 
 
 def write_atomically(path: str, data: bytes) -> None:
+    with replacing(path) as temp:
+        with open(temp, "wb") as out:
+            out.write(data)
+
+
+@contextmanager
+def replacing(path: str):
+    """Yield a temporary path beside `path`; when the block succeeds it becomes `path`, else it goes.
+
+    Lets the caller fill the file (and store it remotely) before anyone can see it under its name.
+    """
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        yield temp
         os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:

@@ -1,22 +1,29 @@
 """The use cases: create an image (from bytes or a source URL), read its info, make its outputs.
 
 No HTTP here. Local disk under --local_base_path is the working copy, laid out as the URLs are; the
-Store is where images are kept for good when one is configured.
+Store is where images are kept for good when one is configured (S3, Manta), shared by every server.
+With one, an original or info.json appears on local disk only once the store has it, so a failed
+upload leaves nothing behind; an output made for a GET is stored after the reply (`uploads`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Iterable
 
 from . import counters, fetch, files, pipeline
-from .errors import ImageServerError, NotFound
+from .errors import ImageServerError, NotFound, StoreError, Unavailable
 from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
+from .storage.pending import ImmediateUploads
 from .storage.timed import TimedStore
+
+log = logging.getLogger(__name__)
 
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
 SOURCE_REUSE_SECONDS = 60
@@ -26,13 +33,20 @@ STATE_FOLDER = ".imageserver"
 @dataclass(frozen=True)
 class Output:
     path: str
-    made: bool          # False when it was already on local disk
+    made: bool              # False when it was already on local disk, or came from the store
+    fetched: bool = False   # True when it came from the store
+
+    @property
+    def cache(self) -> str:
+        """How it was had, for the X-Image-Cache header: hit, fetched or made."""
+        return "made" if self.made else "fetched" if self.fetched else "hit"
 
 
 class Images:
-    def __init__(self, settings, store, metrics):
+    def __init__(self, settings, store, metrics, uploads=None):
         self.settings = settings
         self.store = TimedStore(store, metrics) if store.is_remote else store
+        self.uploads = uploads or ImmediateUploads(self.store)
         self.metrics = metrics
         self.base = settings.base_path
         self.limits = pipeline.Limits()
@@ -62,7 +76,7 @@ class Images:
                     info = self._create(namespace, data, ())
                     files.write_atomically(record, json.loads(info)["hash"].encode())
                     key = ImageKey(namespace, json.loads(info)["hash"])
-            self.make_outputs(key, self._outputs_of_new_image(outputs))
+            self.process(key, self._outputs_of_new_image(outputs))
             return self.info(key)
 
     def _download(self, url: str) -> bytes:
@@ -90,17 +104,48 @@ class Images:
         source = pipeline.describe(data, self.limits)
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
-        original = key.local_file(self.base, ORIGINAL)
-        info_path = key.local_file(self.base, INFO)
-        if not os.path.exists(original):
-            files.write_atomically(original, data)
-        if not os.path.exists(info_path):
-            files.write_atomically(info_path, info)
-        self.store.make_folder(key.remote_file(self.settings.remote_base_path, "").rstrip("/"))
-        self.store.put(original, self._remote(key, ORIGINAL), source.content_type)
-        self.store.put(info_path, self._remote(key, INFO), "application/json")
-        self.make_outputs(key, self._outputs_of_new_image(outputs))
+        outputs = self._outputs_of_new_image(outputs)
+        missing = self._missing(key, [ORIGINAL, INFO, *(spec.name for spec in outputs)])
+        if {ORIGINAL, INFO} & missing:
+            self.store.make_folder(self._remote(key, "").rstrip("/"))
+        self._keep(key, {ORIGINAL: (data, source.content_type), INFO: (info, "application/json")},
+                   missing)
+        self._store_outputs(key, outputs, missing)
         return info
+
+    def _keep(self, key: ImageKey, contents: dict, missing: set) -> None:
+        """Put the image's files on local disk, storing first those the store lacks: none of them
+        appears locally unless all of them were stored."""
+        with ExitStack() as stack:
+            for name, (data, content_type) in contents.items():
+                path = key.local_file(self.base, name)
+                if name not in missing and os.path.exists(path):
+                    continue
+                temp = stack.enter_context(files.replacing(path))
+                with open(temp, "wb") as out:
+                    out.write(data)
+                if name in missing:
+                    self.store.put(temp, self._remote(key, name), content_type)
+
+    def process(self, key: ImageKey, specs: Iterable[OutputSpec]) -> None:
+        """Make and store the outputs that the store (or local disk, with no store) lacks, and wait
+        until they are stored."""
+        specs = list(specs)
+        missing = self._missing(key, [spec.name for spec in specs]) if specs else set()
+        self._store_outputs(key, specs, missing)
+
+    def _store_outputs(self, key: ImageKey, specs: list[OutputSpec], missing: set) -> None:
+        for spec in specs:
+            if spec.name in missing:
+                path = self._local_output(key, spec, from_store=False).path
+                self.store.put(path, self._remote(key, spec.name), spec.content_type)
+
+    def _outputs_of_new_image(self, requested: Iterable[OutputSpec]) -> list[OutputSpec]:
+        return list(dict.fromkeys([*self.default_outputs, *requested]))
+
+    def missing(self, key: ImageKey, specs: Iterable[OutputSpec]) -> set:
+        """The names, among the original, info.json and these outputs, that the store lacks."""
+        return self._missing(key, [ORIGINAL, INFO, *(spec.name for spec in specs)])
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -115,56 +160,78 @@ class Images:
         return path, pipeline.CONTENT_TYPES.get(coder, "application/octet-stream")
 
     def output(self, key: ImageKey, spec: OutputSpec) -> Output:
-        """The output's local path, made now (once, whatever the number of workers asking) if needed."""
+        """The output's local path: on disk, else fetched from the store, else made now (once,
+        whatever the number of workers asking) and stored after the reply."""
+        made = self._local_output(key, spec, from_store=True)
+        if made.made:
+            self.uploads.put(made.path, self._remote(key, spec.name), spec.content_type)
+        return made
+
+    def _local_output(self, key: ImageKey, spec: OutputSpec, from_store: bool) -> Output:
         path = key.local_file(self.base, spec.name)
         if os.path.exists(path):
             self.metrics.incr("processing.version.noop")
             return Output(path, made=False)
-        # Known image first: a request for an unknown hash must leave nothing behind on disk.
-        original = self._local_copy(key, ORIGINAL)
+        if not self.store.is_remote:
+            # Known image first: a request for an unknown hash must leave nothing behind on disk.
+            self._local_copy(key, ORIGINAL)
         with files.exclusive(path, self.settings.lock_timeout):
             if os.path.exists(path):
                 return Output(path, made=False)
-            data = files.read(original)
+            if from_store and self._fetch(key, spec.name, path):
+                return Output(path, made=False, fetched=True)
+            data = files.read(self._local_copy(key, ORIGINAL))
             quality = spec.quality or self.settings.default_quality
             with self.metrics.timer(f"processing.time.{spec.ext}"):
                 rendered = pipeline.render(data, spec, quality, self.limits)
             files.write_atomically(path, rendered)
-            self.store.put(path, self._remote(key, spec.name), spec.content_type)
         self.metrics.incr("image_request")
         self.metrics.incr(f"image_request.{spec.ext}")
         return Output(path, made=True)
-
-    def make_outputs(self, key: ImageKey, specs: Iterable[OutputSpec]) -> None:
-        """Make those outputs that do not exist yet."""
-        for spec in specs:
-            self.output(key, spec)
-
-    def _outputs_of_new_image(self, requested: Iterable[OutputSpec]) -> list[OutputSpec]:
-        return list(dict.fromkeys([*self.default_outputs, *requested]))
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _remote(self, key: ImageKey, name: str) -> str:
         return key.remote_file(self.settings.remote_base_path, name)
 
+    def _missing(self, key: ImageKey, names: list[str]) -> set:
+        if not self.store.is_remote:
+            return {name for name in names if not os.path.exists(key.local_file(self.base, name))}
+        return set(names) - set(self.store.list(self._remote(key, "").rstrip("/")))
+
+    def _fetch(self, key: ImageKey, name: str, path: str) -> bool:
+        """Copy an output another server made from the store; False when it has none (or is down:
+        the output is then made here, and stored once the store is back)."""
+        if not self.store.is_remote:
+            return False
+        try:
+            self.store.get(self._remote(key, name), path)
+        except NotFound:
+            return False
+        except (StoreError, Unavailable) as error:
+            log.warning("making %s here: %s", name, error.message)
+            return False
+        return True
+
     def _local_copy(self, key: ImageKey, name: str) -> str:
         """The local path of an image's file, fetched from the store first if only it has it."""
         path = key.local_file(self.base, name)
         if os.path.exists(path):
             return path
-        if not self.store.is_remote:
+        try:
+            if not self.store.is_remote:
+                raise NotFound(f"no image {key.hash} in namespace {key.namespace}")
+            with files.exclusive(path, self.settings.lock_timeout):
+                if not os.path.exists(path):
+                    try:
+                        self.store.get(self._remote(key, name), path)
+                    except NotFound:
+                        raise NotFound(f"no image {key.hash} in namespace {key.namespace}") from None
+                    self.metrics.incr("original_downloaded")
+        except NotFound:
             if name == ORIGINAL:
                 self.metrics.incr("original_unavailable")
-            raise NotFound(f"no image {key.hash} in namespace {key.namespace}")
-        with files.exclusive(path, self.settings.lock_timeout):
-            if not os.path.exists(path):
-                try:
-                    self.store.get(self._remote(key, name), path)
-                except NotFound:
-                    self.metrics.incr("original_unavailable")
-                    raise NotFound(f"no image {key.hash} in namespace {key.namespace}") from None
-                self.metrics.incr("original_downloaded")
+            raise
         return path
 
     def _counting_post(self):

@@ -1,26 +1,49 @@
-"""`images process`: make the configured outputs of originals given as files, hashes or source URLs.
+"""`images process`: make and store the configured outputs of originals given as files, hashes or
+source URLs, for batch work beside (or instead of) the server.
 
     images --outputs x300.jpg process public/p/6e0/072/682/e66287b662827da75b244a3/original
-    printf '%s\n' HASH URL | images --outputs x300.jpg process -
+    printf '%s\n' HASH URL "HASH<TAB>URL" | images --outputs x300.jpg process -
 
-Prints `hash<TAB>url<TAB>width<TAB>height` for each item; the exit code is 1 if any item failed.
+Each item's folder in the store is listed first: an item whose original, info.json and outputs are
+all there is skipped at the cost of that listing (and its info.json). Prints
+`hash<TAB>url<TAB>width<TAB>height` per item on stdout, in the order given, and each failure's
+reason on stderr; exits 1 if any item failed. A progress line is kept on stderr when it is a terminal.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional
 
 from . import files, pipeline
-from .errors import ImageServerError
+from .errors import BadRequest, ImageServerError
 from .images import Images
 from .metrics import build_metrics
 from .names import parse_output_list
-from .paths import HASH, ORIGINAL, ImageKey
+from .paths import HASH, INFO, ORIGINAL, ImageKey
 from .storage import build_store
 
-CONCURRENCY = 4
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to process, as given: a local original, a hash, a source URL, or a hash and URL."""
+    text: str
+    path: Optional[str] = None
+    hash: Optional[str] = None
+    url: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Result:
+    item: Item
+    line: str = ""               # hash<TAB>url<TAB>width<TAB>height
+    error: str = ""
+    skipped: bool = False        # everything was in the store already
 
 
 def run_process(settings, args: list[str]) -> int:
@@ -28,55 +51,156 @@ def run_process(settings, args: list[str]) -> int:
     service = Images(settings, build_store(settings), build_metrics(settings))
     outputs = parse_output_list(",".join(settings.outputs), settings)
     if args and args != ["-"]:
-        items = [("file", path) for path in args]
+        items: Iterable[Item] = [Item(path, path=path) for path in args]
+        total = len(args)
     else:
-        items = [_item(line) for line in sys.stdin if line.strip()]
+        items = (parse_line(line) for line in sys.stdin if line.strip())
+        total = None
+    progress = Progress(sys.stderr, total)
     failed = 0
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        for item, result in zip(items, pool.map(lambda i: _process(service, outputs, *i), items)):
-            if isinstance(result, ImageServerError):
-                failed += 1
-                print(f"images: {item[1]}: {result.message}", file=sys.stderr)
-            else:
-                print(result, flush=True)
+    for result in run_all(items, lambda item: process_item(service, outputs, item),
+                          settings.processor_concurrency):
+        if result.error:
+            failed += 1
+            progress.say(f"images: {result.item.text}: {result.error}")
+        else:
+            print(result.line, flush=True)
+        progress.count(result)
+    progress.close()
     return 1 if failed else 0
 
 
-def _item(line: str) -> tuple[str, str]:
-    text = line.strip().split("\t")[0]
-    if HASH.fullmatch(text):
-        return "hash", text
-    if "://" in text:
-        return "url", text
-    return "file", text
+def parse_line(line: str) -> Item:
+    """`HASH`, `URL`, `HASH<TAB>URL` or `URL<TAB>HASH`; anything else is taken as a file path."""
+    text = line.strip()
+    fields = [field.strip() for field in text.split("\t") if field.strip()]
+    hashes = [field for field in fields if HASH.fullmatch(field)]
+    urls = [field for field in fields if "://" in field]
+    if hashes or urls:
+        return Item(text, hash=hashes[0] if hashes else None, url=urls[0] if urls else None)
+    return Item(text, path=text)
 
 
-def _process(service: Images, outputs, kind: str, value: str):
+def run_all(items: Iterable[Item], work, concurrency: int) -> Iterator[Result]:
+    """Results in the order of `items`, `concurrency` at work at once, reading items as it goes."""
+    window: deque[tuple[Item, Future]] = deque()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for item in items:
+            window.append((item, pool.submit(work, item)))
+            if len(window) >= 2 * concurrency:
+                yield window.popleft()[1].result()
+        while window:
+            yield window.popleft()[1].result()
+
+
+def process_item(service: Images, outputs, item: Item) -> Result:
     settings = service.settings
     try:
-        if kind == "url":
-            info = json.loads(service.create_from_source(settings.namespace, value, outputs))
-            key = ImageKey(settings.namespace, info["hash"])
-        else:
-            key = ImageKey(settings.namespace, value) if kind == "hash" else \
-                ImageKey.from_path(value, settings.namespace)
-            if kind == "file":
-                _adopt(service, key, value)
-            service.make_outputs(key, outputs)
-            info = json.loads(service.info(key))
+        key, skipped = _make(service, outputs, item)
+        info = json.loads(service.info(key))
     except ImageServerError as error:
-        return error
+        return Result(item, error=error.message)
+    except Exception as error:  # one bad item must not stop the batch
+        return Result(item, error=f"{type(error).__name__}: {error}")
     url = service.store.url(key.remote_file(settings.remote_base_path, "").rstrip("/"),
                             settings.remote_base_url)
-    return f"{key.hash}\t{url}\t{info['width']}\t{info['height']}"
+    return Result(item, f"{key.hash}\t{url}\t{info['width']}\t{info['height']}", skipped=skipped)
 
 
-def _adopt(service: Images, key: ImageKey, path: str) -> None:
-    """Take a local original into --local_base_path, with its info, if it is not there yet."""
-    if os.path.exists(key.local_file(service.base, ORIGINAL)):
+def _make(service: Images, outputs, item: Item) -> tuple[ImageKey, bool]:
+    """Store what the item's folder lacks; returns its key, and whether nothing was lacking."""
+    namespace = service.settings.namespace
+    if item.path is None and item.hash is None:
+        info = service.create_from_source(namespace, item.url, outputs)
+        return ImageKey(namespace, json.loads(info)["hash"]), False
+    key = ImageKey.from_path(item.path, namespace) if item.path else ImageKey(namespace, item.hash)
+    missing = service.missing(key, outputs)
+    if not missing:
+        return key, True
+    if {ORIGINAL, INFO} & missing:
+        _store_original(service, key, item, outputs)
+    else:
+        service.process(key, outputs)
+    return key, False
+
+
+def _store_original(service: Images, key: ImageKey, item: Item, outputs) -> None:
+    """Store the original (and info.json, and the outputs) from the file, the URL or local disk."""
+    if item.path:
+        data = _read(item.path)
+    elif item.url:
+        info = service.create_from_source(key.namespace, item.url, outputs)
+        _check_hash(key, json.loads(info)["hash"], item.url)
         return
+    else:
+        data = _read(key.local_file(service.base, ORIGINAL), missing_ok=True)
+        if data is None:
+            service.info(key)          # NotFound: neither the store nor local disk has the image
+            service.process(key, outputs)
+            return
+    _check_hash(key, hashlib.md5(data).hexdigest(), item.path or "the local original")
+    service.create(key.namespace, data, outputs)
+
+
+def _read(path: str, missing_ok: bool = False) -> Optional[bytes]:
     try:
-        data = files.read(path)
+        return files.read(path)
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise BadRequest(f"cannot read {path}: no such file") from None
     except OSError as error:
-        raise ImageServerError(f"cannot read {path}: {error.strerror}") from None
-    service.create(key.namespace, data)
+        raise BadRequest(f"cannot read {path}: {error.strerror}") from None
+
+
+def _check_hash(key: ImageKey, actual: str, where: str) -> None:
+    if actual != key.hash:
+        raise BadRequest(f"the image at {where} has hash {actual}, not {key.hash}")
+
+
+class Progress:
+    """A progress line on stderr, redrawn in place, when stderr is a terminal; else nothing."""
+    WIDTH = 30
+
+    def __init__(self, stream, total: Optional[int]):
+        self.stream = stream
+        self.total = total
+        self.shown = stream.isatty()
+        self.started = time.monotonic()
+        self.drawn = 0.0
+        self.done = self.failed = self.skipped = 0
+
+    def count(self, result: Result) -> None:
+        self.done += 1
+        self.failed += bool(result.error)
+        self.skipped += result.skipped
+        if time.monotonic() - self.drawn >= 0.1:
+            self._draw()
+
+    def say(self, message: str) -> None:
+        """A line of its own (a failure's reason), above the progress line."""
+        if self.shown:
+            self.stream.write("\r\033[K")
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown and self.done:
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        if not self.shown:
+            return
+        self.drawn = time.monotonic()
+        rate = self.done / max(self.drawn - self.started, 1e-6)
+        counts = f"{self.done}" if self.total is None else f"{self.done}/{self.total}"
+        bar = ""
+        if self.total:
+            filled = self.WIDTH * self.done // self.total
+            bar = "[" + "#" * filled + "." * (self.WIDTH - filled) + "] "
+        self.stream.write(f"\r\033[K{bar}{counts} done, {self.failed} failed, "
+                          f"{self.skipped} skipped, {rate:.1f}/s")
+        self.stream.flush()
+

@@ -22,6 +22,10 @@ def setting(default, help: str, env: Sequence[str] = ()):
     return field(default=default, metadata={"help": help, "env": tuple(env)})
 
 
+S3_ACLS = ("none", "private", "public-read", "public-read-write", "authenticated-read",
+           "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control")
+
+
 @dataclass(frozen=True)
 class Settings:
     listen: str = setting("127.0.0.1", "address to listen on")
@@ -55,6 +59,26 @@ class Settings:
     nginx_listen: str = setting("80", "listen address of the block printed by nginx_config")
     nginx_access_log: str = setting("/var/log/nginx/imageserver.access.log",
                                     "access log of the block printed by nginx_config")
+    # -- issue 3: cloud storage (S3, Manta) and the process command --------------------------------
+    aws_access_key_id: str = setting("", "S3 access key (else boto3's chain: environment, profile, role)")
+    aws_secret_key: str = setting("", "S3 secret key, with --aws_access_key_id")
+    aws_bucket: str = setting("", "S3 bucket that keeps every image (S3 is used when set)",
+                              env=("AWS_BUCKET",))
+    aws_region: str = setting("us-east-1", "S3 region", env=("AWS_REGION",))
+    s3_endpoint_url: str = setting("", "URL of an S3-compatible store (MinIO, Ceph, R2), else AWS")
+    s3_acl: str = setting("public-read", "canned ACL of stored objects, or none to send no ACL")
+    manta_url: str = setting("", "Manta URL (Manta is used when set)", env=("MANTA_URL",))
+    manta_user: str = setting("", "Manta account login", env=("MANTA_USER",))
+    manta_key_id: str = setting("", "MD5 fingerprint of the Manta signing key", env=("MANTA_KEY_ID",))
+    sdc_identity: str = setting("", "private key file for Manta (else the ssh-agent's key with "
+                                    "--manta_key_id)", env=("SDC_IDENTITY",))
+    # A request waits at most about (store_retries + 1) x store_timeout plus back-off on a store that
+    # is down: kept well inside gunicorn's 60 s worker timeout.
+    store_timeout: float = setting(5.0, "seconds allowed for one request to the remote store")
+    store_retries: int = setting(2, "retries of a remote store request that was throttled or failed")
+    upload_retry_seconds: float = setting(
+        30.0, "seconds between retries of outputs whose upload failed after the reply")
+    processor_concurrency: int = setting(4, "items the process command works on at once")
 
     def __post_init__(self):
         positive = ("port", "maximum_width", "maximum_height", "http_timeout",
@@ -75,6 +99,18 @@ class Settings:
             parse_output_list(",".join(self.outputs), self)
         except Exception as error:
             raise SettingsError(f"--outputs: {error}") from None
+        self._check_storage()
+
+    def _check_storage(self) -> None:
+        for name in ("store_timeout", "upload_retry_seconds", "processor_concurrency"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
+        if self.store_retries < 0:
+            raise SettingsError(f"--store_retries must be 0 or more, not {self.store_retries}")
+        if self.s3_acl not in S3_ACLS:
+            raise SettingsError(f"--s3_acl must be one of {','.join(S3_ACLS)}, not {self.s3_acl!r}")
+        # Checks across settings of the store are made by storage.build_store: gunicorn_conf reads
+        # the environment alone, where a setting given as a flag is missing.
 
     def _check_operations(self) -> None:
         for name in ("statsd_port", "status_port", "profile_port"):

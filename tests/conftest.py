@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import uuid
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 import requests
 
 from tests import pictures
+from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
 
 VENV_BIN = os.path.dirname(sys.executable)
 IMAGES = os.path.join(VENV_BIN, "images")
@@ -32,7 +35,7 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
@@ -72,6 +75,15 @@ class RunningServer:
         return self.process.returncode
 
 
+# Variables that would send a test server to a real store (or change its settings) if set here.
+FOREIGN_VARIABLES = re.compile(r"(IMG_|AWS_|MANTA_|SDC_).*|SSH_AUTH_SOCK")
+
+
+def server_environment() -> dict:
+    """This environment, less what would point a test server at a real store or change its settings."""
+    return {name: value for name, value in os.environ.items() if not FOREIGN_VARIABLES.fullmatch(name)}
+
+
 def launch(folder, *flags: str, env: dict | None = None, base_path: str | None = None,
            allow_private_sources: bool = True) -> RunningServer:
     """Start `images server` with 2 workers on a free port, storing under `folder`, and wait for it.
@@ -87,7 +99,7 @@ def launch(folder, *flags: str, env: dict | None = None, base_path: str | None =
         args.insert(-1, "--allow_private_sources")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})})
+                                   env={**server_environment(), **(env or {})})
     server = RunningServer(f"http://127.0.0.1:{port}", base, process, log_path, args)
     try:
         wait_until_up(server.url + "/status_check", process)
@@ -204,3 +216,62 @@ def statsd_listener():
 @pytest.fixture(scope="session")
 def photo_jpeg() -> bytes:
     return pictures.photo(800, 600, "jpeg")
+
+
+# -- remote stores ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """moto's S3 server, in its own process on a free loopback port, for the whole session."""
+    server = MotoServer(free_port(), str(tmp_path_factory.mktemp("moto") / "moto.log"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server) -> str:
+    """A new, empty bucket on the moto server."""
+    name = f"images-{uuid.uuid4().hex[:12]}"
+    moto_server.client().create_bucket(Bucket=name)
+    return name
+
+
+def s3_flags(moto_server, bucket: str, endpoint_url: str | None = None) -> list[str]:
+    return ["--aws_bucket", bucket, "--s3_endpoint_url", endpoint_url or moto_server.url,
+            "--aws_access_key_id", "testing", "--aws_secret_key", "testing",
+            "--remote_base_path", "images"]
+
+
+@pytest.fixture(scope="session")
+def manta_keys(tmp_path_factory) -> dict:
+    """An RSA and an ECDSA key pair, made for this session."""
+    folder = str(tmp_path_factory.mktemp("keys"))
+    return {kind: make_key_pair(folder, kind) for kind in ("rsa", "ecdsa")}
+
+
+@pytest.fixture
+def manta_server(manta_keys):
+    """A fresh Manta test server for the account `tester`, which knows both keys."""
+    server = MantaTestServer("tester", list(manta_keys.values()))
+    yield server
+    server.stop()
+
+
+def manta_flags(manta_url: str, key, identity: str | None = None) -> list[str]:
+    return ["--manta_url", manta_url, "--manta_user", "tester", "--manta_key_id", key.fingerprint,
+            "--sdc_identity", identity or key.private_path, "--remote_base_path", "public/images"]
+
+
+@pytest.fixture
+def gate():
+    """gate(port): a TCP forwarder to that loopback port, which a test can shut (the store is down)."""
+    made = []
+
+    def make(port: int) -> Gate:
+        made.append(Gate(port))
+        return made[-1]
+
+    yield make
+    for g in made:
+        g.stop()

@@ -1,9 +1,33 @@
 """Storage backends behind one contract (`base.Store`); `build_store` picks one from the settings."""
 from __future__ import annotations
 
+import os
+
+from ..errors import SettingsError
 from .base import Store
 from .local import NoRemoteStore
+from .pending import BackgroundUploads, ImmediateUploads
 
 
 def build_store(settings) -> Store:
+    """S3 when --aws_bucket is set, Manta when --manta_url is, else nothing remote. A bad
+    combination of settings is a SettingsError."""
+    if settings.aws_bucket and settings.manta_url:
+        raise SettingsError("give --aws_bucket or --manta_url, not both: one store at a time")
+    if settings.aws_bucket:
+        from .s3 import S3Store
+        return S3Store(settings)
+    if settings.manta_url:
+        from .manta import MantaStore
+        return MantaStore(settings)
     return NoRemoteStore()
+
+
+def build_uploads(settings, metrics):
+    """The store, and how a server stores the outputs it makes for a GET: after the reply, in a
+    background thread of this worker, when there is a remote store."""
+    store = build_store(settings)
+    if not store.is_remote:
+        return store, ImmediateUploads(store)
+    folder = os.path.join(settings.base_path, ".imageserver", "uploads")
+    return store, BackgroundUploads(store, folder, settings.upload_retry_seconds, metrics).start()

@@ -3,7 +3,9 @@ images are kept for good and shared by many servers (S3, Manta), or nowhere (`No
 
 Paths given to a Store are remote paths with forward slashes, such as
 `images/p/6e0/072/682/e66287b662827da75b244a3/x300.jpg` (see `paths.ImageKey.remote_file`).
-Backends turn their vendor's errors into `errors.NotFound` (no such object) and `errors.StoreError`.
+Backends turn their vendor's errors into `errors.NotFound` (no such object), `errors.StoreError` (the
+store refused or failed: 502) and `errors.Unavailable` (it cannot be reached, or asks to slow down:
+503), after their own retries; a bad combination of settings is a `SettingsError` from the constructor.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def output(key: ImageKey, name: str):
     spec = parse_output(name, service().settings)
     made = service().output(key, spec)
     response = _send(made.path, spec.content_type)
-    response.headers["X-Image-Cache"] = "made" if made.made else "hit"
+    response.headers["X-Image-Cache"] = made.cache
     return response
 
 
@@ -41,7 +41,7 @@ def output(key: ImageKey, name: str):
 def process(key: ImageKey):
     specs = parse_output_list(request.args.get("outputs", ""), service().settings)
     service().info(key)
-    service().make_outputs(key, specs)
+    service().process(key, specs)
     return Response(status=200)
 
 
