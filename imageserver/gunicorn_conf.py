@@ -1,4 +1,7 @@
-"""gunicorn's settings for this app; the top-level gunicorn.conf.py is this module.
+"""gunicorn's settings for this app: fixed ones here, and those taken from our Settings in
+`from_settings`. `images server` applies both; the top-level gunicorn.conf.py does the same for plain
+gunicorn, with Settings from the environment alone. (Nothing here reads the environment at import:
+`images server` has flags that the environment does not know.)
 
 Sync workers, one per core: each request is CPU work in ImageMagick, so more workers than cores only
 add memory. ImageMagick is loaded by each worker after the fork (the app is not preloaded), because
@@ -7,12 +10,7 @@ its OpenMP threads do not survive a fork.
 import signal
 
 from imageserver import counters  # noqa: F401  (made here, in the master, to be shared by workers)
-from imageserver.settings import Settings
 
-_settings = Settings.from_env()
-
-bind = f"{_settings.listen}:{_settings.port}"
-workers = _settings.worker_count
 worker_class = "sync"
 preload_app = False
 timeout = 60
@@ -21,7 +19,6 @@ keepalive = 5
 # One line per request: method and path, status, body bytes, duration, and whether an output was
 # made now (cache=made), already on disk (cache=hit), or is no output (cache=-). The bytes are the
 # Content-Length: gunicorn's own count (%(B)s) misses files it sends with sendfile().
-accesslog = _settings.access_log or None
 access_log_format = ('%(t)s %(h)s "%(r)s" %(s)s %({content-length}o)s %(M)sms '
                      'cache=%({x-image-cache}o)s')
 # Bodies are read by the app with its own limit; headers stay bounded here.
@@ -32,6 +29,13 @@ def post_worker_init(worker):
     # Ctrl-C reaches the whole process group: let the master turn it into a graceful stop, so that
     # the worker finishes the request it is on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def from_settings(settings) -> dict:
+    """The gunicorn settings that come from ours."""
+    return {"bind": [f"{settings.listen}:{settings.port}"], "workers": settings.worker_count,
+            "accesslog": settings.access_log or None}
+
 
 # gunicorn 24+ opens a control socket at one fixed path per user; several servers on one host (and
 # the tests) would fight over it, and nothing here uses it.

@@ -60,9 +60,8 @@ class Server(BaseApplication):
         for name, value in vars(gunicorn_conf).items():
             if name in self.cfg.settings:
                 self.cfg.set(name, value)
-        self.cfg.set("bind", [f"{self.settings.listen}:{self.settings.port}"])
-        self.cfg.set("workers", self.settings.worker_count)
-        self.cfg.set("accesslog", self.settings.access_log or None)
+        for name, value in gunicorn_conf.from_settings(self.settings).items():
+            self.cfg.set(name, value)
 
     def load(self):
         """The app, in a worker after the fork; with the profiler and its listener under --profile."""
