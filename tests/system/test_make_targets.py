@@ -23,6 +23,7 @@ def make_server(tmp_path):
     def start(target: str, variables: dict) -> str:
         port = free_port()
         env = {**server_environment(), **variables, "IMG_PORT": str(port), "IMG_WORKERS": "1",
+               "IMG_STATUS_PORT": "0",
                "IMG_LOCAL_BASE_PATH": str(tmp_path / "public")}
         with open(tmp_path / "make.log", "wb") as log:
             process = subprocess.Popen(["make", "-s", target], cwd=ROOT, env=env, stdout=log,
