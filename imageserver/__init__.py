@@ -15,7 +15,7 @@ def create_app(settings=None) -> Flask:
     from .storage import build_store
 
     settings = settings or Settings.from_env()
-    pipeline.init_worker()
+    pipeline.init_worker(pipeline.Limits.from_settings(settings))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.maximum_upload_bytes
     app.extensions["images"] = Images(settings, build_store(settings), build_metrics(settings))

@@ -42,7 +42,8 @@ class Images:
         self.store = store
         self.metrics = metrics
         self.base = settings.base_path
-        self.limits = pipeline.Limits()
+        self.limits = pipeline.Limits.from_settings(settings)
+        self.source_rules = fetch.SourceRules.from_settings(settings)
         self.posting = PostingCounts()
 
     # -- creating -----------------------------------------------------------------------------
@@ -63,9 +64,7 @@ class Images:
             with files.exclusive(record, self.settings.lock_timeout):
                 key = self._recent_download(namespace, record)
                 if key is None:
-                    data = fetch.download(url, self.settings.http_timeout,
-                                          self.settings.maximum_source_bytes,
-                                          self.settings.allow_private_sources)
+                    data = fetch.download(url, self.source_rules)
                     self.metrics.incr("original_downloaded")
                     info = self._create(namespace, data, ())
                     files.write_atomically(record, json.loads(info)["hash"].encode())

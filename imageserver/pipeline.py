@@ -3,7 +3,9 @@ resize, convert colour, encode. It knows nothing of HTTP, files or settings obje
 
 ImageMagick decodes a great many formats, some of them dangerous (MVG, SVG, MSL, PS, URL, ...). It is
 only ever given bytes whose first bytes we recognised, with that coder named explicitly ("jpeg:"), so
-its own format guessing never runs on client data.
+its own format guessing never runs on client data. Behind that, `init_worker` loads our policy.xml
+(magick/), which refuses every other coder inside ImageMagick itself. Sizes are checked on the header
+(a ping) before any pixel is decoded.
 """
 from __future__ import annotations
 
@@ -61,31 +63,67 @@ class SourceInfo:
 class Limits:
     """Bounds on what is decoded, from the settings."""
     maximum_pixels: int = 50_000_000
-    maximum_side: int = 30_000
+    maximum_side: int = 16_384
     maximum_frames: int = 300
 
+    @classmethod
+    def from_settings(cls, settings) -> "Limits":
+        return cls(settings.maximum_source_pixels, settings.maximum_source_side,
+                   settings.maximum_frames)
+
+    @property
+    def maximum_animation_pixels(self) -> int:
+        """All the frames of an animation together: each frame is decoded at once."""
+        return ANIMATION_FACTOR * self.maximum_pixels
+
+
+# An animation may hold this many times the pixels of the largest still image, in all its frames.
+ANIMATION_FACTOR = 2
+POLICY_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "magick")
+# A harmless drawing that only the MVG coder reads: decoding it must fail once our policy is in force.
+POLICY_PROBE = b"viewbox 0 0 1 1\n"
 
 _readable: set = set()
+_policy: list = []
 
 
-def init_worker(memory_bytes: int = 512 * 2**20) -> None:
-    """Set ImageMagick's limits in this process. Called once per gunicorn worker, after the fork.
+def init_worker(limits: Limits = Limits(), memory_bytes: int = 512 * 2**20) -> None:
+    """Put ImageMagick's policy and limits in force in this process. Called once per gunicorn worker,
+    after the fork, and before ImageMagick has decoded anything (it reads its policy files once).
 
     One thread per worker: the workers already fill the cores, and ImageMagick's OpenMP threads are
     not fork-safe (the master never loads ImageMagick at all).
     """
     os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    configured = os.environ.get("MAGICK_CONFIGURE_PATH", "")
+    if POLICY_FOLDER not in configured.split(os.pathsep):
+        os.environ["MAGICK_CONFIGURE_PATH"] = os.pathsep.join(filter(None, (POLICY_FOLDER, configured)))
     if WAND_IMPORT_ERROR:
         return
-    limits = wand.resource.limits
-    limits["thread"] = 1
-    limits["memory"] = memory_bytes
-    limits["map"] = 2 * memory_bytes
-    limits["disk"] = 4 * memory_bytes
-    limits["time"] = 60
+    resources = wand.resource.limits
+    resources["thread"] = 1
+    resources["memory"] = memory_bytes
+    resources["map"] = 2 * memory_bytes
+    resources["disk"] = 4 * memory_bytes
+    resources["area"] = limits.maximum_animation_pixels
+    resources["width"] = limits.maximum_side
+    resources["height"] = limits.maximum_side
+    resources["time"] = 60
     _readable.clear()
     _readable.update(coder for coder in CONTENT_TYPES if wand.version.formats(coder.upper()))
+    _policy[:] = [_policy_refuses_mvg()]
+
+
+def _policy_refuses_mvg() -> bool:
+    """True when ImageMagick refuses a coder that our policy forbids: the policy file was read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image(blob=POLICY_PROBE, format="mvg"):
+                return False
+    except WandException:
+        return True
 
 
 def problems() -> list[str]:
@@ -93,7 +131,11 @@ def problems() -> list[str]:
     if WAND_IMPORT_ERROR:
         return [f"ImageMagick (MagickWand) cannot be loaded: {WAND_IMPORT_ERROR}"]
     missing = [name for name in REQUIRED_FORMATS if not wand.version.formats(name)]
-    return [f"ImageMagick lacks the {name} format" for name in missing]
+    found = [f"ImageMagick lacks the {name} format" for name in missing]
+    if _policy == [False]:
+        found.append(f"ImageMagick's policy from {POLICY_FOLDER} is not in force (it was loaded before "
+                     "init_worker ran)")
+    return found
 
 
 def sniff(head: bytes) -> Optional[str]:
@@ -182,11 +224,7 @@ def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
     _check_available()
     coder = coder_for(data)
     with _decoding("upload"):
-        with _open(data, coder, ping=True) as header:
-            width, height = header.width, header.height
-            frames = len(header.sequence)
-            transposed = header.orientation in TRANSPOSED_ORIENTATIONS
-        _check_limits(width, height, frames, limits)
+        width, height, frames, transposed = _checked_header(data, coder, limits)
         # A full decode (shrunk on load for JPEG) finds files that are cut short or corrupt.
         hint = "64x64" if coder == "jpeg" else ""
         with _open(data, coder, size_hint=hint) as image:
@@ -197,7 +235,27 @@ def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
     return SourceInfo(coder, width, height, frames)
 
 
-def _check_limits(width: int, height: int, frames: int, limits: Limits) -> None:
+def _checked_header(data: bytes, coder: str, limits: Limits) -> tuple:
+    """(width, height, frames, transposed) from the header alone (a ping decodes no pixel), or an
+    error if any frame is over the limits. Every frame is measured: the first may be small and the
+    next huge."""
+    with _open(data, coder, ping=True) as header:
+        frames = len(header.sequence)
+        if frames > limits.maximum_frames:
+            raise PayloadTooLarge(f"the image has {frames} frames, over the limit of "
+                                  f"{limits.maximum_frames}")
+        sizes = [(frame.width, frame.height) for frame in header.sequence] if frames > 1 else \
+            [(header.width, header.height)]
+        transposed = header.orientation in TRANSPOSED_ORIENTATIONS
+    for width, height in sizes:
+        _check_limits(width, height, limits)
+    if sum(width * height for width, height in sizes) > limits.maximum_animation_pixels:
+        raise PayloadTooLarge(f"the animation has {frames} frames of {sizes[0][0]}x{sizes[0][1]}: "
+                              f"over {limits.maximum_animation_pixels} pixels in all")
+    return sizes[0][0], sizes[0][1], frames, transposed
+
+
+def _check_limits(width: int, height: int, limits: Limits) -> None:
     if width <= 0 or height <= 0:
         raise Unprocessable("the image has a zero width or height")
     if width > limits.maximum_side or height > limits.maximum_side:
@@ -206,10 +264,6 @@ def _check_limits(width: int, height: int, frames: int, limits: Limits) -> None:
     if width * height > limits.maximum_pixels:
         raise PayloadTooLarge(f"the image is {width}x{height}, over the limit of "
                               f"{limits.maximum_pixels} pixels")
-    if frames > limits.maximum_frames:
-        raise PayloadTooLarge(f"the image has {frames} frames, over the limit of {limits.maximum_frames}")
-    if width * height * frames > limits.maximum_pixels * 4:
-        raise PayloadTooLarge(f"the animation has {frames} frames of {width}x{height}: too many pixels")
 
 
 @dataclass(frozen=True)
@@ -241,11 +295,7 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
     coder = coder_for(data)
     animated_gif = coder == "gif" and spec.ext == "gif"
     with _decoding("render"):
-        with _open(data, coder, ping=True) as header:
-            stored_w, stored_h = header.width, header.height
-            transposed = header.orientation in TRANSPOSED_ORIENTATIONS
-            frames = len(header.sequence) if animated_gif else 1
-        _check_limits(stored_w, stored_h, frames, limits)
+        stored_w, stored_h, _, transposed = _checked_header(data, coder, limits)
         shown_w, shown_h = (stored_h, stored_w) if transposed else (stored_w, stored_h)
         layout = plan(spec, shown_w, shown_h)
         hint = _jpeg_size_hint(coder, layout, shown_w, shown_h, transposed)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from .errors import SettingsError
 from .names import EXTENSIONS, parse_output_list
+
+# A host name (or IP address) in lower case, or a suffix of one that starts with a dot.
+HOST_PATTERN = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
 def setting(default, help: str, env: Sequence[str] = ()):
@@ -42,10 +46,21 @@ class Settings:
     maximum_upload_bytes: int = setting(50_000_000, "largest upload body accepted")
     maximum_source_bytes: int = setting(50_000_000, "largest source download accepted")
     lock_timeout: float = setting(60.0, "seconds a request waits for another to finish the same output")
+    # issue 5, hardening: limits on sources, and on what may be made
+    maximum_source_pixels: int = setting(50_000_000, "largest source image accepted, in pixels")
+    maximum_source_side: int = setting(16384, "largest width or height of a source image accepted")
+    maximum_frames: int = setting(300, "most frames of an animated source accepted")
+    allowed_source_hosts: tuple = setting(
+        (), "hosts that source URLs may name (.example.com: any host under it); empty: any public host")
+    allowed_outputs: tuple = setting(
+        (), "patterns of the output names that may be made, e.g. x300.*,w200.jpg; empty: any")
+    signing_key: str = setting("", "when set, outputs need ?sig=, the HMAC-SHA256 of the path "
+                                   "(see `images sign`)")
 
     def __post_init__(self):
         positive = ("port", "maximum_width", "maximum_height", "http_timeout",
-                    "maximum_upload_bytes", "maximum_source_bytes", "lock_timeout")
+                    "maximum_upload_bytes", "maximum_source_bytes", "lock_timeout",
+                    "maximum_source_pixels", "maximum_source_side", "maximum_frames")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
@@ -61,6 +76,11 @@ class Settings:
             parse_output_list(",".join(self.outputs), self)
         except Exception as error:
             raise SettingsError(f"--outputs: {error}") from None
+        for host in self.allowed_source_hosts:
+            if not HOST_PATTERN.fullmatch(host):
+                raise SettingsError(f"--allowed_source_hosts: {host!r} is not a host name or .suffix")
+        if self.signing_key and len(self.signing_key) < 16:
+            raise SettingsError("--signing_key must be at least 16 characters")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -109,7 +129,7 @@ def convert(f: dataclasses.Field, text: str, source: str):
         raise SettingsError(f"{source}: {text!r} is not a valid {kind.__name__}") from None
 
 
-COMMANDS = ("server", "process", "version")
+COMMANDS = ("server", "process", "sign", "version")
 
 
 def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] | None = None,

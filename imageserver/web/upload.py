@@ -5,7 +5,7 @@ from flask import Blueprint, request
 
 from ..errors import BadRequest
 from ..names import parse_output_list
-from . import json_response, service
+from . import guard_outputs, json_response, service
 
 blueprint = Blueprint("upload", __name__)
 
@@ -13,6 +13,7 @@ blueprint = Blueprint("upload", __name__)
 @blueprint.post("/<namespace>")
 def upload(namespace: str):
     outputs = parse_output_list(request.args.get("outputs", ""), service().settings)
+    guard_outputs(outputs, request.args.get("outputs", ""))
     source = request.args.get("source")
     if source:
         return json_response(service().create_from_source(namespace, source, outputs))
