@@ -9,6 +9,7 @@ its own format guessing never runs on client data. Behind that, `init_worker` lo
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import warnings
@@ -20,7 +21,7 @@ from .errors import NotConfigured, PayloadTooLarge, Unprocessable, UnsupportedMe
 from .names import OutputSpec
 
 try:
-    from wand.api import library
+    from wand.api import library, libmagick
     from wand.color import Color
     from wand.exceptions import WandException, ResourceLimitError, WandWarning
     from wand.image import Image
@@ -44,6 +45,8 @@ AVIF_BRANDS = {b"avif", b"avis"}
 # EXIF orientations 5..8 store the picture turned by 90 degrees.
 TRANSPOSED_ORIENTATIONS = {"left_top", "right_top", "right_bottom", "left_bottom"}
 WHITE = "white"
+# MagickCore's ExceptionType: 300..399 are warnings, 400 and up errors.
+WARNING = 300
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class SourceInfo:
 class Limits:
     """Bounds on what is decoded, from the settings."""
     maximum_pixels: int = 50_000_000
-    maximum_side: int = 16_384
+    maximum_side: int = 16_000
     maximum_frames: int = 300
 
     @classmethod
@@ -197,7 +200,10 @@ def _is_truncation(message: str) -> bool:
 
 
 def _short(error) -> str:
-    return str(error).split(" @ ")[0].replace("`buffer' ", "").strip()
+    text = str(error)
+    if text.startswith("MagickReadImage returns false"):    # Wand's words when the coder gave up
+        return "no picture in it"
+    return text.split(" @ ")[0].replace("`buffer' ", "").replace(" `buffer'", "").strip()
 
 
 def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
@@ -213,10 +219,44 @@ def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: st
             library.MagickPingImageBlob(image.wand, data, len(data)) or image.raise_exception()
         else:
             image.read(blob=data)
+            _check_image_warnings(image)
+        if not library.MagickGetNumberImages(image.wand):
+            raise Unprocessable("the image cannot be decoded: its header is corrupt, or its size is "
+                                "over ImageMagick's limits")
     except BaseException:
         image.close()
         raise
     return image
+
+
+class _ExceptionInfo(ctypes.Structure):
+    """The head of MagickCore's ExceptionInfo: all we read of it."""
+    _fields_ = [("severity", ctypes.c_int), ("error_number", ctypes.c_int),
+                ("reason", ctypes.c_char_p), ("description", ctypes.c_char_p)]
+
+
+def _check_image_warnings(image: "Image") -> None:
+    """Refuse an image whose decoder warned that it is cut short. ImageMagick 6 files a coder's
+    warnings (libjpeg's "Premature end of JPEG file") on the image, not on the wand, where Wand never
+    looks; GetImageException collects them."""
+    pointer = library.GetImageFromMagickWand(image.wand)
+    if not pointer:
+        return
+    info = _core("AcquireExceptionInfo", ctypes.POINTER(_ExceptionInfo))()
+    try:
+        _core("GetImageException", None, ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(pointer, info)
+        reason = (info.contents.reason or b"").decode("utf-8", "replace")
+        if info.contents.severity >= WARNING and _is_truncation(reason):
+            raise Unprocessable(f"the image is cut short ({_short(reason)})")
+    finally:
+        _core("DestroyExceptionInfo", ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(info)
+
+
+def _core(name: str, result, *arguments):
+    """A MagickCore function, typed for ctypes."""
+    function = getattr(libmagick, name)
+    function.argtypes, function.restype = list(arguments), result
+    return function
 
 
 def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:

@@ -48,7 +48,7 @@ class Settings:
     lock_timeout: float = setting(60.0, "seconds a request waits for another to finish the same output")
     # issue 5, hardening: limits on sources, and on what may be made
     maximum_source_pixels: int = setting(50_000_000, "largest source image accepted, in pixels")
-    maximum_source_side: int = setting(16384, "largest width or height of a source image accepted")
+    maximum_source_side: int = setting(16000, "largest width or height of a source image accepted")
     maximum_frames: int = setting(300, "most frames of an animated source accepted")
     allowed_source_hosts: tuple = setting(
         (), "hosts that source URLs may name (.example.com: any host under it); empty: any public host")
