@@ -109,9 +109,11 @@ def init_worker(limits: Limits = Limits(), memory_bytes: int = 512 * 2**20) -> N
     resources["memory"] = memory_bytes
     resources["map"] = 2 * memory_bytes
     resources["disk"] = 4 * memory_bytes
+    # ImageMagick's own limits are a backstop behind ours (which give the clearer answer), and the
+    # system's policy.xml may lower them further: ImageMagick then decodes nothing past the header.
     resources["area"] = limits.maximum_animation_pixels
-    resources["width"] = limits.maximum_side
-    resources["height"] = limits.maximum_side
+    resources["width"] = 2 * limits.maximum_side
+    resources["height"] = 2 * limits.maximum_side
     resources["time"] = 60
     _readable.clear()
     _readable.update(coder for coder in CONTENT_TYPES if wand.version.formats(coder.upper()))

@@ -74,16 +74,19 @@ class RunningServer:
 
 @pytest.fixture
 def start_server(tmp_path_factory):
-    """A factory: start_server("--outputs", "x300.jpg") starts `images server` with those flags."""
+    """A factory: start_server("--outputs", "x300.jpg") starts `images server` with those flags (and
+    --allow_private_sources, so that sources on loopback work, unless private_sources=False)."""
     started = []
 
-    def start(*flags: str, env: dict | None = None, base_path: str | None = None) -> RunningServer:
+    def start(*flags: str, env: dict | None = None, base_path: str | None = None,
+              private_sources: bool = True) -> RunningServer:
         port = free_port()
         folder = tmp_path_factory.mktemp("server")
         base = base_path or str(folder / "public")
         log_path = str(folder / "server.log")
         args = [IMAGES, "--listen", "127.0.0.1", "--port", str(port), "--local_base_path", base,
-                "--workers", "2", "--allow_private_sources", *flags, "server"]
+                "--workers", "2", *(["--allow_private_sources"] if private_sources else []), *flags,
+                "server"]
         full_env = {**os.environ, **(env or {})}
         with open(log_path, "wb") as log:
             process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)

@@ -41,8 +41,9 @@ def guard_outputs(specs: Iterable[OutputSpec], outputs: Optional[str] = None) ->
 
 
 def register(app: Flask) -> None:
-    from . import images as image_views, status, upload
+    from . import api, images as image_views, status, upload
 
+    app.register_blueprint(api.blueprint)
     app.register_blueprint(status.blueprint)
     app.register_blueprint(upload.blueprint)
     app.register_blueprint(image_views.blueprint)
