@@ -23,7 +23,7 @@ PUBLIC = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=Fa
 
 class Handler(BaseHTTPRequestHandler):
     """/image: a PNG; /redirect/N: N more redirects then /image; /to?u=URL: redirect to URL;
-    /big: 2 MB without a Content-Length; /declared: claims 2 MB; /drip: a byte at a time, forever."""
+    /big: 64 MB without a Content-Length; /declared: claims 2 MB; /drip: a byte at a time, forever."""
     protocol_version = "HTTP/1.0"
 
     def do_GET(self):
@@ -39,7 +39,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.end_headers()
             try:
-                for _ in range(32):
+                for _ in range(1024):
                     self.wfile.write(b"\0" * 65536)
             except OSError:
                 self.server.broken.set()
