@@ -114,7 +114,9 @@ def init_worker(limits: Limits = Limits(), memory_bytes: int = 512 * 2**20) -> N
     resources["area"] = limits.maximum_animation_pixels
     resources["width"] = 2 * limits.maximum_side
     resources["height"] = 2 * limits.maximum_side
-    resources["time"] = 60
+    # No "time" limit: ImageMagick 6 counts it from the process's first image, not per image, and
+    # ends the whole process when it runs out (a worker died every minute). gunicorn's worker
+    # timeout bounds one request instead.
     _readable.clear()
     _readable.update(coder for coder in CONTENT_TYPES if wand.version.formats(coder.upper()))
     _policy[:] = [_policy_refuses_mvg()]

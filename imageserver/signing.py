@@ -34,11 +34,13 @@ def check(key: str, text: str, given: Optional[str]) -> None:
 
 
 def sign_url(key: str, url: str) -> str:
-    """`/p/6e0/.../x300.jpg` -> `/p/6e0/.../x300.jpg?sig=...`; a query keeps its ?outputs=."""
+    """`/p/6e0/.../x300.jpg` -> `/p/6e0/.../x300.jpg?sig=...`; a query keeps its ?outputs=, and a
+    whole URL its scheme and host (which are not signed)."""
     parts = urlsplit(url)
     if not parts.path.startswith("/"):
-        raise BadRequest(f"{url!r}: give the path of the URL, starting with /")
+        raise BadRequest(f"{url!r}: give the URL or its path, starting with /")
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
     kept = [pair for pair in parts.query.split("&") if pair and not pair.startswith("sig=")]
     outputs = dict(parse_qsl("&".join(kept), keep_blank_values=True)).get("outputs")
     text = message(parts.path, outputs)
-    return f"{parts.path}?{''.join(pair + '&' for pair in kept)}sig={signature(key, text)}"
+    return f"{origin}{parts.path}?{''.join(pair + '&' for pair in kept)}sig={signature(key, text)}"

@@ -204,6 +204,9 @@ class Soak:
             tracebacks = log.read().count("Traceback")
         if tracebacks:
             problems.append(f"{tracebacks} tracebacks in the server log")
+        if problems:
+            with open(log_path, errors="replace") as log:
+                print("\nthe end of the server log:\n" + "".join(log.readlines()[-30:]))
         print("\nOK" if not problems else "\nPROBLEMS:\n  " + "\n  ".join(problems))
         return 1 if problems else 0
 

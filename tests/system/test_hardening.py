@@ -135,6 +135,9 @@ def test_imagemagick_itself_refuses_every_other_coder(tmp_path, victim, source_s
         from wand.image import Image
         pipeline.init_worker()
         assert pipeline.problems() == [], pipeline.problems()
+        # ImageMagick's "time" limit would end the worker that long after its first image.
+        from wand.resource import limits
+        assert limits["time"] > 10 ** 9, limits["time"]
         ran = []
         for name in {by_name!r}:
             try:

@@ -108,3 +108,10 @@ def test_a_signature_signs_one_path_only(path, key, data):
         except Forbidden:
             continue
         raise AssertionError(f"{text} accepted {sig}")
+
+
+def test_sign_keeps_the_origin_and_other_parameters_of_a_whole_url():
+    key = "k" * 16
+    signed = signing.sign_url(key, "https://img.example.com/p/process?outputs=x1.jpg&sig=old")
+    assert signed == ("https://img.example.com/p/process?outputs=x1.jpg&sig="
+                      + signing.signature(key, "/p/process?outputs=x1.jpg"))
