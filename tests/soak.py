@@ -55,6 +55,7 @@ class Soak:
         self.failures: list[str] = []
         self.images: list[str] = []          # folders of uploaded images
         self.made: list[str] = []            # paths of outputs known to exist
+        self.warm: dict = {}                 # each worker's RSS a quarter into the run
 
     def run(self) -> int:
         print(f"making test pictures ...", flush=True)
@@ -93,9 +94,13 @@ class Soak:
         for thread in threads:
             thread.start()
         peaks = {pid: 0 for pid in workers}
+        warm_at = time.monotonic() + self.seconds / 4
         while any(thread.is_alive() for thread in threads):
             for pid in workers:
-                peaks[pid] = max(peaks[pid], sample(pid).get("rss", 0))
+                now = sample(pid)
+                peaks[pid] = max(peaks[pid], now.get("rss", 0))
+                if time.monotonic() >= warm_at and pid not in self.warm:
+                    self.warm[pid] = now.get("rss", 0)
             time.sleep(1)
         for pid in workers:
             peaks[pid] = max(peaks[pid], sample(pid).get("hwm", 0))
@@ -187,7 +192,8 @@ class Soak:
         for pid in workers:
             before, after = start[pid], end.get(pid, {})
             print(f"worker {pid}: peak RSS {peaks[pid] / 2**20:.0f} MiB; RSS start "
-                  f"{before['rss'] / 2**20:.0f} MiB, end {after.get('rss', 0) / 2**20:.0f} MiB; "
+                  f"{before['rss'] / 2**20:.0f} MiB, after a quarter of the run "
+                  f"{self.warm.get(pid, 0) / 2**20:.0f} MiB, end {after.get('rss', 0) / 2**20:.0f} MiB; "
                   f"open files start {before['fds']}, end {after.get('fds', 'gone')}")
             if pid not in end:
                 problems.append(f"worker {pid} was replaced during the run")
