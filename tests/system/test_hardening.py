@@ -114,6 +114,9 @@ def test_limits_come_from_the_settings(start_server):
     assert_json_error(server.post("/p", data=pictures.solid(160, 10, "red")), 413)
     assert server.post("/p", data=hostile.gif_frames(5, 2, 2)).status_code == 200
     assert_json_error(server.post("/p", data=hostile.gif_frames(6, 2, 2)), 413)
+    # All frames together: at most twice the pixels of one still image.
+    assert server.post("/p", data=hostile.gif_frames(3, 80, 80)).status_code == 200
+    assert_json_error(server.post("/p", data=hostile.gif_frames(4, 80, 80)), 413)
 
 
 def test_imagemagick_itself_refuses_every_other_coder(tmp_path, victim, source_server):
