@@ -1,11 +1,14 @@
 # make serve   install what is missing, then serve on 127.0.0.1:7000 with public/ as storage
 # make test    install what is missing, then run the whole test suite
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
+# make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
 VENV := .venv
 PYTHON ?= python3
 IMAGES := $(VENV)/bin/images
+SOAK_SECONDS ?= 300
+SOAK_CLIENTS ?= 6
 
-.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests clean
+.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests soak clean
 
 install: system-packages $(VENV)/.installed
 
@@ -47,6 +50,9 @@ test: install
 	$(VENV)/bin/pytest -q
 
 tests: test
+
+soak: install
+	$(VENV)/bin/python -m tests.soak --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -19,7 +19,7 @@ def create_app(settings=None, stopping=None) -> Flask:
     from .storage import build_uploads
 
     settings = settings or Settings.from_env()
-    pipeline.init_worker()
+    pipeline.init_worker(pipeline.Limits.from_settings(settings))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.maximum_upload_bytes
     metrics = build_metrics(settings)

@@ -1,4 +1,5 @@
-"""The `images` command: `images [flags] server | process [FILE|-] | version | doctor | nginx_config`."""
+"""The `images` command: `images [flags] server | process [FILE|-] | sign PATH... | version | doctor |
+nginx_config`."""
 from __future__ import annotations
 
 import sys
@@ -39,12 +40,33 @@ def main(argv=None) -> int:
             print(f"images: {error.message}", file=sys.stderr)
             return 2
         return 0
+    if command == "sign":
+        return sign(settings, args)
     from .process import run_process
     try:
         return run_process(settings, args)
     except ImageServerError as error:
         print(f"images: {error.message}", file=sys.stderr)
         return 2 if isinstance(error, SettingsError) else 1
+
+
+def sign(settings, paths: list[str]) -> int:
+    """Print each URL path with its ?sig= for --signing_key (`images sign /p/6e0/.../x300.jpg`)."""
+    from . import signing
+    if not settings.signing_key:
+        print("images: sign needs --signing_key (or IMG_SIGNING_KEY)", file=sys.stderr)
+        return 2
+    if not paths:
+        print("images: sign needs one or more URL paths, e.g. /p/6e0/072/682/e66.../x300.jpg",
+              file=sys.stderr)
+        return 2
+    try:
+        for path in paths:
+            print(signing.sign_url(settings.signing_key, path))
+    except ImageServerError as error:
+        print(f"images: {error.message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

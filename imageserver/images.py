@@ -49,7 +49,8 @@ class Images:
         self.uploads = uploads or ImmediateUploads(self.store)
         self.metrics = metrics
         self.base = settings.base_path
-        self.limits = pipeline.Limits()
+        self.limits = pipeline.Limits.from_settings(settings)
+        self.source_rules = fetch.SourceRules.from_settings(settings)
         self.posting = counters.POSTING
         # --outputs: made for every new image, besides those a request asks for.
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
@@ -82,9 +83,7 @@ class Images:
     def _download(self, url: str) -> bytes:
         try:
             with self.metrics.timer("download.time.source"):
-                data = fetch.download(url, self.settings.http_timeout,
-                                      self.settings.maximum_source_bytes,
-                                      self.settings.allow_private_sources)
+                data = fetch.download(url, self.source_rules)
         except NotFound:
             self.metrics.incr("original_unavailable")
             raise

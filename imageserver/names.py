@@ -10,14 +10,17 @@ output has one name (and one file on disk).
 from __future__ import annotations
 
 import re
+from fnmatch import fnmatchcase
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, Forbidden, NotFound
 
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
 EXTENSIONS = tuple(CONTENT_TYPES)
 MAXIMUM_OUTPUTS_PER_REQUEST = 20
+# Longer than any name the grammar allows ("99999x99999-q100.webp" is 21): refused unread.
+MAXIMUM_NAME_LENGTH = 40
 
 _NUMBER = r"[1-9][0-9]{0,5}"
 _NAME = re.compile(
@@ -41,6 +44,8 @@ class OutputSpec:
 
 def parse_output(name: str, settings) -> OutputSpec:
     """Parse and check an output name against the settings' maxima and extensions, or raise NotFound."""
+    if len(name) > MAXIMUM_NAME_LENGTH:
+        raise NotFound(f"an output name has at most {MAXIMUM_NAME_LENGTH} characters")
     match = _NAME.fullmatch(name)
     if not match:
         raise NotFound(f"{name!r} is not an output name (w200.jpg, x200.jpg, 300x200.jpg, "
@@ -75,3 +80,12 @@ def parse_output_list(text: str, settings) -> list[OutputSpec]:
         return [parse_output(name, settings) for name in names]
     except NotFound as error:
         raise BadRequest(error.message) from None
+
+
+def check_allowed(spec: OutputSpec, settings) -> None:
+    """Raise Forbidden unless --allowed_outputs is empty, or matches the name, or --outputs has it."""
+    patterns = settings.allowed_outputs
+    if not patterns or spec.name in settings.outputs:
+        return
+    if not any(fnmatchcase(spec.name, pattern) for pattern in patterns):
+        raise Forbidden(f"{spec.name!r} is not one of the outputs made here ({','.join(patterns)})")

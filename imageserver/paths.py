@@ -20,7 +20,7 @@ INFO = "info.json"
 
 def check_namespace(namespace: str) -> str:
     if not NAMESPACE.fullmatch(namespace):
-        raise BadRequest(f"namespace {namespace!r} must be 1 to 64 of a-z, 0-9 and _")
+        raise BadRequest(f"namespace {namespace[:70]!r} must be 1 to 64 of a-z, 0-9 and _")
     return namespace
 
 

@@ -3,7 +3,9 @@ resize, convert colour, encode. It knows nothing of HTTP, files or settings obje
 
 ImageMagick decodes a great many formats, some of them dangerous (MVG, SVG, MSL, PS, URL, ...). It is
 only ever given bytes whose first bytes we recognised, with that coder named explicitly ("jpeg:"), so
-its own format guessing never runs on client data.
+its own format guessing never runs on client data. Behind that, `init_worker` loads our policy.xml
+(magick/), which refuses every other coder inside ImageMagick itself. Sizes are checked on the header
+(a ping) before any pixel is decoded.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from .errors import (ImageServerError, NotConfigured, PayloadTooLarge, Unprocess
 from .names import OutputSpec
 
 try:
-    from wand.api import library
+    from wand.api import library, libmagick
     from wand.color import Color
     from wand.exceptions import WandException, ResourceLimitError, WandWarning
     from wand.image import Image
@@ -49,6 +51,8 @@ AVIF_BRANDS = {b"avif", b"avis"}
 # EXIF orientations 5..8 store the picture turned by 90 degrees.
 TRANSPOSED_ORIENTATIONS = {"left_top", "right_top", "right_bottom", "left_bottom"}
 WHITE = "white"
+# MagickCore's ExceptionType: 300..399 are warnings, 400 and up errors.
+WARNING = 300
 
 
 @dataclass(frozen=True)
@@ -68,31 +72,71 @@ class SourceInfo:
 class Limits:
     """Bounds on what is decoded, from the settings."""
     maximum_pixels: int = 50_000_000
-    maximum_side: int = 30_000
+    maximum_side: int = 16_000
     maximum_frames: int = 300
 
+    @classmethod
+    def from_settings(cls, settings) -> "Limits":
+        return cls(settings.maximum_source_pixels, settings.maximum_source_side,
+                   settings.maximum_frames)
+
+    @property
+    def maximum_animation_pixels(self) -> int:
+        """All the frames of an animation together: each frame is decoded at once."""
+        return ANIMATION_FACTOR * self.maximum_pixels
+
+
+# An animation may hold this many times the pixels of the largest still image, in all its frames.
+ANIMATION_FACTOR = 2
+POLICY_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "magick")
+# A harmless drawing that only the MVG coder reads: decoding it must fail once our policy is in force.
+POLICY_PROBE = b"viewbox 0 0 1 1\n"
 
 _readable: set = set()
+_policy: list = []
 
 
-def init_worker(memory_bytes: int = 512 * 2**20) -> None:
-    """Set ImageMagick's limits in this process. Called once per gunicorn worker, after the fork.
+def init_worker(limits: Limits = Limits(), memory_bytes: int = 512 * 2**20) -> None:
+    """Put ImageMagick's policy and limits in force in this process. Called once per gunicorn worker,
+    after the fork, and before ImageMagick has decoded anything (it reads its policy files once).
 
     One thread per worker: the workers already fill the cores, and ImageMagick's OpenMP threads are
     not fork-safe (the master never loads ImageMagick at all).
     """
     os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    configured = os.environ.get("MAGICK_CONFIGURE_PATH", "")
+    if POLICY_FOLDER not in configured.split(os.pathsep):
+        os.environ["MAGICK_CONFIGURE_PATH"] = os.pathsep.join(filter(None, (POLICY_FOLDER, configured)))
     if WAND_IMPORT_ERROR:
         return
-    limits = wand.resource.limits
-    limits["thread"] = 1
-    limits["memory"] = memory_bytes
-    limits["map"] = 2 * memory_bytes
-    limits["disk"] = 4 * memory_bytes
-    limits["time"] = 60
+    resources = wand.resource.limits
+    resources["thread"] = 1
+    resources["memory"] = memory_bytes
+    resources["map"] = 2 * memory_bytes
+    resources["disk"] = 4 * memory_bytes
+    # ImageMagick's own limits are a backstop behind ours (which give the clearer answer), and the
+    # system's policy.xml may lower them further: ImageMagick then decodes nothing past the header.
+    resources["area"] = limits.maximum_animation_pixels
+    resources["width"] = 2 * limits.maximum_side
+    resources["height"] = 2 * limits.maximum_side
+    # No "time" limit: ImageMagick 6 counts it from the process's first image, not per image, and
+    # ends the whole process when it runs out (a worker died every minute). gunicorn's worker
+    # timeout bounds one request instead.
     _readable.clear()
     _readable.update(coder for coder in CONTENT_TYPES if wand.version.formats(coder.upper()))
+    _policy[:] = [_policy_refuses_mvg()]
+
+
+def _policy_refuses_mvg() -> bool:
+    """True when ImageMagick refuses a coder that our policy forbids: the policy file was read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image(blob=POLICY_PROBE, format="mvg"):
+                return False
+    except WandException:
+        return True
 
 
 def problems() -> list[str]:
@@ -100,7 +144,11 @@ def problems() -> list[str]:
     if WAND_IMPORT_ERROR:
         return [f"ImageMagick (MagickWand) cannot be loaded: {WAND_IMPORT_ERROR}"]
     missing = [name for name in REQUIRED_FORMATS if not wand.version.formats(name)]
-    return [f"ImageMagick lacks the {name} format" for name in missing]
+    found = [f"ImageMagick lacks the {name} format" for name in missing]
+    if _policy == [False]:
+        found.append(f"ImageMagick's policy from {POLICY_FOLDER} is not in force (it was loaded before "
+                     "init_worker ran)")
+    return found
 
 
 def sniff(head: bytes) -> Optional[str]:
@@ -162,9 +210,10 @@ def _is_truncation(message: str) -> bool:
 
 
 def _short(error) -> str:
-    if str(error).startswith("MagickReadImage returns false"):
-        return "incomplete or corrupt data"
-    return str(error).split(" @ ")[0].replace("`buffer' ", "").strip()
+    text = str(error)
+    if text.startswith("MagickReadImage returns false"):    # Wand's words when the coder gave up
+        return "no picture in it"
+    return text.split(" @ ")[0].replace("`buffer' ", "").replace(" `buffer'", "").strip()
 
 
 def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
@@ -180,8 +229,10 @@ def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: st
             library.MagickPingImageBlob(image.wand, data, len(data)) or image.raise_exception()
         else:
             image.read(blob=data)
-            # Wand reports warnings (a cut-short file) only when asked; _decoding() catches them.
-            image.raise_exception()
+            _check_image_warnings(image)
+        if not library.MagickGetNumberImages(image.wand):
+            raise Unprocessable("the image cannot be decoded: its header is corrupt, or its size is "
+                                "over ImageMagick's limits")
     except BaseException:
         image.close()
         raise
@@ -203,17 +254,43 @@ def _check_complete(data: bytes, coder: str) -> None:
         raise Unprocessable("the image is cut short (no end marker)")
 
 
+class _ExceptionInfo(ctypes.Structure):
+    """The head of MagickCore's ExceptionInfo: all we read of it."""
+    _fields_ = [("severity", ctypes.c_int), ("error_number", ctypes.c_int),
+                ("reason", ctypes.c_char_p), ("description", ctypes.c_char_p)]
+
+
+def _check_image_warnings(image: "Image") -> None:
+    """Refuse an image whose decoder warned that it is cut short. ImageMagick 6 files a coder's
+    warnings (libjpeg's "Premature end of JPEG file") on the image, not on the wand, where Wand never
+    looks; GetImageException collects them."""
+    pointer = library.GetImageFromMagickWand(image.wand)
+    if not pointer:
+        return
+    info = _core("AcquireExceptionInfo", ctypes.POINTER(_ExceptionInfo))()
+    try:
+        _core("GetImageException", None, ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(pointer, info)
+        reason = (info.contents.reason or b"").decode("utf-8", "replace")
+        if info.contents.severity >= WARNING and _is_truncation(reason):
+            raise Unprocessable(f"the image is cut short ({_short(reason)})")
+    finally:
+        _core("DestroyExceptionInfo", ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(info)
+
+
+def _core(name: str, result, *arguments):
+    """A MagickCore function, typed for ctypes."""
+    function = getattr(libmagick, name)
+    function.argtypes, function.restype = list(arguments), result
+    return function
+
+
 def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
     """Check that `data` is a whole image we accept, within the limits, and say what it is."""
     _check_available()
     coder = coder_for(data)
     _check_complete(data, coder)
     with _decoding("upload"):
-        with _open(data, coder, ping=True) as header:
-            width, height = header.width, header.height
-            frames = len(header.sequence)
-            transposed = header.orientation in TRANSPOSED_ORIENTATIONS
-        _check_limits(width, height, frames, limits)
+        width, height, frames, transposed = _checked_header(data, coder, limits)
         # A full decode (shrunk on load for JPEG) finds files that are cut short or corrupt.
         hint = "64x64" if coder == "jpeg" else ""
         with _open(data, coder, size_hint=hint) as image:
@@ -224,7 +301,27 @@ def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
     return SourceInfo(coder, width, height, frames)
 
 
-def _check_limits(width: int, height: int, frames: int, limits: Limits) -> None:
+def _checked_header(data: bytes, coder: str, limits: Limits) -> tuple:
+    """(width, height, frames, transposed) from the header alone (a ping decodes no pixel), or an
+    error if any frame is over the limits. Every frame is measured: the first may be small and the
+    next huge."""
+    with _open(data, coder, ping=True) as header:
+        frames = len(header.sequence)
+        if frames > limits.maximum_frames:
+            raise PayloadTooLarge(f"the image has {frames} frames, over the limit of "
+                                  f"{limits.maximum_frames}")
+        sizes = [(frame.width, frame.height) for frame in header.sequence] if frames > 1 else \
+            [(header.width, header.height)]
+        transposed = header.orientation in TRANSPOSED_ORIENTATIONS
+    for width, height in sizes:
+        _check_limits(width, height, limits)
+    if sum(width * height for width, height in sizes) > limits.maximum_animation_pixels:
+        raise PayloadTooLarge(f"the animation has {frames} frames of {sizes[0][0]}x{sizes[0][1]}: "
+                              f"over {limits.maximum_animation_pixels} pixels in all")
+    return sizes[0][0], sizes[0][1], frames, transposed
+
+
+def _check_limits(width: int, height: int, limits: Limits) -> None:
     if width <= 0 or height <= 0:
         raise Unprocessable("the image has a zero width or height")
     if width > limits.maximum_side or height > limits.maximum_side:
@@ -233,10 +330,6 @@ def _check_limits(width: int, height: int, frames: int, limits: Limits) -> None:
     if width * height > limits.maximum_pixels:
         raise PayloadTooLarge(f"the image is {width}x{height}, over the limit of "
                               f"{limits.maximum_pixels} pixels")
-    if frames > limits.maximum_frames:
-        raise PayloadTooLarge(f"the image has {frames} frames, over the limit of {limits.maximum_frames}")
-    if width * height * frames > limits.maximum_pixels * 4:
-        raise PayloadTooLarge(f"the animation has {frames} frames of {width}x{height}: too many pixels")
 
 
 @dataclass(frozen=True)
@@ -268,11 +361,7 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
     coder = coder_for(data)
     animated_gif = coder == "gif" and spec.ext == "gif"
     with _decoding("render"):
-        with _open(data, coder, ping=True) as header:
-            stored_w, stored_h = header.width, header.height
-            transposed = header.orientation in TRANSPOSED_ORIENTATIONS
-            frames = len(header.sequence) if animated_gif else 1
-        _check_limits(stored_w, stored_h, frames, limits)
+        stored_w, stored_h, _, transposed = _checked_header(data, coder, limits)
         shown_w, shown_h = (stored_h, stored_w) if transposed else (stored_w, stored_h)
         layout = plan(spec, shown_w, shown_h)
         hint = _jpeg_size_hint(coder, layout, shown_w, shown_h, transposed)
@@ -359,7 +448,8 @@ def check_formats() -> dict:
     result = {coder: (bool(wand.version.formats(coder.upper())), False) for coder in CONTENT_TYPES}
     for coder in WRITERS.values():
         try:
-            with Image(width=16, height=16, pseudo="gradient:red-blue") as image:
+            # A blank canvas: no coder is needed to make it (the policy refuses `gradient:`).
+            with Image(width=16, height=16, background=Color("red")) as image:
                 blob = image.make_blob(coder)
             result[coder] = (describe(blob).coder == coder, True)
         except (WandException, ImageServerError):

@@ -47,7 +47,7 @@ class Result:
 
 
 def run_process(settings, args: list[str]) -> int:
-    pipeline.init_worker()
+    pipeline.init_worker(pipeline.Limits.from_settings(settings))
     service = Images(settings, build_store(settings), build_metrics(settings))
     outputs = parse_output_list(",".join(settings.outputs), settings)
     if args and args != ["-"]:

@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from .errors import SettingsError
 from .names import EXTENSIONS, parse_output_list
+
+# A host name (or IP address) in lower case, or a suffix of one that starts with a dot.
+HOST_PATTERN = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
 def setting(default, help: str, env: Sequence[str] = ()):
@@ -79,10 +83,21 @@ class Settings:
     upload_retry_seconds: float = setting(
         30.0, "seconds between retries of outputs whose upload failed after the reply")
     processor_concurrency: int = setting(4, "items the process command works on at once")
+    # issue 5, hardening: limits on sources, and on what may be made
+    maximum_source_pixels: int = setting(50_000_000, "largest source image accepted, in pixels")
+    maximum_source_side: int = setting(16000, "largest width or height of a source image accepted")
+    maximum_frames: int = setting(300, "most frames of an animated source accepted")
+    allowed_source_hosts: tuple = setting(
+        (), "hosts that source URLs may name (.example.com: any host under it); empty: any public host")
+    allowed_outputs: tuple = setting(
+        (), "patterns of the output names that may be made, e.g. x300.*,w200.jpg; empty: any")
+    signing_key: str = setting("", "when set, outputs need ?sig=, the HMAC-SHA256 of the path "
+                                   "(see `images sign`)")
 
     def __post_init__(self):
         positive = ("port", "maximum_width", "maximum_height", "http_timeout",
-                    "maximum_upload_bytes", "maximum_source_bytes", "lock_timeout")
+                    "maximum_upload_bytes", "maximum_source_bytes", "lock_timeout",
+                    "maximum_source_pixels", "maximum_source_side", "maximum_frames")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
@@ -99,6 +114,11 @@ class Settings:
             parse_output_list(",".join(self.outputs), self)
         except Exception as error:
             raise SettingsError(f"--outputs: {error}") from None
+        for host in self.allowed_source_hosts:
+            if not HOST_PATTERN.fullmatch(host):
+                raise SettingsError(f"--allowed_source_hosts: {host!r} is not a host name or .suffix")
+        if self.signing_key and len(self.signing_key) < 16:
+            raise SettingsError("--signing_key must be at least 16 characters")
         self._check_storage()
 
     def _check_storage(self) -> None:
@@ -174,7 +194,7 @@ def convert(f: dataclasses.Field, text: str, source: str):
         raise SettingsError(f"{source}: {text!r} is not a valid {kind.__name__}") from None
 
 
-COMMANDS = ("server", "process", "version", "doctor", "nginx_config")
+COMMANDS = ("server", "process", "sign", "version", "doctor", "nginx_config")
 
 
 def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] | None = None,

@@ -85,7 +85,7 @@ def server_environment() -> dict:
 
 
 def launch(folder, *flags: str, env: dict | None = None, base_path: str | None = None,
-           allow_private_sources: bool = True) -> RunningServer:
+           private_sources: bool = True) -> RunningServer:
     """Start `images server` with 2 workers on a free port, storing under `folder`, and wait for it.
 
     The status port is off unless the flags set one: servers started at once would all want 7002.
@@ -95,7 +95,7 @@ def launch(folder, *flags: str, env: dict | None = None, base_path: str | None =
     log_path = str(folder / "server.log")
     args = [IMAGES, "--listen", "127.0.0.1", "--port", str(port), "--local_base_path", base,
             "--workers", "2", "--status_port", "0", *flags, "server"]
-    if allow_private_sources:
+    if private_sources:
         args.insert(-1, "--allow_private_sources")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
@@ -111,7 +111,8 @@ def launch(folder, *flags: str, env: dict | None = None, base_path: str | None =
 
 @pytest.fixture
 def start_server(tmp_path_factory):
-    """A factory: start_server("--outputs", "x300.jpg") starts `images server` with those flags."""
+    """A factory: start_server("--outputs", "x300.jpg") starts `images server` with those flags (and
+    --allow_private_sources, so that sources on loopback work, unless private_sources=False)."""
     started = []
 
     def start(*flags: str, **options) -> RunningServer:

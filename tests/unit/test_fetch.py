@@ -1,0 +1,317 @@
+"""The source URL guard and downloader, against real HTTP(S) servers on loopback.
+
+Host names other than localhost are given addresses by a stand-in resolver (there is no DNS server
+here to play tricks with); everything else is real: sockets, TLS, redirects, slow and huge bodies.
+"""
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import trustme
+
+from imageserver import fetch
+from imageserver.errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
+from tests import pictures
+
+RULES = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=True)
+PUBLIC = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=False)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """/image: a PNG; /redirect/N: N more redirects then /image; /to?u=URL: redirect to URL;
+    /big: 64 MB without a Content-Length; /declared: claims 2 MB; /drip: a byte at a time, forever."""
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        self.server.seen.append((self.path, self.headers.get("Host")))
+        if self.path == "/image":
+            self._send(200, self.server.image)
+        elif self.path.startswith("/redirect/"):
+            left = int(self.path.rsplit("/", 1)[1])
+            self._redirect("/image" if left == 0 else f"/redirect/{left - 1}")
+        elif self.path.startswith("/to?u="):
+            self._redirect(self.path[len("/to?u="):])
+        elif self.path == "/big":
+            self.send_response(200)
+            self.end_headers()
+            try:
+                for _ in range(1024):
+                    self.wfile.write(b"\0" * 65536)
+            except OSError:
+                self.server.broken.set()
+        elif self.path == "/declared":
+            self.send_response(200)
+            self.send_header("Content-Length", str(2_000_000))
+            self.end_headers()
+        elif self.path == "/drip":
+            self.send_response(200)
+            self.end_headers()
+            try:
+                while not self.server.stopping.wait(0.2):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+            except OSError:
+                pass
+        else:
+            self._send(404, b"no")
+
+    def _send(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirect(self, location):
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(tls_context: ssl.SSLContext | None = None):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    if tls_context:
+        httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True)
+    httpd.image = pictures.solid(20, 10, "red")
+    httpd.seen, httpd.broken, httpd.stopping = [], threading.Event(), threading.Event()
+    httpd.port = httpd.server_address[1]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+@pytest.fixture
+def origin():
+    httpd = serve()
+    yield httpd
+    httpd.stopping.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """names[host] = [answer, ...]: each lookup of `host` takes the next answer (the last one
+    stays); an answer is an address or a list of them. Every lookup is counted in `calls`."""
+    real = socket.getaddrinfo
+    names, calls = {}, []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        calls.append(host)
+        if host not in names:
+            return real(host, port, *args, **kwargs)
+        answers = names[host]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        return [(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                 (address, port)) for address in ([answer] if isinstance(answer, str) else answer)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    getaddrinfo.names, getaddrinfo.calls = names, calls
+    return getaddrinfo
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1", "127.1.2.3", "0.0.0.0", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1",
+    "169.254.1.1", "224.0.0.1", "255.255.255.255", "192.0.2.1", "198.18.0.1",
+    "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
+    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
+    "2002:7f00:1::1", "2002:a00:1::1", "64:ff9b::7f00:1", "2001:0:4136:e378:8000:63bf:80ff:fffe",
+])
+def test_non_public_addresses_are_refused(address):
+    host = f"[{address}]" if ":" in address else address
+    with pytest.raises(Forbidden):
+        fetch.check_url(f"http://{host}/x.jpg", PUBLIC)
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "100.100.100.200",
+                                     "::ffff:169.254.169.254"])
+def test_cloud_metadata_is_refused_even_when_private_sources_are_allowed(address):
+    host = f"[{address}]" if ":" in address else address
+    with pytest.raises(Forbidden, match="metadata"):
+        fetch.check_url(f"http://{host}/latest/meta-data/", RULES)
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946",
+                                     "::ffff:93.184.216.34"])
+def test_public_addresses_pass_and_are_the_ones_connected_to(address):
+    host = f"[{address}]" if ":" in address else address
+    target = fetch.check_url(f"https://{host}/a/b.jpg?x=1", PUBLIC)
+    assert (target.address, target.port, target.target) == (address, 443, "/a/b.jpg?x=1")
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/a.jpg", "file:///etc/passwd", "gopher://x/",
+                                 "javascript:alert(1)", "/relative.jpg", "http://", "http://[::1",
+                                 "http://user:secret@example.com/a.jpg", "http://x/" + "a" * 5000])
+def test_only_plain_http_and_https_urls(url):
+    with pytest.raises(BadRequest):
+        fetch.check_url(url, RULES)
+
+
+def test_every_address_of_a_host_is_checked(resolver):
+    resolver.names["one.test"] = ["93.184.216.34"]
+    assert fetch.check_url("http://one.test/", PUBLIC).address == "93.184.216.34"
+    resolver.names["two.test"] = [["93.184.216.34", "10.0.0.1"]]
+    with pytest.raises(Forbidden, match="10.0.0.1"):
+        fetch.check_url("http://two.test/", PUBLIC)
+
+
+@pytest.mark.parametrize("host, allowed, ok", [
+    ("images.example.com", (".example.com",), True), ("example.com", (".example.com",), True),
+    ("evilexample.com", (".example.com",), False), ("example.com.evil.net", (".example.com",), False),
+    ("cdn.site.org", ("cdn.site.org",), True), ("x.cdn.site.org", ("cdn.site.org",), False),
+    ("CDN.Site.org", ("cdn.site.org",), True),
+])
+def test_allowed_source_hosts(host, allowed, ok):
+    assert fetch.host_allowed(host, allowed) is ok
+
+
+def test_a_host_outside_the_allowed_list_is_refused_before_any_lookup(resolver, origin):
+    rules = fetch.SourceRules(10, 1_000_000, True, ("images.test",))
+    with pytest.raises(Forbidden, match="allowed_source_hosts"):
+        fetch.download(f"http://localhost:{origin.port}/image", rules)
+    assert "localhost" not in resolver.calls and origin.seen == []
+
+
+def test_a_redirect_to_a_host_outside_the_list_is_refused(resolver, origin):
+    resolver.names["images.test"] = ["127.0.0.1"]
+    rules = fetch.SourceRules(10, 1_000_000, True, ("images.test",))
+    elsewhere = f"http://localhost:{origin.port}/image"
+    with pytest.raises(Forbidden):
+        fetch.download(f"http://images.test:{origin.port}/to?u={elsewhere}", rules)
+    assert [path for path, _ in origin.seen] == [f"/to?u={elsewhere}"]
+
+
+def test_the_checked_address_is_the_one_connected_to(resolver, origin):
+    """DNS rebinding: the name answers 127.0.0.1 at the check, then an address that goes nowhere.
+    The download works only if it connects to the address it checked, resolving once."""
+    resolver.names["rebind.test"] = ["127.0.0.1", "10.255.255.1"]
+    data = fetch.download(f"http://rebind.test:{origin.port}/image", RULES)
+    assert data == origin.image
+    assert resolver.calls.count("rebind.test") == 1
+    assert origin.seen == [("/image", f"rebind.test:{origin.port}")]
+
+
+def test_a_name_that_rebinds_to_a_private_address_after_the_check_is_never_reached(resolver, origin):
+    """The first answer is public (and unreachable from here); a second lookup would say 127.0.0.1,
+    where the origin listens. No request may arrive there."""
+    resolver.names["rebind.test"] = ["93.184.216.34", "127.0.0.1"]
+    rules = fetch.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=False)
+    with pytest.raises((NotFound, GatewayTimeout)):
+        fetch.download(f"http://rebind.test:{origin.port}/image", rules)
+    assert origin.seen == []
+
+
+def test_five_redirects_are_followed_and_the_sixth_is_not(origin):
+    base = f"http://127.0.0.1:{origin.port}"
+    assert fetch.download(f"{base}/redirect/4", RULES) == origin.image
+    with pytest.raises(NotFound, match="redirected more than 5"):
+        fetch.download(f"{base}/redirect/5", RULES)
+
+
+@pytest.mark.parametrize("location, error", [
+    ("http://169.254.169.254/latest/meta-data/", Forbidden), ("http://169.254.170.2/v2/", Forbidden),
+    ("file:///etc/passwd", BadRequest), ("ftp://127.0.0.1/a.jpg", BadRequest),
+])
+def test_each_redirect_is_checked_again(origin, location, error):
+    with pytest.raises(error):
+        fetch.download(f"http://127.0.0.1:{origin.port}/to?u={location}", RULES)
+    assert len(origin.seen) == 1
+
+
+def test_a_redirect_from_a_public_looking_host_to_loopback_is_refused(resolver, origin, monkeypatch):
+    """The first hop stands for a public host (its loopback address is let through for it alone);
+    its redirect to 127.0.0.1 is refused at the second hop, before it is requested."""
+    resolver.names["cdn.test"] = ["127.0.0.1"]
+    checked = []
+    real_check = fetch.check_address
+
+    def check(host, address, allow_private):
+        checked.append(host)
+        real_check(host, address, host == "cdn.test")
+
+    monkeypatch.setattr(fetch, "check_address", check)
+    inside = f"http://127.0.0.1:{origin.port}/image"
+    with pytest.raises(Forbidden, match="127.0.0.1"):
+        fetch.download(f"http://cdn.test:{origin.port}/to?u={inside}", PUBLIC)
+    assert checked == ["cdn.test", "127.0.0.1"]
+    assert [path for path, _ in origin.seen] == [f"/to?u={inside}"]
+
+
+def test_the_size_limit_holds_while_streaming(origin):
+    rules = fetch.SourceRules(timeout=10, maximum_bytes=100_000, allow_private=True)
+    with pytest.raises(PayloadTooLarge):
+        fetch.download(f"http://127.0.0.1:{origin.port}/big", rules)
+    assert origin.broken.wait(10), "the download went on after the limit"
+
+
+def test_a_declared_length_over_the_limit_is_refused_unread(origin):
+    with pytest.raises(PayloadTooLarge):
+        fetch.download(f"http://127.0.0.1:{origin.port}/declared", RULES)
+
+
+@pytest.mark.timeout(30)
+def test_the_time_limit_holds_for_a_source_that_never_ends(origin):
+    rules = fetch.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=True)
+    with pytest.raises(GatewayTimeout):
+        fetch.download(f"http://127.0.0.1:{origin.port}/drip", rules)
+
+
+@pytest.fixture(scope="module")
+def authority():
+    return trustme.CA()
+
+
+def tls_origin(authority, name: str):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(name).configure_cert(context)
+    return serve(context)
+
+
+def test_https_connects_to_the_checked_address_and_checks_the_name(authority, resolver, monkeypatch,
+                                                                  tmp_path):
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    resolver.names["images.test"] = ["127.0.0.1", "10.255.255.1"]
+    httpd = tls_origin(authority, "images.test")
+    try:
+        data = fetch.download(f"https://images.test:{httpd.port}/image", RULES)
+        assert data == httpd.image
+        assert httpd.seen == [("/image", f"images.test:{httpd.port}")]
+        assert resolver.calls.count("images.test") == 1
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_https_refuses_a_certificate_for_another_name(authority, resolver, monkeypatch, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    resolver.names["images.test"] = ["127.0.0.1"]
+    httpd = tls_origin(authority, "other.test")
+    try:
+        with pytest.raises(NotFound, match="cannot be reached"):
+            fetch.download(f"https://images.test:{httpd.port}/image", RULES)
+        assert httpd.seen == []
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_https_refuses_an_unknown_authority(resolver, tmp_path):
+    httpd = tls_origin(trustme.CA(), "images.test")
+    resolver.names["images.test"] = ["127.0.0.1"]
+    try:
+        with pytest.raises(NotFound):
+            fetch.download(f"https://images.test:{httpd.port}/image", RULES)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
