@@ -36,6 +36,10 @@ def server_block(settings) -> str:
     too_large = json_error(f"the body is over the limit of {settings.maximum_upload_bytes} bytes")
     access_log = (f'access_log "{settings.nginx_access_log}" imageserver;'
                   if settings.nginx_access_log else "access_log off;")
+    # With --signing_key every output request needs a valid ?sig=, which only the app can check:
+    # nginx then passes outputs on instead of sending them from disk.
+    outputs = (f"proxy_pass http://{app_address(settings)};" if settings.signing_key
+               else "try_files $uri @app;")
     return f"""\
 # nginx in front of imageserver {__version__}, written by `images nginx_config`.
 # Include it inside nginx's http {{ }} block (e.g. as /etc/nginx/conf.d/imageserver.conf).
@@ -83,7 +87,7 @@ server {{
         types {{ {types} }}
         add_header Cache-Control "{CACHE_CONTROL}";
         add_header X-Image-Cache hit;
-        try_files $uri @app;
+        {outputs}
     }}
 
     location ~ "^{IMAGE_FOLDER}{info}$" {{

@@ -33,13 +33,18 @@ class Nginx:
 
 @pytest.fixture
 def app_and_nginx(start_server, tmp_path):
-    app = start_server("--maximum_upload_bytes", str(LIMIT))
+    yield from nginx_in_front(start_server, tmp_path)
+
+
+def nginx_in_front(start_server, tmp_path, *flags: str):
+    """An app started with `flags`, and nginx in front of it with the block for the same flags."""
+    app = start_server("--maximum_upload_bytes", str(LIMIT), *flags)
     port = free_port()
     block = subprocess.run(
         [IMAGES, "--listen", "127.0.0.1", "--port", app.url.rsplit(":", 1)[1],
          "--local_base_path", app.base_path, "--maximum_upload_bytes", str(LIMIT),
          "--nginx_listen", f"127.0.0.1:{port}", "--nginx_access_log", str(tmp_path / "access.log"),
-         "nginx_config"], capture_output=True, text=True, check=True).stdout
+         *flags, "nginx_config"], capture_output=True, text=True, check=True).stdout
     (tmp_path / "imageserver.conf").write_text(block)
     (tmp_path / "nginx.conf").write_text(nginx_conf(tmp_path))
     process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", "nginx.conf",
@@ -195,3 +200,18 @@ def test_the_block_passes_nginx_own_check(tmp_path):
     check = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", "nginx.conf",
                             "-e", str(tmp_path / "error.log")], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_with_a_signing_key_nginx_never_sends_an_output_unsigned(start_server, tmp_path):
+    key = "a-signing-key-of-some-length"
+    for app, nginx in nginx_in_front(start_server, tmp_path, "--signing_key", key):
+        h = nginx.post("/p", data=pictures.photo(120, 90)).json()["hash"]
+        path = f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}/x40.jpg"
+        signed = subprocess.run([IMAGES, "--signing_key", key, "sign", path], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        first = nginx.get(signed)
+        assert first.status_code == 200 and pictures.decode(first.content).width == 40
+        # On disk now, and still refused without the signature.
+        assert os.path.exists(app.base_path + path)
+        assert nginx.get(path).status_code == 403
+        assert nginx.get(signed).content == first.content
