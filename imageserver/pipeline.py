@@ -83,7 +83,8 @@ def init_worker(memory_bytes: int = 512 * 2**20) -> None:
     limits["memory"] = memory_bytes
     limits["map"] = 2 * memory_bytes
     limits["disk"] = 4 * memory_bytes
-    limits["time"] = 60
+    # No "time" limit: ImageMagick counts it from the start of the process, not per image, and ends
+    # the whole worker (exit 1, fatal) once it is over. gunicorn's timeout bounds a request instead.
     _readable.clear()
     _readable.update(coder for coder in CONTENT_TYPES if wand.version.formats(coder.upper()))
 
