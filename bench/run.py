@@ -180,8 +180,12 @@ def measure(workload: Workload, server: ImageServer, sources: dict, folders: dic
         warm = wrk(url, workload.mode, 0, mode_args, 2)
         offset = warm["requests"] + warm["requests"] // 5 + 64
         server.reset_peak_rss()
+        cpu = server.cpu_seconds()
         measured = wrk(url, workload.mode, offset, mode_args, seconds * workload.seconds_factor)
         measured["peak_rss_mib"] = server.peak_rss_mib()
+        if not nginx:
+            used = server.cpu_seconds() - cpu
+            measured["worker_cpu_ms"] = round(1000 * used / max(1, measured["requests"]), 2)
     finally:
         if nginx:
             nginx.stop()

@@ -73,6 +73,16 @@ class ImageServer:
             peaks.append(round(int(line.split()[1]) / 1024, 1))
         return peaks
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the workers have used so far: a cost per request that other
+        programs on a shared machine do not inflate, unlike the wall-clock figures."""
+        ticks = 0
+        for pid in self.workers:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
