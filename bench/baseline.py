@@ -3,6 +3,7 @@ server's arguments, as many at once as the load generator has connections."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -46,19 +47,28 @@ def run(source: str, names, folder: str, seconds: float, connections: int) -> di
                     failures.append(done.stderr.decode(errors="replace")[:200])
 
     started = time.monotonic()
+    cpu = _children_cpu()
     threads = [threading.Thread(target=worker) for _ in range(connections)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
+    cpu = _children_cpu() - cpu
     if failures:
         raise RuntimeError(f"convert failed: {failures[0]}")
     latencies.sort()
     return {"requests": len(latencies), "seconds": round(elapsed, 3),
             "rps": round(len(latencies) / elapsed, 2),
             "p50_ms": round(1000 * _percentile(latencies, 50), 1),
-            "p99_ms": round(1000 * _percentile(latencies, 99), 1), "outputs": made}
+            "p99_ms": round(1000 * _percentile(latencies, 99), 1),
+            "cpu_ms": round(1000 * cpu / max(1, len(latencies)), 2), "outputs": made}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the ended child processes: the convert runs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _percentile(values: list[float], percent: float) -> float:

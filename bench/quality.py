@@ -42,26 +42,37 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(index.mean())
 
 
-def reference(source: bytes, spec: OutputSpec) -> np.ndarray:
+def reference(source: bytes, spec: OutputSpec) -> Image:
     """What the output should look like: the exact crop of the full-resolution source, one Lanczos
-    resize, in grey."""
-    with Image(blob=source) as image:
-        image.auto_orient()
-        layout = pipeline.plan(spec, image.width, image.height)
-        left, top, width, height = (round(value) for value in layout.crop)
-        if (width, height) != (image.width, image.height):
-            image.crop(left, top, width=width, height=height)
-        image.resize(layout.width, layout.height, filter="lanczos")
-        return grey(image)
+    resize (the caller closes the image)."""
+    image = Image(blob=source)
+    image.auto_orient()
+    layout = pipeline.plan(spec, image.width, image.height)
+    left, top, width, height = (round(value) for value in layout.crop)
+    if (width, height) != (image.width, image.height):
+        image.crop(left, top, width=width, height=height)
+    image.resize(layout.width, layout.height, filter="lanczos")
+    return image
 
 
-def score(source: bytes, spec: OutputSpec, output: bytes) -> float:
+def score(source: bytes, spec: OutputSpec, output: bytes, quality: int = 75) -> tuple:
+    """(SSIM of the output, SSIM of the reference itself once encoded in the output's format and
+    quality): the second is the most any pipeline can score, the encoder's share of the loss."""
+    with reference(source, spec) as image:
+        expected = grey(image)
+        image.strip()
+        image.compression_quality = quality
+        with Image(blob=image.make_blob(pipeline.WRITERS[spec.ext])) as encoded:
+            ceiling = aligned_ssim(grey(encoded), expected)
+    with Image(blob=output) as image:
+        got = grey(image)
+    return aligned_ssim(got, expected), ceiling
+
+
+def aligned_ssim(got: np.ndarray, expected: np.ndarray) -> float:
     """SSIM of an output against its reference, aligned within one pixel: a centred crop of 263.5
     pixels starts at pixel 268 or 269, and such a shift (which nobody sees) costs more SSIM on fine
     detail than any resize filter. 0 when the output is not of the expected size."""
-    expected = reference(source, spec)
-    with Image(blob=output) as image:
-        got = grey(image)
     if got.shape != expected.shape:
         return 0.0
     return max(ssim(_shifted(got, dx, dy), _shifted(expected, -dx, -dy))

@@ -234,7 +234,7 @@ def score_outputs(workload: Workload, server: ImageServer, sources: dict, folder
     for name in names:
         got = requests.get(f"{server.url}{folders[workload.source][-1]}/{name}", timeout=120)
         got.raise_for_status()
-        scores[name] = round(quality.score(source, parse_output(name, settings), got.content), 4)
+        scores[name] = quality.score(source, parse_output(name, settings), got.content)
     return _summary(scores)
 
 
@@ -249,14 +249,18 @@ def run_baseline(workload: Workload, sources: dict, work: str, seconds: float) -
     scores = {}
     for name, path in itertools.islice(result.pop("outputs").items(), QUALITY_SAMPLES):
         with open(path, "rb") as f:
-            scores[name] = round(quality.score(source, parse_output(name, settings), f.read()), 4)
+            scores[name] = quality.score(source, parse_output(name, settings), f.read())
     result["ssim"] = _summary(scores)
     return result
 
 
 def _summary(scores: dict) -> dict:
-    values = list(scores.values())
-    return {"mean": round(sum(values) / len(values), 4), "min": min(values), "each": scores}
+    """Mean and least SSIM of the outputs, and the mean ceiling (the reference itself, encoded)."""
+    values = [value for value, _ in scores.values()]
+    ceilings = [ceiling for _, ceiling in scores.values()]
+    return {"mean": round(sum(values) / len(values), 4), "min": round(min(values), 4),
+            "ceiling": round(sum(ceilings) / len(ceilings), 4),
+            "each": {name: round(value, 4) for name, (value, _) in scores.items()}}
 
 
 def largest_source_memory(server: ImageServer, sources: dict) -> dict:
