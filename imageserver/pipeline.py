@@ -46,7 +46,7 @@ TRANSPOSED_ORIENTATIONS = {"left_top", "right_top", "right_bottom", "left_bottom
 WHITE = "white"
 # Decode JPEGs at no less than this many times the output size (see _jpeg_size_hint).
 SHRINK_ON_LOAD_MARGIN = 1.5
-# Box-average first a source this many times larger than the output (see _resize).
+# Box-average first a source this many times larger than the output (see _preshrink).
 PRESHRINK_FROM = 3
 
 
@@ -287,6 +287,8 @@ def _jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transp
 
 def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool) -> None:
     """Crop (in the decoded image's pixels, which shrink-on-load may have made smaller), then resize."""
+    if not animated:
+        _preshrink(image, layout, shown_w)
     factor = image.width / shown_w
     left, top, width, height = (value * factor for value in layout.crop)
     box_w = max(1, min(image.width, round(width)))
@@ -302,18 +304,22 @@ def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool)
         if animated:
             image.resize(layout.width, layout.height, filter="lanczos")
         else:
-            _resize(image, layout.width, layout.height)
+            library.MagickResizeImage(image.wand, layout.width, layout.height, LANCZOS,
+                                      ctypes.c_double(1.0)) or image.raise_exception()
     image.page = (layout.width, layout.height, 0, 0)
 
 
-def _resize(image: "Image", width: int, height: int) -> None:
-    """Lanczos resize of one frame. A source still over PRESHRINK_FROM times the output (no JPEG
-    shrink-on-load: PNG, WebP, GIF) is first box-averaged to twice the output, which costs a fraction
-    of a Lanczos pass over all its pixels and leaves Lanczos the same two pixels per output pixel."""
-    if image.width >= PRESHRINK_FROM * width and image.height >= PRESHRINK_FROM * height:
-        library.MagickScaleImage(image.wand, 2 * width, 2 * height) or image.raise_exception()
-    library.MagickResizeImage(image.wand, width, height, LANCZOS, ctypes.c_double(1.0)) \
-        or image.raise_exception()
+def _preshrink(image: "Image", layout: Plan, shown_w: int) -> None:
+    """Box-average a picture still over PRESHRINK_FROM times the output's scale (no JPEG
+    shrink-on-load: PNG, WebP, GIF) to twice that scale, before the crop: a fraction of the cost of
+    a Lanczos pass over all its pixels, it leaves Lanczos two pixels per output pixel, and the crop
+    then copies a small picture (a 50 MP PNG cropped first would need a second 270 MB copy)."""
+    scale = layout.scale * shown_w / image.width  # output pixels per decoded pixel
+    if scale * PRESHRINK_FROM > 1:
+        return
+    width = max(1, round(image.width * scale * 2))
+    height = max(1, round(image.height * scale * 2))
+    library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
 
 
 def _to_srgb(image: "Image") -> None:
