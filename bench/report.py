@@ -15,18 +15,19 @@ def table(results: dict) -> str:
         f"at start. {results['workers']} sync workers, wrk with {results['connections']} connections "
         f"on the same machine, {results['seconds']:.0f} s per workload.",
         "",
-        "| workload | req/s | p50 ms | p99 ms | worker CPU ms/req | peak RSS per worker, MiB "
-        "| SSIM mean (min) | SSIM ceiling | peer req/s | x peer |",
-        "|---|---:|---:|---:|---:|---|---|---:|---:|---:|",
+        "| workload | req/s | p50 ms | p99 ms | worker CPU ms/req | 2-core bound req/s "
+        "| peak RSS per worker, MiB | SSIM mean (min) | SSIM ceiling | peer req/s | x peer |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for w in results["workloads"]:
         if "skipped" in w:
-            lines.append(f"| {w['key']}: {w['title']} | skipped: {w['skipped']} |||||||||")
+            lines.append(f"| {w['key']}: {w['title']} | skipped: {w['skipped']} ||||||||||")
             continue
         ssim = w.get("ssim")
         cells = [
             f"{w['key']}: {w['title']}", _rate(w["rps"]), f"{w['p50_ms']:.1f}", f"{w['p99_ms']:.1f}",
             f"{w['worker_cpu_ms']:.1f}" if "worker_cpu_ms" in w else "",
+            _rate(2000 / w["worker_cpu_ms"]) if w.get("worker_cpu_ms") else "",
             " / ".join(f"{value:.0f}" for value in w["peak_rss_mib"]),
             f"{ssim['mean']:.3f} ({ssim['min']:.3f})" if ssim else "",
             f"{ssim['ceiling']:.3f}" if ssim else "",
