@@ -46,6 +46,8 @@ TRANSPOSED_ORIENTATIONS = {"left_top", "right_top", "right_bottom", "left_bottom
 WHITE = "white"
 # Decode JPEGs at no less than this many times the output size (see _jpeg_size_hint).
 SHRINK_ON_LOAD_MARGIN = 1.5
+# (denominator ImageMagick passes to libjpeg, the scale libjpeg-turbo then decodes at), smallest first.
+JPEG_SCALES = ((8, 1 / 8), (4, 2 / 8), (3, 3 / 8), (2, 4 / 8))
 # Box-average first a source this many times larger than the output (see _preshrink).
 PRESHRINK_FROM = 3
 
@@ -272,17 +274,21 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
 
 
 def _jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transposed: bool) -> str:
-    """Ask libjpeg to decode at no less than SHRINK_ON_LOAD_MARGIN times the needed size: DCT
-    scaling (1/2, 3/8, 1/4, 1/8) costs almost nothing and skips most of the pixel work, and the margin
-    leaves the final Lanczos resize enough pixels to filter without aliasing (measured with
-    bench/quality.py: 1.5 keeps SSIM and 1 loses up to 0.06 on crops decoded at 1/8)."""
-    if coder != "jpeg" or layout.scale * SHRINK_ON_LOAD_MARGIN >= 1:
+    """Ask libjpeg to decode at the smallest DCT scale (1/8, 2/8, 3/8, 4/8) that leaves at least
+    SHRINK_ON_LOAD_MARGIN source pixels per output pixel: DCT scaling costs almost nothing and skips
+    most of the pixel work, and the margin leaves the final Lanczos resize enough pixels to filter
+    without aliasing (bench/quality.py: 1.5 keeps SSIM, 1 loses up to 0.06 on crops decoded at 1/8)."""
+    if coder != "jpeg":
         return ""
-    want_w = math.ceil(shown_w * layout.scale * SHRINK_ON_LOAD_MARGIN)
-    want_h = math.ceil(shown_h * layout.scale * SHRINK_ON_LOAD_MARGIN)
-    if transposed:
-        want_w, want_h = want_h, want_w
-    return f"{want_w}x{want_h}"
+    needed = layout.scale * SHRINK_ON_LOAD_MARGIN  # the fraction of the source's width needed
+    for denominator, scale in JPEG_SCALES:
+        if scale >= needed and min(shown_w, shown_h) >= 8 * denominator:
+            # ImageMagick asks libjpeg for 1/int(size / hint): name that denominator exactly.
+            want_w, want_h = shown_w // denominator, shown_h // denominator
+            if transposed:
+                want_w, want_h = want_h, want_w
+            return f"{want_w}x{want_h}"
+    return ""
 
 
 def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool) -> None:
