@@ -277,7 +277,8 @@ def _jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transp
     """Ask libjpeg to decode at the smallest DCT scale (1/8, 2/8, 3/8, 4/8) that leaves at least
     SHRINK_ON_LOAD_MARGIN source pixels per output pixel: DCT scaling costs almost nothing and skips
     most of the pixel work, and the margin leaves the final Lanczos resize enough pixels to filter
-    without aliasing (bench/quality.py: 1.5 keeps SSIM, 1 loses up to 0.06 on crops decoded at 1/8)."""
+    without aliasing (at 1, a crop of fine detail decoded at 1/8 strays 4x further from a Lanczos
+    resize of the full picture; see bench/README.md)."""
     if coder != "jpeg":
         return ""
     needed = layout.scale * SHRINK_ON_LOAD_MARGIN  # the fraction of the source's width needed
