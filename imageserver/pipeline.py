@@ -8,7 +8,6 @@ its own format guessing never runs on client data.
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import warnings
 from contextlib import contextmanager
