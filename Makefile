@@ -2,13 +2,14 @@
 # make test    install what is missing, then run the whole test suite
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 # make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
+# make bench   install what is missing, then run the benchmark (a few minutes; see bench/README.md)
 VENV := .venv
 PYTHON ?= python3
 IMAGES := $(VENV)/bin/images
 SOAK_SECONDS ?= 300
 SOAK_CLIENTS ?= 6
 
-.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests soak clean
+.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests soak bench clean
 
 install: system-packages $(VENV)/.installed
 
@@ -53,6 +54,14 @@ tests: test
 
 soak: install
 	$(VENV)/bin/python -m tests.soak --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS)
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	touch $@
+
+# BENCH_FLAGS: e.g. "--seconds 5 --only 1,2" (python -m bench --help)
+bench: install $(VENV)/.bench-installed
+	$(VENV)/bin/python -m bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

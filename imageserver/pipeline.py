@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import math
 import os
 import warnings
 from contextlib import contextmanager
@@ -26,9 +25,10 @@ try:
     from wand.api import library, libmagick
     from wand.color import Color
     from wand.exceptions import WandException, ResourceLimitError, WandWarning
-    from wand.image import Image
+    from wand.image import FILTER_TYPES, Image
     import wand.resource
     import wand.version
+    LANCZOS = FILTER_TYPES.index("lanczos")
     WAND_IMPORT_ERROR = None
     # Wand has no call for a colour-managed conversion (its profiles[...] only attaches a profile).
     library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
@@ -53,6 +53,12 @@ TRANSPOSED_ORIENTATIONS = {"left_top", "right_top", "right_bottom", "left_bottom
 WHITE = "white"
 # MagickCore's ExceptionType: 300..399 are warnings, 400 and up errors.
 WARNING = 300
+# Decode JPEGs at no less than this many times the output size (see _jpeg_size_hint).
+SHRINK_ON_LOAD_MARGIN = 1.5
+# (denominator ImageMagick passes to libjpeg, the scale libjpeg-turbo then decodes at), smallest first.
+JPEG_SCALES = ((8, 1 / 8), (4, 2 / 8), (3, 3 / 8), (2, 4 / 8))
+# Box-average first a source this many times larger than the output (see _preshrink).
+PRESHRINK_FROM = 3
 
 
 @dataclass(frozen=True)
@@ -367,7 +373,7 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
         hint = _jpeg_size_hint(coder, layout, shown_w, shown_h, transposed)
         with _open(data, coder, first_frame_only=not animated_gif, size_hint=hint) as image:
             image.auto_orient()
-            _crop_and_resize(image, layout, shown_w)
+            _crop_and_resize(image, layout, shown_w, animated_gif)
             _to_srgb(image)
             if spec.ext not in ALPHA_WRITERS and image.alpha_channel:
                 image.background_color = Color(WHITE)
@@ -381,19 +387,28 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
 
 
 def _jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transposed: bool) -> str:
-    """Ask libjpeg to decode at no less than twice the needed size: DCT scaling is nearly free, and
-    the factor 2 leaves the final resize enough pixels to filter without aliasing."""
-    if coder != "jpeg" or layout.scale >= 0.5:
+    """Ask libjpeg to decode at the smallest DCT scale (1/8, 2/8, 3/8, 4/8) that leaves at least
+    SHRINK_ON_LOAD_MARGIN source pixels per output pixel: DCT scaling costs almost nothing and skips
+    most of the pixel work, and the margin leaves the final Lanczos resize enough pixels to filter
+    without aliasing (at 1, a crop of fine detail decoded at 1/8 strays 4x further from a Lanczos
+    resize of the full picture; see bench/README.md)."""
+    if coder != "jpeg":
         return ""
-    want_w = math.ceil(shown_w * layout.scale * 2)
-    want_h = math.ceil(shown_h * layout.scale * 2)
-    if transposed:
-        want_w, want_h = want_h, want_w
-    return f"{want_w}x{want_h}"
+    needed = layout.scale * SHRINK_ON_LOAD_MARGIN  # the fraction of the source's width needed
+    for denominator, scale in JPEG_SCALES:
+        if scale >= needed and min(shown_w, shown_h) >= 8 * denominator:
+            # ImageMagick asks libjpeg for 1/int(size / hint): name that denominator exactly.
+            want_w, want_h = shown_w // denominator, shown_h // denominator
+            if transposed:
+                want_w, want_h = want_h, want_w
+            return f"{want_w}x{want_h}"
+    return ""
 
 
-def _crop_and_resize(image: "Image", layout: Plan, shown_w: int) -> None:
+def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool) -> None:
     """Crop (in the decoded image's pixels, which shrink-on-load may have made smaller), then resize."""
+    if not animated:
+        _preshrink(image, layout, shown_w)
     factor = image.width / shown_w
     left, top, width, height = (value * factor for value in layout.crop)
     box_w = max(1, min(image.width, round(width)))
@@ -401,10 +416,30 @@ def _crop_and_resize(image: "Image", layout: Plan, shown_w: int) -> None:
     box_l = min(max(0, round(left)), image.width - box_w)
     box_t = min(max(0, round(top)), image.height - box_h)
     if (box_l, box_t, box_w, box_h) != (0, 0, image.width, image.height):
-        image.crop(box_l, box_t, width=box_w, height=box_h)
+        if animated:  # Wand's crop coalesces and crops every frame
+            image.crop(box_l, box_t, width=box_w, height=box_h)
+        else:  # straight to MagickWand: Wand asks ImageMagick for the MIME type on every call (~1 ms)
+            library.MagickCropImage(image.wand, box_w, box_h, box_l, box_t) or image.raise_exception()
     if (image.width, image.height) != (layout.width, layout.height):
-        image.resize(layout.width, layout.height, filter="lanczos")
+        if animated:
+            image.resize(layout.width, layout.height, filter="lanczos")
+        else:
+            library.MagickResizeImage(image.wand, layout.width, layout.height, LANCZOS,
+                                      ctypes.c_double(1.0)) or image.raise_exception()
     image.page = (layout.width, layout.height, 0, 0)
+
+
+def _preshrink(image: "Image", layout: Plan, shown_w: int) -> None:
+    """Box-average a picture still over PRESHRINK_FROM times the output's scale (no JPEG
+    shrink-on-load: PNG, WebP, GIF) to twice that scale, before the crop: a fraction of the cost of
+    a Lanczos pass over all its pixels, it leaves Lanczos two pixels per output pixel, and the crop
+    then copies a small picture (a 50 MP PNG cropped first would need a second 270 MB copy)."""
+    scale = layout.scale * shown_w / image.width  # output pixels per decoded pixel
+    if scale * PRESHRINK_FROM > 1:
+        return
+    width = max(1, round(image.width * scale * 2))
+    height = max(1, round(image.height * scale * 2))
+    library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
 
 
 def _to_srgb(image: "Image") -> None:

@@ -1,0 +1,81 @@
+"""The bench's source images, made once under bench/work/: photographic-looking detail (a plasma
+fractal for colour and shape, Gaussian grain, a few sharp edges), never flat colour."""
+from __future__ import annotations
+
+import os
+
+from wand.color import Color
+from wand.drawing import Drawing
+from wand.image import Image
+
+# (name, width, height, format, alpha): 800x600 and 12 MP sources, and the largest source allowed.
+SOURCES = {
+    "photo-800x600.jpg": (800, 600, "jpeg", False),
+    "photo-12mp.jpg": (4000, 3000, "jpeg", False),
+    "photo-12mp-alpha.png": (4000, 3000, "png", True),
+    "photo-50mp.jpg": (8660, 5773, "jpeg", False),
+}
+JPEG_QUALITY = 88
+GRAIN = 30
+SMOOTH = 4
+
+
+def make_all(folder: str) -> dict:
+    """The path of each source, made when missing."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+    for name, (width, height, fmt, alpha) in SOURCES.items():
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            data = photo(width, height, fmt, alpha)
+            with open(path + ".tmp", "wb") as out:
+                out.write(data)
+            os.replace(path + ".tmp", path)
+        paths[name] = path
+    return paths
+
+
+def photo(width: int, height: int, fmt: str, alpha: bool) -> bytes:
+    # Broad shapes from a small fractal, enlarged (skies and walls), then fine grain and hard edges.
+    with Image(width=width // SMOOTH, height=height // SMOOTH, pseudo="plasma:fractal") as image:
+        image.blur(0, 1.5)
+        image.resize(width, height, filter="catrom")
+        if width * height <= 20_000_000:  # grain needs a second copy: too much at 50 MP
+            _grain(image)
+        _edges(image)
+        if alpha:
+            _vignette_alpha(image)
+        image.depth = 8
+        image.compression_quality = JPEG_QUALITY
+        return image.make_blob(fmt)
+
+
+def _grain(image: Image) -> None:
+    """Sensor grain: a little of a noisy copy blended back in (ImageMagick 6 ignores attenuate)."""
+    with image.clone() as noisy:
+        noisy.noise("gaussian")
+        image.composite(noisy, 0, 0, operator="blend", arguments=f"{GRAIN},{100 - GRAIN}")
+
+
+def _edges(image: Image) -> None:
+    """Hard edges and thin lines, as buildings and branches give a photograph."""
+    w, h = image.width, image.height
+    with Drawing() as draw:
+        draw.stroke_width = max(1, w // 800)
+        for i in range(12):
+            draw.stroke_color = Color("#202020" if i % 2 else "#f0f0e0")
+            draw.fill_color = Color("none")
+            x, y = w * (i + 1) // 14, h * ((i * 5) % 11 + 1) // 13
+            draw.circle((x, y), (x + w // 25, y))
+            draw.line((x, 0), (x + w // 10, h))
+        draw.fill_color = Color("#10101080")
+        draw.rectangle(left=w // 3, top=h // 3, width=w // 5, height=h // 4)
+        draw(image)
+
+
+def _vignette_alpha(image: Image) -> None:
+    """Opaque in the middle, fading to transparent at the corners."""
+    with Image(width=image.width, height=image.height, pseudo="radial-gradient:white-black") as mask:
+        mask.level(0.0, 0.7)
+        image.alpha_channel = "set"
+        image.composite(mask, 0, 0, operator="copy_opacity")

@@ -1,0 +1,88 @@
+"""The quality column: SSIM (on grey values) of an output against a Lanczos downscale of the same
+crop, made from the full-resolution source with no shortcut (no shrink-on-load, one resize)."""
+from __future__ import annotations
+
+import numpy as np
+from wand.color import Color
+from wand.image import Image
+
+from imageserver import pipeline
+from imageserver.names import OutputSpec
+
+# Wang, Bovik, Sheikh & Simoncelli (2004): an 11-tap Gaussian window of sigma 1.5, K1 0.01, K2 0.03.
+_TAPS = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
+_TAPS /= _TAPS.sum()
+_C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+
+def grey(image: Image) -> np.ndarray:
+    """The image as 8-bit grey values (flattened on white first when it has alpha)."""
+    with image.clone() as copy:
+        if copy.alpha_channel:
+            copy.background_color = Color("white")
+            copy.alpha_channel = "remove"
+        copy.depth = 8
+        data = copy.make_blob("gray")
+        return np.frombuffer(data, dtype=np.uint8).reshape(copy.height, copy.width).astype(np.float64)
+
+
+def _blur(values: np.ndarray) -> np.ndarray:
+    """The Gaussian window, applied separably; the result is the 'valid' part only."""
+    rows = sum(tap * values[:, i:values.shape[1] - 10 + i] for i, tap in enumerate(_TAPS))
+    return sum(tap * rows[i:rows.shape[0] - 10 + i, :] for i, tap in enumerate(_TAPS))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean structural similarity of two grey images of the same size (at least 11x11)."""
+    mu_a, mu_b = _blur(a), _blur(b)
+    var_a = _blur(a * a) - mu_a ** 2
+    var_b = _blur(b * b) - mu_b ** 2
+    cov = _blur(a * b) - mu_a * mu_b
+    index = ((2 * mu_a * mu_b + _C1) * (2 * cov + _C2)) / ((mu_a ** 2 + mu_b ** 2 + _C1) * (var_a + var_b + _C2))
+    return float(index.mean())
+
+
+def reference(source: bytes, spec: OutputSpec) -> Image:
+    """What the output should look like: the exact crop of the full-resolution source, one Lanczos
+    resize (the caller closes the image)."""
+    image = Image(blob=source)
+    image.auto_orient()
+    layout = pipeline.plan(spec, image.width, image.height)
+    left, top, width, height = (round(value) for value in layout.crop)
+    if (width, height) != (image.width, image.height):
+        image.crop(left, top, width=width, height=height)
+    image.resize(layout.width, layout.height, filter="lanczos")
+    return image
+
+
+def score(source: bytes, spec: OutputSpec, output: bytes, quality: int = 75) -> tuple:
+    """(SSIM of the output, SSIM of the reference itself once encoded in the output's format and
+    quality): the second is the most any pipeline can score, the encoder's share of the loss."""
+    with reference(source, spec) as image:
+        expected = grey(image)
+        image.strip()
+        image.compression_quality = quality
+        with Image(blob=image.make_blob(pipeline.WRITERS[spec.ext])) as encoded:
+            ceiling = aligned_ssim(grey(encoded), expected)
+    with Image(blob=output) as image:
+        got = grey(image)
+    return aligned_ssim(got, expected), ceiling
+
+
+def aligned_ssim(got: np.ndarray, expected: np.ndarray) -> float:
+    """SSIM of an output against its reference, aligned within one pixel: a centred crop of 263.5
+    pixels starts at pixel 268 or 269, and such a shift (which nobody sees) costs more SSIM on fine
+    detail than any resize filter. A height one pixel off (convert rounds 151.5 down, we round it
+    to even) is compared on the common part; 0 when the output is not of the expected size."""
+    if any(abs(a - b) > 1 for a, b in zip(got.shape, expected.shape)):
+        return 0.0
+    height, width = min(got.shape[0], expected.shape[0]), min(got.shape[1], expected.shape[1])
+    got, expected = got[:height, :width], expected[:height, :width]
+    return max(ssim(_shifted(got, dx, dy), _shifted(expected, -dx, -dy))
+               for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+
+
+def _shifted(values: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The part of `values` that overlaps the other image once one is moved by (dx, dy)."""
+    height, width = values.shape
+    return values[max(0, dy):height + min(0, dy), max(0, dx):width + min(0, dx)]

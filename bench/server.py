@@ -1,0 +1,156 @@
+"""The servers the bench drives: `images server` with 2 workers, and nginx in front of it when the
+`images nginx_config` command exists. Also the peak RSS of the workers, from /proc."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+IMAGES = os.path.join(os.path.dirname(sys.executable), "images")
+WORKERS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+class ImageServer:
+    """`images server` on a free loopback port, storing under `base`."""
+
+    def __init__(self, base: str, log_path: str):
+        self.base, self.port = base, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.flags = ["--listen", "127.0.0.1", "--port", str(self.port), "--local_base_path", base,
+                      "--workers", str(WORKERS)]
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([IMAGES, *self.flags, "server"], stdout=log,
+                                            stderr=subprocess.STDOUT)
+        wait_until_up(self.url + "/status_check", self.process)
+        self.workers = self._wait_for_workers()
+
+    def _wait_for_workers(self) -> list[int]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+            if len(children) == WORKERS:
+                return children
+            time.sleep(0.1)
+        raise RuntimeError("the gunicorn workers did not start")
+
+    def reset_peak_rss(self) -> None:
+        """Start counting each worker's peak RSS afresh (Linux: 5 > /proc/PID/clear_refs)."""
+        for pid in self.workers:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+
+    def peak_rss_mib(self) -> list[float]:
+        """Each worker's peak resident set since the last reset, in MiB."""
+        peaks = []
+        for pid in self.workers:
+            with open(f"/proc/{pid}/status") as f:
+                line = next(line for line in f if line.startswith("VmHWM:"))
+            peaks.append(round(int(line.split()[1]) / 1024, 1))
+        return peaks
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the workers have used so far: a cost per request that other
+        programs on a shared machine do not inflate, unlike the wall-clock figures."""
+        ticks = 0
+        for pid in self.workers:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+NGINX_CONF = """\
+worker_processes {workers};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{block}
+}}
+"""
+
+
+class Nginx:
+    """Debian's nginx with the block printed by `images nginx_config`, in front of `server`."""
+
+    def __init__(self, server: ImageServer, prefix: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        usage = subprocess.run([IMAGES, "--help"], capture_output=True, text=True, timeout=30).stdout
+        if "nginx_config" not in usage:
+            raise Unavailable("this build has no `images nginx_config` command (issue 4)")
+        block = subprocess.run(
+            [IMAGES, *server.flags, "--nginx_listen", f"127.0.0.1:{self.port}", "nginx_config"],
+            capture_output=True, text=True, timeout=30)
+        if block.returncode != 0:
+            raise Unavailable("`images nginx_config` is not available here ("
+                              + (block.stderr.strip().splitlines() or ["no output"])[-1] + ")")
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.path.exists(nginx):
+            raise Unavailable("nginx is not installed")
+        shutil.rmtree(prefix, ignore_errors=True)
+        os.makedirs(prefix)
+        conf = os.path.join(prefix, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(workers=WORKERS, prefix=prefix, block=block.stdout))
+        with open(os.path.join(prefix, "nginx.log"), "wb") as log:
+            self.process = subprocess.Popen([nginx, "-p", prefix, "-c", conf], stdout=log,
+                                            stderr=subprocess.STDOUT)
+        try:
+            wait_until_up(self.url + "/status_check", self.process, 10)
+        except RuntimeError as error:
+            raise Unavailable(f"nginx with the generated block did not start: {error}") from None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+
+
+class Unavailable(Exception):
+    """A part of the bench that cannot run here; its row is skipped with this note."""
