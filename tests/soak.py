@@ -58,7 +58,7 @@ class Soak:
         self.warm: dict = {}                 # each worker's RSS a quarter into the run
 
     def run(self) -> int:
-        print(f"making test pictures ...", flush=True)
+        print("making test pictures ...", flush=True)
         self.photos = [pictures.photo(random.randint(200, 1600), random.randint(200, 1200), fmt)
                        for fmt in ("jpeg",) * 6 + ("png", "webp", "gif")]
         self.bad = [*hostile.truncated_images().values(), *hostile.garbage_after_magic().values(),

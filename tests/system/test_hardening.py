@@ -129,7 +129,7 @@ def test_imagemagick_itself_refuses_every_other_coder(tmp_path, victim, source_s
     by_name = [f"{coder}:{path}" for kind, path in files.items()
                for coder in (kind, "mvg", "svg", "msl", "text", "eps", "pdf")]
     by_name += [f"ephemeral:{victim}", "text:/etc/passwd", "label:@/etc/passwd", "caption:@/etc/passwd",
-                f"{source_server.url}/http", f"https://127.0.0.1:1/https", f"msl:{files['msl']}",
+                f"{source_server.url}/http", "https://127.0.0.1:1/https", f"msl:{files['msl']}",
                 "inline:data:text/plain;base64,aGVsbG8=", "xc:red", "plasma:fractal"]
     script = textwrap.dedent(f"""
         import sys
