@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 
 from .errors import SettingsError
-from .paths import INFO
+from .paths import CACHE_CONTROL, INFO
 from .version import __version__
 
-# What the app sends with an output (web/images.py); the nginx test checks that both agree.
-CACHE_CONTROL = "public, max-age=31536000, immutable"
 IMAGE_FOLDER = r"/[a-z0-9_]{1,64}/[0-9a-f]{3}/[0-9a-f]{3}/[0-9a-f]{3}/[0-9a-f]{23}/"
 TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
 # nginx waits a little longer than gunicorn lets a worker run (its `timeout`), so that a slow output

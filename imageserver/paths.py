@@ -16,6 +16,9 @@ HASH = re.compile(r"[0-9a-f]{32}")
 PARTITIONED = re.compile(r"([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f]{23})")
 ORIGINAL = "original"
 INFO = "info.json"
+# Every file of an image is named by its content (hash, then output name), so it never changes:
+# the app, the nginx block and the remote stores all send it with this.
+CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
 def check_namespace(namespace: str) -> str:

@@ -22,12 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .. import files
 from ..errors import NotFound, SettingsError, StoreError, Unavailable
+from ..paths import CACHE_CONTROL
 from .base import Store
 
 DIRECTORY_TYPE = "application/json; type=directory"
 RETRIED_STATUSES = {429, 500, 502, 503, 504}
 PAGE = 1000
-CACHE_CONTROL = "public, max-age=31536000, immutable"
 # The http-signature algorithm for each SSH key type Manta accepts.
 ALGORITHMS = {"ssh-rsa": "rsa-sha256", "ecdsa-sha2-nistp256": "ecdsa-sha256",
               "ecdsa-sha2-nistp384": "ecdsa-sha384", "ecdsa-sha2-nistp521": "ecdsa-sha512"}

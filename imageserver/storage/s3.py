@@ -16,10 +16,10 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 
 from .. import files
 from ..errors import NotFound, SettingsError, StoreError, Unavailable
+from ..paths import CACHE_CONTROL
 from .base import Store
 
 MISSING = {"404", "NoSuchKey", "NotFound"}
-CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
 class S3Store(Store):

@@ -4,11 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, request, send_file
 
 from ..names import parse_output, parse_output_list
-from ..paths import ImageKey
+from ..paths import CACHE_CONTROL, ImageKey
 from . import guard_outputs, json_response, service
 
 blueprint = Blueprint("images", __name__, url_prefix="/<namespace>/<p1>/<p2>/<p3>/<rest>")
-ONE_YEAR = 31_536_000
 
 
 @blueprint.url_value_preprocessor
@@ -49,10 +48,8 @@ def process(key: ImageKey):
 
 def _send(path: str, content_type: str) -> Response:
     """A file named by its content: cache it for a year, and answer revalidations with 304."""
-    response = send_file(path, mimetype=content_type, conditional=True, etag=True,
-                         max_age=ONE_YEAR)
-    response.cache_control.immutable = True
-    response.cache_control.public = True
+    response = send_file(path, mimetype=content_type, conditional=True, etag=True)
+    response.headers["Cache-Control"] = CACHE_CONTROL
     return response
 
 
