@@ -73,10 +73,10 @@ class Images:
             with files.exclusive(record, self.settings.lock_timeout):
                 key = self._recent_download(namespace, record)
                 if key is None:
-                    data = self._download(url)
-                    info = self._create(namespace, data, ())
+                    info = self._create(namespace, self._download(url), outputs)
                     files.write_atomically(record, json.loads(info)["hash"].encode())
-                    key = ImageKey(namespace, json.loads(info)["hash"])
+                    return info
+            # Downloaded a moment ago by a request this one waited for.
             self.process(key, self._outputs_of_new_image(outputs))
             return self.info(key)
 
