@@ -21,7 +21,6 @@ from .errors import ImageServerError, NotFound, StoreError, Unavailable
 from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
 from .storage.pending import ImmediateUploads
-from .storage.timed import TimedStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class Output:
 class Images:
     def __init__(self, settings, store, metrics, uploads=None):
         self.settings = settings
-        self.store = TimedStore(store, metrics) if store.is_remote else store
+        self.store = store
         self.uploads = uploads or ImmediateUploads(self.store)
         self.metrics = metrics
         self.base = settings.base_path

@@ -48,7 +48,8 @@ class Result:
 
 def run_process(settings, args: list[str]) -> int:
     pipeline.init_worker(pipeline.Limits.from_settings(settings))
-    service = Images(settings, build_store(settings), build_metrics(settings))
+    metrics = build_metrics(settings)
+    service = Images(settings, build_store(settings, metrics), metrics)
     outputs = parse_output_list(",".join(settings.outputs), settings)
     if args and args != ["-"]:
         items: Iterable[Item] = [Item(path, path=path) for path in args]

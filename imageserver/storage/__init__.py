@@ -7,11 +7,18 @@ from ..errors import SettingsError
 from .base import Store
 from .local import NoRemoteStore
 from .pending import BackgroundUploads, ImmediateUploads
+from .timed import TimedStore
 
 
-def build_store(settings) -> Store:
-    """S3 when --aws_bucket is set, Manta when --manta_url is, else nothing remote. A bad
-    combination of settings is a SettingsError."""
+def build_store(settings, metrics=None) -> Store:
+    """S3 when --aws_bucket is set, Manta when --manta_url is, else nothing remote; with `metrics`,
+    a remote store reports the time of its transfers. A bad combination of settings is a
+    SettingsError."""
+    store = _backend(settings)
+    return TimedStore(store, metrics) if metrics is not None and store.is_remote else store
+
+
+def _backend(settings) -> Store:
     if settings.aws_bucket and settings.manta_url:
         raise SettingsError("give --aws_bucket or --manta_url, not both: one store at a time")
     if settings.aws_bucket:
@@ -26,7 +33,7 @@ def build_store(settings) -> Store:
 def build_uploads(settings, metrics):
     """The store, and how a server stores the outputs it makes for a GET: after the reply, in a
     background thread of this worker, when there is a remote store."""
-    store = build_store(settings)
+    store = build_store(settings, metrics)
     if not store.is_remote:
         return store, ImmediateUploads(store)
     folder = os.path.join(settings.base_path, ".imageserver", "uploads")
