@@ -246,8 +246,9 @@ def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: st
 
 
 def _check_complete(data: bytes, coder: str) -> None:
-    """Refuse a JPEG or GIF cut short. libjpeg only warns of it (and Wand drops that warning), then
-    fills the missing part with grey; PNG and WebP decoders fail by themselves."""
+    """Refuse a JPEG or GIF cut short, from its last bytes, before any decoding. GIF decoders say
+    nothing of a missing end; for JPEG, _check_image_warnings catches the rest (corrupt data in
+    the middle) once decoded. PNG and WebP decoders fail by themselves."""
     if coder == "jpeg":
         # Entropy-coded data never holds FF D9, so the end-of-image marker must follow the last
         # start-of-scan (an EXIF thumbnail has its own EOI, earlier in the file).
@@ -283,8 +284,9 @@ def _check_image_warnings(image: "Image") -> None:
         _core("DestroyExceptionInfo", ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(info)
 
 
+@functools.lru_cache(maxsize=None)
 def _core(name: str, result, *arguments):
-    """A MagickCore function, typed for ctypes."""
+    """A MagickCore function, typed for ctypes (once: every decode calls these)."""
     function = getattr(libmagick, name)
     function.argtypes, function.restype = list(arguments), result
     return function
