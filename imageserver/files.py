@@ -3,6 +3,9 @@
 A file is written to a temporary name in its own folder and renamed into place, so that a reader (this
 server, or nginx serving the same folder) never sees half of it. Temporary and lock files start with
 a dot, which the generated nginx block refuses to serve.
+
+Folders are made on demand and removed again by a request that found no image (remove_empty_folders),
+so creating a file in a folder retries if that removal won the race between makedirs and the create.
 """
 from __future__ import annotations
 
@@ -29,8 +32,7 @@ def replacing(path: str):
     Lets the caller fill the file (and store it remotely) before anyone can see it under its name.
     """
     folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    fd, temp = _in_folder(folder, lambda: tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder))
     os.close(fd)
     try:
         yield temp
@@ -58,10 +60,9 @@ def exclusive(path: str, timeout: float):
     """
     folder, name = os.path.split(path)
     lock_path = os.path.join(folder, f".{name}.lock")
-    os.makedirs(folder, exist_ok=True)
     deadline = time.monotonic() + timeout
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _in_folder(folder, lambda: os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644))
         try:
             _lock(fd, deadline, name)
             try:
@@ -81,6 +82,31 @@ def exclusive(path: str, timeout: float):
             os.unlink(lock_path)
         finally:
             os.close(fd)
+
+
+def remove_empty_folders(folder: str, stop: str) -> None:
+    """Remove `folder`, then its parents up to `stop` (kept), as long as they are empty: a request for
+    an image nobody has leaves no trace (else anyone could fill the disk with empty folders, one per
+    made-up hash). A folder in use holds a lock or temporary file, so it is never empty."""
+    stop = os.path.abspath(stop)
+    folder = os.path.abspath(folder)
+    while folder.startswith(stop + os.sep):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty, or already gone
+            return
+        folder = os.path.dirname(folder)
+
+
+def _in_folder(folder: str, create, attempts: int = 5):
+    """`create()` a file in `folder`, making the folder first, and again if it vanished meanwhile."""
+    for attempt in range(attempts):
+        os.makedirs(folder, exist_ok=True)
+        try:
+            return create()
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
 
 
 def _lock(fd: int, deadline: float, name: str) -> None:

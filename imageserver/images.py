@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -130,7 +130,8 @@ class Images:
         until they are stored."""
         specs = list(specs)
         missing = self._missing(key, [spec.name for spec in specs]) if specs else set()
-        self._store_outputs(key, specs, missing)
+        with self._no_trace_if_unknown(key):
+            self._store_outputs(key, specs, missing)
 
     def _store_outputs(self, key: ImageKey, specs: list[OutputSpec], missing: set) -> None:
         for spec in specs:
@@ -148,11 +149,13 @@ class Images:
     # -- reading ------------------------------------------------------------------------------
 
     def info(self, key: ImageKey) -> bytes:
-        return files.read(self._local_copy(key, INFO))
+        with self._no_trace_if_unknown(key):
+            return files.read(self._local_copy(key, INFO))
 
     def original(self, key: ImageKey) -> tuple[str, str]:
         """The local path of the original and its content type."""
-        path = self._local_copy(key, ORIGINAL)
+        with self._no_trace_if_unknown(key):
+            path = self._local_copy(key, ORIGINAL)
         with open(path, "rb") as f:
             coder = pipeline.sniff(f.read(64))
         return path, pipeline.CONTENT_TYPES.get(coder, "application/octet-stream")
@@ -160,7 +163,8 @@ class Images:
     def output(self, key: ImageKey, spec: OutputSpec) -> Output:
         """The output's local path: on disk, else fetched from the store, else made now (once,
         whatever the number of workers asking) and stored after the reply."""
-        made = self._local_output(key, spec, from_store=True)
+        with self._no_trace_if_unknown(key):
+            made = self._local_output(key, spec, from_store=True)
         if made.made:
             self.uploads.put(made.path, self._remote(key, spec.name), spec.content_type)
         return made
@@ -188,6 +192,18 @@ class Images:
         return Output(path, made=True)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _no_trace_if_unknown(self, key: ImageKey):
+        """With a store, looking an image up makes its local folder (for the locks) before the store
+        answers; when the store has no such image, the folder goes again."""
+        try:
+            yield
+        except NotFound:
+            if self.store.is_remote:
+                files.remove_empty_folders(key.local_folder(self.base),
+                                           stop=os.path.join(self.base, key.namespace))
+            raise
 
     def _remote(self, key: ImageKey, name: str) -> str:
         return key.remote_file(self.settings.remote_base_path, name)

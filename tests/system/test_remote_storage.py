@@ -64,12 +64,16 @@ def test_upload_is_stored_and_another_server_serves_it_in_any_size(remote, start
     assert again.headers["X-Image-Cache"] == "fetched" and again.content == made.content
 
 
-def test_an_image_the_store_does_not_have_is_404(remote, start_server):
+def test_an_image_the_store_does_not_have_is_404_and_leaves_no_folder(remote, start_server):
     flags, _, _, _ = remote
     server = start_server(*flags)
-    answer = server.get(f"/{folder_of('0' * 32)}/x100.jpg")
-    assert answer.status_code == 404 and "error" in answer.json()
-    assert local_names(server, "0" * 32) == []
+    folder = folder_of("0" * 32)
+    for method, path in (("GET", "x100.jpg"), ("GET", "info.json"), ("GET", "original"),
+                         ("POST", "process?outputs=x100.jpg")):
+        answer = (server.get if method == "GET" else server.post)(f"/{folder}/{path}")
+        assert answer.status_code == 404 and "error" in answer.json(), (method, path, answer.text)
+    # Else anyone could fill the disk with empty folders, one per made-up hash.
+    assert not os.path.exists(os.path.join(server.base_path, "p", "000"))
 
 
 def test_post_process_makes_only_the_outputs_missing_in_the_store(remote, start_server):

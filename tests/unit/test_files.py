@@ -48,3 +48,36 @@ def test_a_lock_is_released_when_its_holder_dies(tmp_path):
     holder.join()
     with files.exclusive(path, 5):
         pass
+
+
+def test_remove_empty_folders_removes_the_empty_chain_and_keeps_the_rest(tmp_path):
+    base = tmp_path / "p"
+    (base / "aaa" / "bbb" / "ccc" / "ddd").mkdir(parents=True)
+    (base / "aaa" / "bbb" / "other").mkdir()
+    files.remove_empty_folders(str(base / "aaa" / "bbb" / "ccc" / "ddd"), stop=str(base))
+    assert sorted(os.listdir(base / "aaa" / "bbb")) == ["other"]
+    files.remove_empty_folders(str(base / "aaa" / "bbb" / "other"), stop=str(base))
+    assert os.listdir(base) == [] and base.is_dir()
+
+
+def test_remove_empty_folders_leaves_a_folder_in_use(tmp_path):
+    folder = tmp_path / "p" / "aaa"
+    with files.exclusive(str(folder / "x100.jpg"), 5):
+        files.remove_empty_folders(str(folder), stop=str(tmp_path / "p"))
+        assert folder.is_dir()
+    assert os.listdir(folder) == []
+
+
+def test_a_file_is_made_even_when_its_folder_is_removed_under_it(tmp_path):
+    # A request for an unknown image removes its empty folder; another request may have just made
+    # that folder for a lock or a temporary file, and must make it again rather than fail.
+    folder = str(tmp_path / "a" / "b")
+    removals = []
+
+    def create():
+        if not removals:
+            removals.append(files.remove_empty_folders(folder, stop=str(tmp_path)))
+        return open(os.path.join(folder, "made"), "x").close()
+
+    files._in_folder(folder, create)
+    assert len(removals) == 1 and os.listdir(folder) == ["made"]
