@@ -1,6 +1,8 @@
 """The bench's results as a Markdown table (printed, and pasted into the README) and a PNG chart."""
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display: write files only
@@ -21,11 +23,11 @@ def table(results: dict) -> str:
     ]
     for w in results["workloads"]:
         if "skipped" in w:
-            lines.append(f"| {w['key']}: {w['title']} | skipped: {w['skipped']} ||||||||||")
+            lines.append(f"| {w['key']}: {_code(w['title'])} | skipped: {w['skipped']} ||||||||||")
             continue
         ssim = w.get("ssim")
         cells = [
-            f"{w['key']}: {w['title']}", _rate(w["rps"]), f"{w['p50_ms']:.1f}", f"{w['p99_ms']:.1f}",
+            f"{w['key']}: {_code(w['title'])}", _rate(w["rps"]), f"{w['p50_ms']:.1f}", f"{w['p99_ms']:.1f}",
             f"{w['worker_cpu_ms']:.1f}" if "worker_cpu_ms" in w else "",
             _rate(2000 / w["worker_cpu_ms"]) if w.get("worker_cpu_ms") else "",
             " / ".join(f"{value:.0f}" for value in w["peak_rss_mib"]),
@@ -63,6 +65,11 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _code(title: str) -> str:
+    """Output names with placeholders as code: Markdown would take `<W>` for an HTML tag."""
+    return re.sub(r"(\S*<\w+>\S*)", r"`\1`", title)
+
+
 def _rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
@@ -78,7 +85,8 @@ def chart(results: dict, path: str) -> None:
     figure, axes = plt.subplots(figsize=(9, 4.5), dpi=100)
     width = 0.27
     axes.bar([i - width for i in x], ours, width, label="imageserver", color="#2a7ab0")
-    axes.bar(list(x), peer, width, label="Pillow-based peer (issue's figures)", color="#b0b0b0")
+    axes.bar(list(x), peer, width, color="#b0b0b0",
+             label="Pillow-based peer (issue's figures; for nginx hits, the target: 10x its hits)")
     axes.bar([i + width for i in x], convert, width, label="convert per output (original)",
              color="#d08030")
     for i, value in zip(x, ours):

@@ -66,7 +66,7 @@ def _stride(n: int) -> int:
 
 UPLOAD_OUTPUTS = "x300.jpg,x300.webp,w640.jpg"
 WORKLOADS = [
-    Workload("1", "800x600 JPEG, new <W>x<H>.jpg", "photo-800x600.jpg", "fill", 100, 500, "jpg",
+    Workload("1", "800x600 JPEG, new <W>x<H>.jpg", "web-800x600.jpg", "fill", 100, 500, "jpg",
              baseline=True, target_rps=309),
     Workload("2", "12 MP JPEG, new w<W>.jpg", "photo-12mp.jpg", "width", 200, 1000, "jpg",
              baseline=True, target_rps=30),
@@ -78,9 +78,9 @@ WORKLOADS = [
              "webp", seconds_factor=1.5, target_rps=1.8),
     Workload("5", f"upload 12 MP JPEG, outputs={UPLOAD_OUTPUTS}", "photo-12mp.jpg", "upload",
              seconds_factor=1.5),
-    Workload("6 gunicorn", "cache hits through gunicorn", "photo-800x600.jpg", "paths",
+    Workload("6 gunicorn", "cache hits through gunicorn", "web-800x600.jpg", "paths",
              target_rps=3200),
-    Workload("6 nginx", "cache hits through nginx (generated block)", "photo-800x600.jpg", "paths",
+    Workload("6 nginx", "cache hits through nginx (generated block)", "web-800x600.jpg", "paths",
              target_rps=32000),
 ]
 
