@@ -17,8 +17,9 @@ timeout = 60
 graceful_timeout = 30
 keepalive = 5
 # One line per request: method and path, status, body bytes, duration, and whether an output was
-# made now (cache=made), already on disk (cache=hit), or is no output (cache=-). The bytes are the
-# Content-Length: gunicorn's own count (%(B)s) misses files it sends with sendfile().
+# made now (cache=made), already on disk (cache=hit), copied from the store (cache=fetched), or is
+# no output (cache=-). The bytes are the Content-Length: gunicorn's own count (%(B)s) misses files
+# it sends with sendfile().
 access_log_format = ('%(t)s %(h)s "%(r)s" %(s)s %({content-length}o)s %(M)sms '
                      'cache=%({x-image-cache}o)s')
 # Bodies are read by the app with its own limit; headers stay bounded here.
