@@ -1,5 +1,6 @@
 # make serve   install what is missing, then serve on 127.0.0.1:7000 with public/ as storage
 # make test    install what is missing, then run the whole test suite
+# make test-debian13  the whole suite again on Debian 13 / ImageMagick 7, in a debootstrap root (root only)
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 # make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
 # make bench   install what is missing, then run the benchmark (a few minutes; see bench/README.md)
@@ -9,7 +10,7 @@ IMAGES := $(VENV)/bin/images
 SOAK_SECONDS ?= 300
 SOAK_CLIENTS ?= 6
 
-.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests soak bench clean
+.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests test-debian13 soak bench clean
 
 install: system-packages $(VENV)/.installed
 
@@ -48,7 +49,11 @@ dev-server-manta: install
 require = $(foreach name,$(1),$(if $($(name)),,$(error make $@ needs the environment variable $(name))))
 
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# The whole suite again on Debian 13 (ImageMagick 7, Python 3.13), in a debootstrap root (as root).
+test-debian13:
+	scripts/test-debian13
 
 tests: test
 

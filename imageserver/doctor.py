@@ -10,7 +10,7 @@ import os
 import socket
 import sys
 
-from . import files, metrics, pipeline
+from . import files, magick, metrics, pipeline
 from .errors import ImageServerError
 from .storage import build_store
 from .version import __version__
@@ -32,7 +32,7 @@ class Report:
 def run_doctor(settings, out=sys.stdout) -> int:
     report = Report(out)
     report.line("server", f"imageserver {__version__}, Python {sys.version.split()[0]}")
-    pipeline.init_worker()
+    pipeline.init_worker(pipeline.Limits.from_settings(settings))
     try:
         _check_imagemagick(settings, report)
     except ImageServerError as error:
@@ -47,18 +47,25 @@ def run_doctor(settings, out=sys.stdout) -> int:
 
 
 def _check_imagemagick(settings, report: Report) -> None:
-    report.line("imagemagick", pipeline.version())
+    if magick.IMPORT_ERROR:
+        report.problem("imagemagick", pipeline.problems()[0])
+        return
+    build = magick.build()
+    report.line("imagemagick", f"{build['version']}; quantum depth {build['quantum_depth']}, "
+                f"HDRI {'on' if build['hdri'] else 'off'}, OpenMP {'on' if build['openmp'] else 'off'}"
+                f" ({build['library']})")
     formats = pipeline.check_formats()
     report.line("reads", " ".join(coder for coder, (reads, _) in formats.items() if reads))
     report.line("writes", " ".join(ext for ext, coder in pipeline.WRITERS.items() if formats[coder][1]))
     for ext in settings.extensions:
         if not formats[pipeline.WRITERS[ext]][1]:
-            report.problem("formats", f"{ext} is in --extensions but ImageMagick cannot write it here")
+            report.problem("formats", f"{ext} is in --extensions but ImageMagick cannot write it here. "
+                           + magick.install_hint())
     for problem in pipeline.problems():
         report.problem("formats", problem)
-    limits = pipeline.resource_limits()
+    limits = magick.resource_limits()
     report.line("limits", ", ".join(f"{name} {_amount(name, value)}" for name, value in limits.items()))
-    ours = pipeline.Limits()
+    ours = pipeline.Limits.from_settings(settings)
     report.line("accepts", f"images up to {ours.maximum_pixels} pixels, {ours.maximum_side} pixels a "
                            f"side, {ours.maximum_frames} frames")
     side = min(limits["width"], limits["height"])

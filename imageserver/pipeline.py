@@ -9,7 +9,6 @@ its own format guessing never runs on client data. Behind that, `init_worker` lo
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import warnings
@@ -17,25 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import (ImageServerError, NotConfigured, PayloadTooLarge, Unprocessable,
-                     UnsupportedMediaType)
+from . import magick
+from .errors import NotConfigured, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from .magick import Color, ResourceLimitError, WandException, WandWarning
 from .names import OutputSpec
-
-try:
-    from wand.api import library, libmagick
-    from wand.color import Color
-    from wand.exceptions import WandException, ResourceLimitError, WandWarning
-    from wand.image import FILTER_TYPES, Image
-    import wand.resource
-    import wand.version
-    LANCZOS = FILTER_TYPES.index("lanczos")
-    WAND_IMPORT_ERROR = None
-    # Wand has no call for a colour-managed conversion (its profiles[...] only attaches a profile).
-    library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
-                                           ctypes.c_size_t]
-    library.MagickProfileImage.restype = ctypes.c_bool
-except ImportError as error:  # the app still starts, and /status_check says what is missing
-    WAND_IMPORT_ERROR = str(error)
 
 # Coders we read, by the content type we answer with.
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
@@ -51,8 +35,6 @@ AVIF_BRANDS = {b"avif", b"avis"}
 # EXIF orientations 5..8 store the picture turned by 90 degrees.
 TRANSPOSED_ORIENTATIONS = {"left_top", "right_top", "right_bottom", "left_bottom"}
 WHITE = "white"
-# MagickCore's ExceptionType: 300..399 are warnings, 400 and up errors.
-WARNING = 300
 # Decode JPEGs at no less than this many times the output size (see _jpeg_size_hint).
 SHRINK_ON_LOAD_MARGIN = 1.5
 # (denominator ImageMagick passes to libjpeg, the scale libjpeg-turbo then decodes at), smallest first.
@@ -94,67 +76,21 @@ class Limits:
 
 # An animation may hold this many times the pixels of the largest still image, in all its frames.
 ANIMATION_FACTOR = 2
-POLICY_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "magick")
-# A harmless drawing that only the MVG coder reads: decoding it must fail once our policy is in force.
-POLICY_PROBE = b"viewbox 0 0 1 1\n"
 
 _readable: set = set()
-_policy: list = []
 
 
-def init_worker(limits: Limits = Limits(), memory_bytes: int = 512 * 2**20) -> None:
-    """Put ImageMagick's policy and limits in force in this process. Called once per gunicorn worker,
-    after the fork, and before ImageMagick has decoded anything (it reads its policy files once).
-
-    One thread per worker: the workers already fill the cores, and ImageMagick's OpenMP threads are
-    not fork-safe (the master never loads ImageMagick at all).
-    """
-    os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    configured = os.environ.get("MAGICK_CONFIGURE_PATH", "")
-    if POLICY_FOLDER not in configured.split(os.pathsep):
-        os.environ["MAGICK_CONFIGURE_PATH"] = os.pathsep.join(filter(None, (POLICY_FOLDER, configured)))
-    if WAND_IMPORT_ERROR:
-        return
-    resources = wand.resource.limits
-    resources["thread"] = 1
-    resources["memory"] = memory_bytes
-    resources["map"] = 2 * memory_bytes
-    resources["disk"] = 4 * memory_bytes
-    # ImageMagick's own limits are a backstop behind ours (which give the clearer answer), and the
-    # system's policy.xml may lower them further: ImageMagick then decodes nothing past the header.
-    resources["area"] = limits.maximum_animation_pixels
-    resources["width"] = 2 * limits.maximum_side
-    resources["height"] = 2 * limits.maximum_side
-    # No "time" limit: ImageMagick 6 counts it from the process's first image, not per image, and
-    # ends the whole process when it runs out (a worker died every minute). gunicorn's worker
-    # timeout bounds one request instead.
+def init_worker(limits: Limits = Limits()) -> None:
+    """ImageMagick's policy and limits in force in this process, and the coders it reads here noted.
+    Once per worker, after the fork (see magick.init_worker)."""
+    magick.init_worker(limits)
     _readable.clear()
-    _readable.update(coder for coder in CONTENT_TYPES if wand.version.formats(coder.upper()))
-    _policy[:] = [_policy_refuses_mvg()]
-
-
-def _policy_refuses_mvg() -> bool:
-    """True when ImageMagick refuses a coder that our policy forbids: the policy file was read."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image(blob=POLICY_PROBE, format="mvg"):
-                return False
-    except WandException:
-        return True
+    _readable.update(coder for coder in CONTENT_TYPES if magick.reads(coder))
 
 
 def problems() -> list[str]:
     """What stops the pipeline from working here; empty when all is well."""
-    if WAND_IMPORT_ERROR:
-        return [f"ImageMagick (MagickWand) cannot be loaded: {WAND_IMPORT_ERROR}"]
-    missing = [name for name in REQUIRED_FORMATS if not wand.version.formats(name)]
-    found = [f"ImageMagick lacks the {name} format" for name in missing]
-    if _policy == [False]:
-        found.append(f"ImageMagick's policy from {POLICY_FOLDER} is not in force (it was loaded before "
-                     "init_worker ran)")
-    return found
+    return magick.problems(REQUIRED_FORMATS)
 
 
 def sniff(head: bytes) -> Optional[str]:
@@ -189,8 +125,8 @@ def coder_for(data: bytes) -> str:
 
 
 def _check_available() -> None:
-    if WAND_IMPORT_ERROR:
-        raise NotConfigured(f"ImageMagick is not available: {WAND_IMPORT_ERROR}")
+    if magick.IMPORT_ERROR:
+        raise NotConfigured(f"ImageMagick is not available: {magick.IMPORT_ERROR}")
 
 
 @contextmanager
@@ -223,20 +159,15 @@ def _short(error) -> str:
 
 
 def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
-          ping: bool = False) -> "Image":
-    """Decode `data` with the named coder only: the "jpeg:" prefix stops ImageMagick's own guess."""
-    image = Image()
+          ping: bool = False):
+    """Decode `data` with the named coder only; refuse it when the decoder warned that it is cut short
+    (ImageMagick still gives the part it read)."""
+    image = magick.open_blob(data, coder, first_frame_only, size_hint, ping)
     try:
-        if size_hint:
-            image.options["jpeg:size"] = size_hint
-        filename = f"{coder}:buffer" + ("[0]" if first_frame_only else "")
-        library.MagickSetFilename(image.wand, filename.encode())
-        if ping:
-            library.MagickPingImageBlob(image.wand, data, len(data)) or image.raise_exception()
-        else:
-            image.read(blob=data)
-            _check_image_warnings(image)
-        if not library.MagickGetNumberImages(image.wand):
+        warning = None if ping else magick.decoder_warning(image)
+        if warning and _is_truncation(warning):
+            raise Unprocessable(f"the image is cut short ({_short(warning)})")
+        if not magick.frame_count(image):
             raise Unprocessable("the image cannot be decoded: its header is corrupt, or its size is "
                                 "over ImageMagick's limits")
     except BaseException:
@@ -247,7 +178,7 @@ def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: st
 
 def _check_complete(data: bytes, coder: str) -> None:
     """Refuse a JPEG or GIF cut short, from its last bytes, before any decoding. GIF decoders say
-    nothing of a missing end; for JPEG, _check_image_warnings catches the rest (corrupt data in
+    nothing of a missing end; for JPEG, _open catches the rest (corrupt data in
     the middle) once decoded. PNG and WebP decoders fail by themselves."""
     if coder == "jpeg":
         # Entropy-coded data never holds FF D9, so the end-of-image marker must follow the last
@@ -259,37 +190,6 @@ def _check_complete(data: bytes, coder: str) -> None:
         complete = True
     if not complete:
         raise Unprocessable("the image is cut short (no end marker)")
-
-
-class _ExceptionInfo(ctypes.Structure):
-    """The head of MagickCore's ExceptionInfo: all we read of it."""
-    _fields_ = [("severity", ctypes.c_int), ("error_number", ctypes.c_int),
-                ("reason", ctypes.c_char_p), ("description", ctypes.c_char_p)]
-
-
-def _check_image_warnings(image: "Image") -> None:
-    """Refuse an image whose decoder warned that it is cut short. ImageMagick 6 files a coder's
-    warnings (libjpeg's "Premature end of JPEG file") on the image, not on the wand, where Wand never
-    looks; GetImageException collects them."""
-    pointer = library.GetImageFromMagickWand(image.wand)
-    if not pointer:
-        return
-    info = _core("AcquireExceptionInfo", ctypes.POINTER(_ExceptionInfo))()
-    try:
-        _core("GetImageException", None, ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(pointer, info)
-        reason = (info.contents.reason or b"").decode("utf-8", "replace")
-        if info.contents.severity >= WARNING and _is_truncation(reason):
-            raise Unprocessable(f"the image is cut short ({_short(reason)})")
-    finally:
-        _core("DestroyExceptionInfo", ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(info)
-
-
-@functools.lru_cache(maxsize=None)
-def _core(name: str, result, *arguments):
-    """A MagickCore function, typed for ctypes (once: every decode calls these)."""
-    function = getattr(libmagick, name)
-    function.argtypes, function.restype = list(arguments), result
-    return function
 
 
 def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
@@ -420,14 +320,13 @@ def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool)
     if (box_l, box_t, box_w, box_h) != (0, 0, image.width, image.height):
         if animated:  # Wand's crop coalesces and crops every frame
             image.crop(box_l, box_t, width=box_w, height=box_h)
-        else:  # straight to MagickWand: Wand asks ImageMagick for the MIME type on every call (~1 ms)
-            library.MagickCropImage(image.wand, box_w, box_h, box_l, box_t) or image.raise_exception()
+        else:
+            magick.crop(image, box_l, box_t, box_w, box_h)
     if (image.width, image.height) != (layout.width, layout.height):
         if animated:
             image.resize(layout.width, layout.height, filter="lanczos")
         else:
-            library.MagickResizeImage(image.wand, layout.width, layout.height, LANCZOS,
-                                      ctypes.c_double(1.0)) or image.raise_exception()
+            magick.resize_lanczos(image, layout.width, layout.height)
     image.page = (layout.width, layout.height, 0, 0)
 
 
@@ -441,7 +340,7 @@ def _preshrink(image: "Image", layout: Plan, shown_w: int) -> None:
         return
     width = max(1, round(image.width * scale * 2))
     height = max(1, round(image.height * scale * 2))
-    library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
+    magick.box_shrink(image, width, height)
 
 
 def _to_srgb(image: "Image") -> None:
@@ -452,8 +351,7 @@ def _to_srgb(image: "Image") -> None:
         return
     srgb = _srgb_profile()
     if embedded and srgb:
-        if not library.MagickProfileImage(image.wand, b"icc", srgb, len(srgb)):
-            image.raise_exception()
+        magick.convert_profile(image, srgb)
     elif image.colorspace not in ("srgb", "gray"):
         image.transform_colorspace("srgb")
 
@@ -471,35 +369,12 @@ def _srgb_profile() -> Optional[bytes]:
 def format_support() -> dict:
     """Which of our formats ImageMagick reads here (for doctor and status)."""
     _check_available()
-    return {coder: bool(wand.version.formats(coder.upper())) for coder in CONTENT_TYPES}
-
-
-
-RESOURCE_NAMES = ("memory", "map", "disk", "area", "width", "height", "thread", "time")
+    return {coder: magick.reads(coder) for coder in CONTENT_TYPES}
 
 
 def check_formats() -> dict:
     """For doctor: {coder: (reads, writes)}. Each output format is written and read back for real;
     the others can only be read, when ImageMagick has their coder."""
     _check_available()
-    result = {coder: (bool(wand.version.formats(coder.upper())), False) for coder in CONTENT_TYPES}
-    for coder in WRITERS.values():
-        try:
-            # A blank canvas: no coder is needed to make it (the policy refuses `gradient:`).
-            with Image(width=16, height=16, background=Color("red")) as image:
-                blob = image.make_blob(coder)
-            result[coder] = (describe(blob).coder == coder, True)
-        except (WandException, ImageServerError):
-            pass
-    return result
-
-
-def resource_limits() -> dict:
-    """ImageMagick's limits in force in this process (after init_worker and its policy.xml)."""
-    _check_available()
-    return {name: wand.resource.limits[name] for name in RESOURCE_NAMES}
-
-
-def version() -> str:
-    _check_available()
-    return wand.version.MAGICK_VERSION
+    return {coder: (magick.reads(coder), coder in WRITERS.values() and magick.writes(coder))
+            for coder in CONTENT_TYPES}

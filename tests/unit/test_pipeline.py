@@ -174,12 +174,19 @@ def test_animated_gif_to_other_formats_is_the_first_frame():
 
 
 def test_sixteen_bit_png_becomes_eight_bit():
-    with Image(width=30, height=30, background=Color("blue")) as image:
+    data = pictures.photo(30, 30, "png")
+    with Image(blob=data) as image:
         image.depth = 16
         image.options["png:format"] = "png48"
         data = image.make_blob("png")
-    assert decode(data).depth == 16
-    assert render(data, "w20.png").depth == 8
+    assert png_bit_depth(data) == 16
+    # The PNG header's own figure: ImageMagick 6 and 7 report a palette's depth differently.
+    assert png_bit_depth(pipeline.render(data, parse_output("w20.png", SETTINGS), 75)) == 8
+
+
+def png_bit_depth(data: bytes) -> int:
+    assert data[12:16] == b"IHDR"
+    return data[24]
 
 
 def test_quality_changes_the_size():

@@ -1,0 +1,243 @@
+"""ImageMagick, through Wand: the library bindings, the set-up of a worker process, and what this
+installation can do. The pipeline's decisions (what to decode, at what size, which crop) are in
+pipeline.py; this module only does what it is told, the same way on ImageMagick 6 and 7.
+
+Every call goes through Wand's own bindings (`wand.api.library`), which Wand types for the major
+version it found. Where the two versions differ in what a call means, `MAJOR` chooses, here only.
+
+ImageMagick is not fork-safe (its OpenMP threads), so nothing here runs at import: `init_worker`
+runs in each worker after the fork, and the gunicorn master never imports this module.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import warnings
+from typing import Optional
+
+try:
+    from wand.api import library, libmagick
+    from wand.color import Color
+    from wand.exceptions import ResourceLimitError, WandException, WandWarning
+    from wand.image import FILTER_TYPES, Image
+    import wand.resource
+    import wand.version
+    IMPORT_ERROR = None
+    MAJOR = wand.version.MAGICK_VERSION_NUMBER >> 8
+    LANCZOS = FILTER_TYPES.index("lanczos")
+    # Wand has no binding for MagickProfileImage (the same call in 6 and 7).
+    library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
+                                           ctypes.c_size_t]
+    library.MagickProfileImage.restype = ctypes.c_bool
+except ImportError as error:  # the app still starts, and /status_check says what is missing
+    IMPORT_ERROR = str(error)
+    MAJOR = 0
+    Color = Image = library = libmagick = None
+
+    class WandException(Exception):  # noqa: N818 (Wand's name), so that `except` clauses stay valid
+        pass
+
+    ResourceLimitError = WandWarning = WandException
+
+POLICY_FOLDER = os.path.dirname(os.path.abspath(__file__))
+# A harmless drawing that only the MVG coder reads: decoding it must fail once our policy is in force.
+POLICY_PROBE = b"viewbox 0 0 1 1\n"
+RESOURCE_NAMES = ("memory", "map", "disk", "area", "width", "height", "thread", "time")
+# MagickCore's ExceptionType: 300..399 are warnings, 400 and up errors (the same in 6 and 7).
+WARNING = 300
+
+_policy: list = []
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+def init_worker(limits, memory_bytes: int = 512 * 2**20) -> None:
+    """Put ImageMagick's policy and limits in force in this process. Called once per worker (gunicorn
+    worker, `images process`, `images doctor`), after any fork, and before ImageMagick has decoded
+    anything: it reads its policy files once, at its first use.
+
+    `limits` is the pipeline's Limits. One thread per worker: the workers already fill the cores, and
+    ImageMagick's OpenMP threads are not fork-safe.
+    """
+    os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    configured = os.environ.get("MAGICK_CONFIGURE_PATH", "")
+    if POLICY_FOLDER not in configured.split(os.pathsep):
+        os.environ["MAGICK_CONFIGURE_PATH"] = os.pathsep.join(filter(None, (POLICY_FOLDER, configured)))
+    if IMPORT_ERROR:
+        return
+    resources = wand.resource.limits
+    resources["thread"] = 1
+    resources["memory"] = memory_bytes
+    resources["map"] = 2 * memory_bytes
+    resources["disk"] = 4 * memory_bytes
+    # ImageMagick's own limits are a backstop behind ours (which give the clearer answer), and the
+    # system's policy.xml may lower them further: ImageMagick then decodes nothing past the header.
+    resources["area"] = limits.maximum_animation_pixels
+    resources["width"] = 2 * limits.maximum_side
+    resources["height"] = 2 * limits.maximum_side
+    # No "time" limit: ImageMagick 6 counts it from the process's first image, not per image, and
+    # ends the whole process when it runs out (a worker died every minute). gunicorn's worker
+    # timeout bounds one request instead.
+    _policy[:] = [_policy_refuses_mvg()]
+
+
+def _policy_refuses_mvg() -> bool:
+    """True when ImageMagick refuses a coder that our policy forbids: the policy file was read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image(blob=POLICY_PROBE, format="mvg"):
+                return False
+    except WandException:
+        return True
+
+
+# -- what this installation can do ----------------------------------------------------------------
+
+def problems(required_formats) -> list[str]:
+    """What stops ImageMagick from working here for us; empty when all is well."""
+    if IMPORT_ERROR:
+        return [f"ImageMagick (MagickWand) cannot be loaded: {IMPORT_ERROR}. {install_hint()}"]
+    missing = [name for name in required_formats if not reads(name)]
+    found = [f"ImageMagick lacks the {name} format. {install_hint()}" for name in missing]
+    if _policy == [False]:
+        found.append(f"ImageMagick's policy from {POLICY_FOLDER} is not in force (ImageMagick was "
+                     "used before init_worker ran)")
+    return found
+
+
+def install_hint() -> str:
+    return ("Install ImageMagick with its MagickWand library and its WebP and HEIF coders: "
+            "`make install` (Debian and Ubuntu), or `brew install imagemagick` (macOS)")
+
+
+def reads(coder: str) -> bool:
+    return not IMPORT_ERROR and bool(wand.version.formats(coder.upper()))
+
+
+def writes(coder: str) -> bool:
+    """True when ImageMagick writes `coder` and reads it back as such (a blank canvas: making one
+    needs no coder, and the policy refuses pseudo-images such as `gradient:`)."""
+    if not reads(coder):
+        return False
+    try:
+        with Image(width=16, height=16, background=Color("red")) as image:
+            blob = image.make_blob(coder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with open_blob(blob, coder) as back:
+                return (back.width, back.height) == (16, 16)
+    except WandException:
+        return False
+
+
+def build() -> dict:
+    """Which ImageMagick this is: version, quantum depth, HDRI, OpenMP, and its library file."""
+    if IMPORT_ERROR:
+        return {}
+    return {"version": wand.version.MAGICK_VERSION, "major": MAJOR,
+            "quantum_depth": wand.version.QUANTUM_DEPTH, "hdri": bool(wand.version.MAGICK_HDRI),
+            "openmp": "OpenMP" in wand.version.MAGICK_VERSION_FEATURES,
+            "library": getattr(library, "_name", "")}
+
+
+def version() -> str:
+    return "" if IMPORT_ERROR else wand.version.MAGICK_VERSION
+
+
+def resource_limits() -> dict:
+    """ImageMagick's limits in force in this process (after init_worker and its policy.xml)."""
+    return {name: wand.resource.limits[name] for name in RESOURCE_NAMES}
+
+
+# -- decoding -------------------------------------------------------------------------------------
+
+def open_blob(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
+              ping: bool = False) -> "Image":
+    """Decode `data` with the named coder only: the "jpeg:" prefix stops ImageMagick's own guess.
+    With `ping`, only the headers are read (no pixel is decoded)."""
+    image = Image()
+    try:
+        if size_hint:
+            image.options["jpeg:size"] = size_hint
+        filename = f"{coder}:buffer" + ("[0]" if first_frame_only else "")
+        library.MagickSetFilename(image.wand, filename.encode())
+        if ping:
+            library.MagickPingImageBlob(image.wand, data, len(data)) or image.raise_exception()
+        else:
+            image.read(blob=data)
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def frame_count(image: "Image") -> int:
+    return library.MagickGetNumberImages(image.wand)
+
+
+def decoder_warning(image: "Image") -> Optional[str]:
+    """The warning the decoder gave while reading `image` (libjpeg's "Premature end of JPEG file",
+    ...), or None. ImageMagick 7 files it on the wand; 6 files it on the image, where its wand never
+    looks, and only MagickCore's GetImageException (6 only) collects it."""
+    if MAJOR >= 7:
+        severity = ctypes.c_int()
+        text = library.MagickGetException(image.wand, ctypes.byref(severity))
+        try:
+            reason = ctypes.string_at(text).decode("utf-8", "replace") if text else ""
+        finally:
+            if text:
+                library.MagickRelinquishMemory(text)
+        library.MagickClearException(image.wand)
+        return reason if WARNING <= severity.value < 400 else None
+    pointer = library.GetImageFromMagickWand(image.wand)
+    if not pointer:
+        return None
+    info = _core("AcquireExceptionInfo", ctypes.POINTER(_ExceptionInfo))()
+    try:
+        _core("GetImageException", None, ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(pointer, info)
+        if info.contents.severity >= WARNING:
+            return (info.contents.reason or b"").decode("utf-8", "replace")
+        return None
+    finally:
+        _core("DestroyExceptionInfo", ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(info)
+
+
+class _ExceptionInfo(ctypes.Structure):
+    """The head of MagickCore's ExceptionInfo (the same in 6 and 7): all we read of it."""
+    _fields_ = [("severity", ctypes.c_int), ("error_number", ctypes.c_int),
+                ("reason", ctypes.c_char_p), ("description", ctypes.c_char_p)]
+
+
+@functools.lru_cache(maxsize=None)
+def _core(name: str, result, *arguments):
+    """A MagickCore function, typed for ctypes (once: every decode calls these)."""
+    function = getattr(libmagick, name)
+    function.argtypes, function.restype = list(arguments), result
+    return function
+
+
+# -- pixel work (straight to MagickWand: Wand's methods ask ImageMagick for the MIME type on every
+# call, about 1 ms each) ---------------------------------------------------------------------------
+
+def crop(image: "Image", left: int, top: int, width: int, height: int) -> None:
+    library.MagickCropImage(image.wand, width, height, left, top) or image.raise_exception()
+
+
+def resize_lanczos(image: "Image", width: int, height: int) -> None:
+    """A Lanczos resize. Wand's binding of MagickResizeImage takes 6's blur argument on both
+    versions (7 has none, and ignores it), so it is given 1.0: no blur."""
+    library.MagickResizeImage(image.wand, width, height, LANCZOS, 1.0) or image.raise_exception()
+
+
+def box_shrink(image: "Image", width: int, height: int) -> None:
+    """A box average (MagickScaleImage): a fraction of a Lanczos pass's cost."""
+    library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
+
+
+def convert_profile(image: "Image", icc: bytes) -> None:
+    """Convert the pixels from the image's embedded ICC profile to `icc` (colour-managed, unlike
+    Wand's profiles[...] = which only attaches a profile)."""
+    library.MagickProfileImage(image.wand, b"icc", icc, len(icc)) or image.raise_exception()
