@@ -78,6 +78,8 @@ def _check_imagemagick(settings, report: Report) -> None:
 
 
 def _amount(name: str, value: int) -> str:
+    if value >= 2**62:  # ImageMagick's "no limit"
+        return "unlimited"
     if name in ("memory", "map", "disk") and value >= 2**20:
         return f"{value / 2**20:g}MiB"
     if name == "time":

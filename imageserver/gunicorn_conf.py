@@ -26,10 +26,20 @@ access_log_format = ('%(t)s %(h)s "%(r)s" %(s)s %({content-length}o)s %(M)sms '
 limit_request_line = 8190
 
 
+# Address space a worker may add to what it has once the app is loaded: ImageMagick's memory (512
+# MiB) and map (1 GiB) limits, with room for the encoders' buffers. Past it an allocation fails.
+WORKER_ADDRESS_SPACE = 2 * 2**30
+
+
 def post_worker_init(worker):
     # Ctrl-C reaches the whole process group: let the master turn it into a graceful stop, so that
     # the worker finishes the request it is on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # In the worker only (ImageMagick is loaded by now, after the fork): a worker in which
+    # ImageMagick kept the remains of a failed image finishes its request and is replaced.
+    from imageserver import magick
+    magick.when_leaked(lambda: setattr(worker, "alive", False))
+    magick.limit_address_space(WORKER_ADDRESS_SPACE)
 
 
 def from_settings(settings) -> dict:

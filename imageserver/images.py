@@ -103,6 +103,7 @@ class Images:
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
         outputs = self._outputs_of_new_image(outputs)
+        pipeline.check_work(outputs, source, self.limits)
         missing = self._missing(key, [ORIGINAL, INFO, *(spec.name for spec in outputs)])
         if {ORIGINAL, INFO} & missing:
             self.store.make_folder(self._remote(key, "").rstrip("/"))
@@ -131,6 +132,9 @@ class Images:
         specs = list(specs)
         missing = self._missing(key, [spec.name for spec in specs]) if specs else set()
         with self._no_trace_if_unknown(key):
+            to_make = [spec for spec in specs if spec.name in missing]
+            if to_make:
+                pipeline.check_work(to_make, self._source_info(key), self.limits)
             self._store_outputs(key, specs, missing)
 
     def _store_outputs(self, key: ImageKey, specs: list[OutputSpec], missing: set) -> None:
@@ -192,6 +196,17 @@ class Images:
         return Output(path, made=True)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _source_info(self, key: ImageKey) -> pipeline.SourceInfo:
+        """What the original is, from its info.json (frames from the original itself, where they
+        matter: a GIF)."""
+        info = json.loads(files.read(self._local_copy(key, INFO)))
+        coder = next(coder for coder, kind in pipeline.CONTENT_TYPES.items()
+                     if kind == info["content_type"])
+        frames = 1
+        if coder == "gif":
+            frames = pipeline.describe(files.read(self._local_copy(key, ORIGINAL)), self.limits).frames
+        return pipeline.SourceInfo(coder, info["width"], info["height"], frames)
 
     @contextmanager
     def _no_trace_if_unknown(self, key: ImageKey):

@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
 from . import magick
 from .errors import NotConfigured, PayloadTooLarge, Unprocessable, UnsupportedMediaType
@@ -58,15 +59,18 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what is decoded, from the settings."""
+    """Bounds on what is decoded and made, from the settings."""
     maximum_pixels: int = 50_000_000
     maximum_side: int = 16_000
     maximum_frames: int = 300
+    maximum_full_size_pixels: int = 25_000_000
+    maximum_request_pixels: int = 200_000_000
 
     @classmethod
     def from_settings(cls, settings) -> "Limits":
         return cls(settings.maximum_source_pixels, settings.maximum_source_side,
-                   settings.maximum_frames)
+                   settings.maximum_frames, settings.maximum_full_size_pixels,
+                   settings.maximum_request_pixels)
 
     @property
     def maximum_animation_pixels(self) -> int:
@@ -76,6 +80,10 @@ class Limits:
 
 # An animation may hold this many times the pixels of the largest still image, in all its frames.
 ANIMATION_FACTOR = 2
+# Compressed PNG metadata (zTXt, iTXt, iCCP) may inflate to this many bytes in all: far more than any
+# real profile or text, far less than a worker's memory.
+MAXIMUM_PNG_METADATA_BYTES = 8 * 2**20
+PNG_COMPRESSED_CHUNKS = {b"zTXt", b"iTXt", b"iCCP"}
 
 _readable: set = set()
 
@@ -135,11 +143,16 @@ def _decoding(what: str):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            yield
-        except ResourceLimitError as error:
-            raise PayloadTooLarge(f"{what}: the image is over the resource limits ({error})") from None
-        except (WandException, RuntimeError) as error:
-            raise Unprocessable(f"{what}: the image cannot be decoded ({_short(error)})") from None
+            try:
+                yield
+            except (ResourceLimitError, MemoryError) as error:
+                raise PayloadTooLarge(f"{what}: the image needs more than a worker's resource "
+                                      f"limits ({_short(error) or 'out of memory'})") from None
+            except (WandException, RuntimeError) as error:
+                raise Unprocessable(f"{what}: the image cannot be decoded ({_short(error)})") from None
+        except BaseException:
+            magick.after_failure()
+            raise
     for warning in caught:
         if issubclass(warning.category, WandWarning) and _is_truncation(str(warning.message)):
             raise Unprocessable(f"{what}: the image is cut short ({_short(warning.message)})")
@@ -211,22 +224,85 @@ def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
 
 def _checked_header(data: bytes, coder: str, limits: Limits) -> tuple:
     """(width, height, frames, transposed) from the header alone (a ping decodes no pixel), or an
-    error if any frame is over the limits. Every frame is measured: the first may be small and the
-    next huge."""
+    error if any frame is over the limits. Every frame is measured, and the canvas it is drawn on
+    (a GIF's logical screen): the first frame may be small and the next huge, and an animation is
+    made of whole canvases once its frames are composed (coalesced)."""
+    if coder == "png":
+        _check_png_metadata(data)
     with _open(data, coder, ping=True) as header:
         frames = len(header.sequence)
         if frames > limits.maximum_frames:
             raise PayloadTooLarge(f"the image has {frames} frames, over the limit of "
                                   f"{limits.maximum_frames}")
-        sizes = [(frame.width, frame.height) for frame in header.sequence] if frames > 1 else \
-            [(header.width, header.height)]
+        images = header.sequence if frames > 1 else [header]
+        sizes = [(image.width, image.height) for image in images]
+        canvases = [_canvas(image) for image in images] if frames > 1 else sizes
         transposed = header.orientation in TRANSPOSED_ORIENTATIONS
-    for width, height in sizes:
+    for width, height in sizes + canvases:
         _check_limits(width, height, limits)
-    if sum(width * height for width, height in sizes) > limits.maximum_animation_pixels:
-        raise PayloadTooLarge(f"the animation has {frames} frames of {sizes[0][0]}x{sizes[0][1]}: "
+    if sum(width * height for width, height in canvases) > limits.maximum_animation_pixels:
+        width, height = canvases[0]
+        raise PayloadTooLarge(f"the animation has {frames} frames on a {width}x{height} canvas: "
                               f"over {limits.maximum_animation_pixels} pixels in all")
     return sizes[0][0], sizes[0][1], frames, transposed
+
+
+def _canvas(frame) -> tuple:
+    """The size of the canvas a frame is drawn on: its page (logical screen), and at least the frame
+    where it is placed."""
+    page_w, page_h, left, top = frame.page
+    return max(page_w, frame.width + max(0, left)), max(page_h, frame.height + max(0, top))
+
+
+def _check_png_metadata(data: bytes) -> None:
+    """Refuse a PNG whose compressed metadata chunks inflate to more than MAXIMUM_PNG_METADATA_BYTES
+    (a zTXt of 1 MB can inflate to 1 GiB in the decoder, whatever the pixels). Inflated here up to
+    the limit only, before ImageMagick sees the file."""
+    budget = MAXIMUM_PNG_METADATA_BYTES
+    position = 8
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        body = data[position + 8:position + 8 + length]
+        position += 12 + length
+        if kind == b"IDAT" or kind == b"IEND":
+            continue
+        if kind in PNG_COMPRESSED_CHUNKS:
+            budget -= _inflated_size(_compressed_part(kind, body), budget + 1)
+            if budget < 0:
+                raise PayloadTooLarge(f"the PNG's metadata ({kind.decode()}) inflates to over "
+                                      f"{MAXIMUM_PNG_METADATA_BYTES} bytes")
+
+
+def _compressed_part(kind: bytes, body: bytes) -> bytes:
+    """The zlib stream of a zTXt/iCCP (name, NUL, method, data) or compressed iTXt chunk."""
+    name_end = body.find(b"\x00")
+    if name_end < 0:
+        return b""
+    if kind != b"iTXt":
+        return body[name_end + 2:]
+    if body[name_end + 1:name_end + 2] != b"\x01":  # not compressed
+        return b""
+    rest = body[name_end + 3:]  # flag, method; then language tag and translated keyword
+    for _ in range(2):
+        end = rest.find(b"\x00")
+        if end < 0:
+            return b""
+        rest = rest[end + 1:]
+    return rest
+
+
+def _inflated_size(stream: bytes, most: int) -> int:
+    """How many bytes `stream` inflates to, counting no further than `most`."""
+    inflater = zlib.decompressobj()
+    total = 0
+    try:
+        while stream and total < most:
+            total += len(inflater.decompress(stream, min(most - total, 2**20)))
+            stream = inflater.unconsumed_tail
+    except zlib.error:
+        pass  # a broken stream: the decoder says so
+    return total
 
 
 def _check_limits(width: int, height: int, limits: Limits) -> None:
@@ -271,6 +347,7 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
     with _decoding("render"):
         stored_w, stored_h, _, transposed = _checked_header(data, coder, limits)
         shown_w, shown_h = (stored_h, stored_w) if transposed else (stored_w, stored_h)
+        _check_full_size(spec, shown_w, shown_h, limits)
         layout = plan(spec, shown_w, shown_h)
         hint = _jpeg_size_hint(coder, layout, shown_w, shown_h, transposed)
         with _open(data, coder, first_frame_only=not animated_gif, size_hint=hint) as image:
@@ -286,6 +363,34 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
             if animated_gif:
                 image.optimize_layers()
             return image.make_blob(WRITERS[spec.ext])
+
+
+def _check_full_size(spec: OutputSpec, width: int, height: int, limits: Limits) -> None:
+    if spec.kind == "full" and width * height > limits.maximum_full_size_pixels:
+        raise PayloadTooLarge(f"{spec.name} of a {width}x{height} image is over the limit of "
+                              f"{limits.maximum_full_size_pixels} pixels for full_size; ask for a size")
+
+
+def check_work(specs: Iterable[OutputSpec], source: SourceInfo, limits: Limits = Limits()) -> None:
+    """Refuse, before any of it is done, a request whose outputs would take more than
+    `maximum_request_pixels` of work: each output decodes the original (JPEG at the scale it is
+    shrunk on load to; every frame of an animation that stays one) and writes its own pixels."""
+    total = 0
+    specs = list(specs)
+    for spec in specs:
+        _check_full_size(spec, source.width, source.height, limits)
+        layout = plan(spec, source.width, source.height)
+        decoded = source.width * source.height
+        if source.coder == "jpeg":
+            hint = _jpeg_size_hint("jpeg", layout, source.width, source.height, False)
+            if hint:
+                decoded = int(decoded * (int(hint.split("x")[0]) / source.width) ** 2)
+        frames = source.frames if source.coder == "gif" and spec.ext == "gif" else 1
+        total += frames * (decoded + layout.width * layout.height)
+    if total > limits.maximum_request_pixels:
+        raise PayloadTooLarge(f"these {len(specs)} outputs of a {source.width}x{source.height} image "
+                              f"need {total // 10**6} megapixels of work, over the limit of "
+                              f"{limits.maximum_request_pixels // 10**6} per request")
 
 
 def _jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transposed: bool) -> str:

@@ -87,6 +87,11 @@ class Settings:
     maximum_source_pixels: int = setting(50_000_000, "largest source image accepted, in pixels")
     maximum_source_side: int = setting(16000, "largest width or height of a source image accepted")
     maximum_frames: int = setting(300, "most frames of an animated source accepted")
+    maximum_full_size_pixels: int = setting(
+        25_000_000, "largest source that a full_size output is made of, in pixels (else 413)")
+    maximum_request_pixels: int = setting(
+        200_000_000, "most pixels one request's outputs may decode and write in all (uploads with "
+        "outputs, POST .../process), else 413")
     allowed_source_hosts: tuple = setting(
         (), "hosts that source URLs may name (.example.com: any host under it); empty: any public host")
     allowed_outputs: tuple = setting(
@@ -97,7 +102,8 @@ class Settings:
     def __post_init__(self):
         positive = ("port", "maximum_width", "maximum_height", "http_timeout",
                     "maximum_upload_bytes", "maximum_source_bytes", "lock_timeout",
-                    "maximum_source_pixels", "maximum_source_side", "maximum_frames")
+                    "maximum_source_pixels", "maximum_source_side", "maximum_frames",
+                    "maximum_full_size_pixels", "maximum_request_pixels")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")

@@ -140,3 +140,31 @@ def garbage_after_magic() -> dict:
     noise = bytes(range(256)) * 8
     return {"jpeg": b"\xff\xd8\xff\xe0" + noise, "png": b"\x89PNG\r\n\x1a\n" + noise,
             "gif": b"GIF89a" + noise, "webp": b"RIFF\x00\x10\x00\x00WEBPVP8 " + noise}
+
+
+def png_text_bomb(inflated: int = 2**30) -> bytes:
+    """A 1x1 PNG with a zTXt chunk that inflates to `inflated` bytes (about a thousandth of that on
+    disk): a memory bomb to a decoder that reads its metadata."""
+    packer = zlib.compressobj(9)
+    block = b"\x00" * 2**20
+    text = b"".join(packer.compress(block) for _ in range(inflated // len(block))) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"zTXt", b"Comment\x00\x00" + text)
+            + _chunk(b"IDAT", zlib.compress(b"\x00\x00")) + _chunk(b"IEND", b""))
+
+
+def gif_big_screen(frames: int = 300, side: int = 7000) -> bytes:
+    """`frames` frames of 1x1 on a `side` x `side` logical screen: a few kilobytes, and each frame a
+    full screen of pixels once an animation is coalesced."""
+    small = gif_frames(frames)
+    return small[:6] + struct.pack("<HH", side, side) + small[10:]
+
+
+def png_rgba_bomb(side: int = 7071) -> bytes:
+    """A complete RGBA PNG of zeros, `side` x `side` (50 megapixels at 7071): a few kilobytes."""
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
+    row = b"\x00" * (1 + 4 * side)
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data)
+            + _chunk(b"IEND", b""))

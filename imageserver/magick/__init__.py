@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import os
+import resource
+import shutil
+import tempfile
 import warnings
-from typing import Optional
+from typing import Callable, Optional
 
 try:
     from wand.api import library, libmagick
@@ -48,6 +52,12 @@ RESOURCE_NAMES = ("memory", "map", "disk", "area", "width", "height", "thread", 
 WARNING = 300
 
 _policy: list = []
+log = logging.getLogger(__name__)
+# This process's folder for ImageMagick's temporary files (pixel caches that spill to disk), and what
+# to do when a failed image left some behind (see after_failure).
+TEMPORARY_PREFIX = "imageserver-magick-"
+_temporary: list = []
+_on_leak: list = []
 
 
 # -- the worker ---------------------------------------------------------------------------------
@@ -65,6 +75,8 @@ def init_worker(limits, memory_bytes: int = 512 * 2**20) -> None:
     configured = os.environ.get("MAGICK_CONFIGURE_PATH", "")
     if POLICY_FOLDER not in configured.split(os.pathsep):
         os.environ["MAGICK_CONFIGURE_PATH"] = os.pathsep.join(filter(None, (POLICY_FOLDER, configured)))
+    _temporary[:] = [_own_temporary_folder()]
+    os.environ["MAGICK_TEMPORARY_PATH"] = _temporary[0]
     if IMPORT_ERROR:
         return
     resources = wand.resource.limits
@@ -81,6 +93,72 @@ def init_worker(limits, memory_bytes: int = 512 * 2**20) -> None:
     # ends the whole process when it runs out (a worker died every minute). gunicorn's worker
     # timeout bounds one request instead.
     _policy[:] = [_policy_refuses_mvg()]
+
+
+def _own_temporary_folder() -> str:
+    """A folder of this process's own for ImageMagick's temporary files; those of processes that are
+    gone (a worker killed mid-render) are removed."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        if name.startswith(TEMPORARY_PREFIX) and name[len(TEMPORARY_PREFIX):].isdigit():
+            pid = int(name[len(TEMPORARY_PREFIX):])
+            if pid != os.getpid() and not _alive(pid):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    folder = os.path.join(base, f"{TEMPORARY_PREFIX}{os.getpid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def when_leaked(action: Callable[[], None]) -> None:
+    """What to do once ImageMagick has kept memory or temporary files of an image that failed (a gunicorn
+    worker: retire after this request, so that the next image meets a fresh worker)."""
+    _on_leak[:] = [action]
+
+
+def after_failure() -> None:
+    """Called when an image failed, once ImageMagick was told to let it go. Some of ImageMagick's
+    coders keep a copy of an image they fail on (its pixel cache, on disk past the memory limit, stays
+    mapped and counted against this process's limits): files left in our temporary folder show it.
+    They are removed, and the worker is retired."""
+    if not _temporary:
+        return
+    left = os.listdir(_temporary[0])
+    if not left:
+        return
+    log.warning("ImageMagick kept %d temporary files of a failed image: retiring this worker",
+                len(left))
+    for name in left:
+        try:
+            os.unlink(os.path.join(_temporary[0], name))
+        except OSError:
+            pass
+    for action in _on_leak:
+        action()
+
+
+def limit_address_space(budget_bytes: int) -> None:
+    """A hard backstop behind ImageMagick's own limits: this process may map at most `budget_bytes`
+    more than it has now. A decoder that runs away past it fails to allocate (a clean error) instead
+    of taking the host's memory. Linux only (elsewhere ImageMagick's own limits stand alone)."""
+    if not os.path.exists("/proc/self/status"):
+        return
+    with open("/proc/self/status") as status:
+        size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = size + budget_bytes
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def _policy_refuses_mvg() -> bool:
