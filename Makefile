@@ -23,8 +23,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
+# PORT and PUBLIC change where `make serve` listens and keeps images (make serve PORT=7100).
+PORT ?= 7000
+PUBLIC ?= public
 serve: install
-	$(IMAGES) --listen 127.0.0.1 --port 7000 --local_base_path public server
+	$(IMAGES) --listen 127.0.0.1 --port $(PORT) --local_base_path $(PUBLIC) server
 
 # The original's name: serves on local disk, with the outputs of every upload from IMG_OUTPUTS.
 dev-server: install

@@ -226,8 +226,12 @@ def version() -> str:
 
 
 def resource_limits() -> dict:
-    """ImageMagick's limits in force in this process (after init_worker and its policy.xml)."""
-    return {name: wand.resource.limits[name] for name in RESOURCE_NAMES}
+    """ImageMagick's limits in force in this process (after init_worker and its policy.xml). No
+    limit is the largest number, as ImageMagick 6 says it (7 says 0 for no time limit)."""
+    limits = {name: wand.resource.limits[name] for name in RESOURCE_NAMES}
+    if MAJOR >= 7 and limits["time"] == 0:
+        limits["time"] = 2**63 - 1
+    return limits
 
 
 # -- decoding -------------------------------------------------------------------------------------
