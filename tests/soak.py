@@ -63,7 +63,8 @@ class Soak:
                        for fmt in ("jpeg",) * 6 + ("png", "webp", "gif")]
         self.bad = [*hostile.truncated_images().values(), *hostile.garbage_after_magic().values(),
                     hostile.mvg_payload("http://127.0.0.1:1", "/tmp/x"), hostile.gif_frames(2000),
-                    hostile.png_header_only(50_000, 50_000), b"", b"not an image"]
+                    hostile.png_header_only(50_000, 50_000), hostile.png_text_bomb(2**30),
+                    hostile.gif_big_screen(300, 7000), b"", b"not an image"]
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         log_path = os.path.join(self.folder, "server.log")
