@@ -58,9 +58,14 @@ def _check_imagemagick(settings, report: Report) -> None:
     report.line("reads", " ".join(coder for coder, (reads, _) in formats.items() if reads))
     report.line("writes", " ".join(ext for ext, coder in pipeline.WRITERS.items() if formats[coder][1]))
     for ext in settings.extensions:
-        if not formats[pipeline.WRITERS[ext]][1]:
-            report.problem("formats", f"{ext} is in --extensions but ImageMagick cannot write it here. "
-                           + magick.install_hint())
+        if formats[pipeline.WRITERS[ext]][1]:
+            continue
+        if ext in pipeline.OPTIONAL_WRITERS:
+            report.line("note", f"ImageMagick cannot write {ext.upper()} here: .{ext} outputs are a 404 "
+                        "(install libheif's AV1 encoder: libheif-plugin-aomenc on Debian 13)")
+        else:
+            report.problem("formats", f"{ext} is in --extensions but ImageMagick cannot write it "
+                           "here. " + magick.install_hint())
     for problem in pipeline.problems():
         report.problem("formats", problem)
     limits = magick.resource_limits()

@@ -16,7 +16,8 @@ from typing import Optional
 
 from .errors import BadRequest, Forbidden, NotFound
 
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
+                 "avif": "image/avif"}
 EXTENSIONS = tuple(CONTENT_TYPES)
 MAXIMUM_OUTPUTS_PER_REQUEST = 20
 # Longer than any name the grammar allows ("99999x99999-q100.webp" is 21): refused unread.

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 
 from .errors import SettingsError
+from .names import CONTENT_TYPES
 from .paths import CACHE_CONTROL, INFO
 from .version import __version__
 
 IMAGE_FOLDER = r"/[a-z0-9_]{1,64}/[0-9a-f]{3}/[0-9a-f]{3}/[0-9a-f]{3}/[0-9a-f]{23}/"
-TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
+TYPES = CONTENT_TYPES
 # nginx waits a little longer than gunicorn lets a worker run (its `timeout`), so that a slow output
 # is answered by the app (or by gunicorn's restart of it), not cut off by nginx first.
 APP_TIMEOUT_SECONDS = 60

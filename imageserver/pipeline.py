@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from . import magick
-from .errors import NotConfigured, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from .errors import NotConfigured, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from .magick import Color, ResourceLimitError, WandException, WandWarning
 from .names import OutputSpec
 
@@ -26,8 +26,14 @@ from .names import OutputSpec
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
                  "heic": "image/heic", "avif": "image/avif"}
 # Coders we write, by output extension.
-WRITERS = {"jpg": "jpeg", "png": "png", "gif": "gif", "webp": "webp"}
-ALPHA_WRITERS = {"png", "webp", "gif"}
+WRITERS = {"jpg": "jpeg", "png": "png", "gif": "gif", "webp": "webp", "avif": "avif"}
+ALPHA_WRITERS = {"png", "webp", "gif", "avif"}
+# Output formats that not every ImageMagick writes (AVIF needs libheif's AV1 encoder plugin).
+OPTIONAL_WRITERS = {"avif"}
+# libheif's AV1 encoder speed (0 slowest .. 9 fastest): 8 costs about what WebP does at these sizes
+# and keeps most of AVIF's size advantage (see bench/README.md). ImageMagick 6 has no such option
+# and uses libheif's default.
+AVIF_SPEED = "8"
 REQUIRED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 SRGB_PROFILE_PATHS = ("/usr/share/color/icc/sRGB.icc", "/usr/share/color/icc/colord/sRGB.icc",
                       "/opt/homebrew/share/color/icc/sRGB.icc", "/usr/local/share/color/icc/sRGB.icc")
@@ -86,14 +92,31 @@ MAXIMUM_PNG_METADATA_BYTES = 8 * 2**20
 PNG_COMPRESSED_CHUNKS = {b"zTXt", b"iTXt", b"iCCP"}
 
 _readable: set = set()
+_writable: set = set()
 
 
 def init_worker(limits: Limits = Limits()) -> None:
-    """ImageMagick's policy and limits in force in this process, and the coders it reads here noted.
-    Once per worker, after the fork (see magick.init_worker)."""
+    """ImageMagick's policy and limits in force in this process, and the coders it reads and writes
+    here noted. Once per worker, after the fork (see magick.init_worker)."""
     magick.init_worker(limits)
     _readable.clear()
     _readable.update(coder for coder in CONTENT_TYPES if magick.reads(coder))
+    # HEIC and AVIF are read by one coder (libheif's): only where it reads the colours right.
+    if not magick.reads_faithfully("avif"):
+        _readable.difference_update({"heic", "avif"})
+    _writable.clear()
+    _writable.update(coder for coder in WRITERS.values() if magick.writes(coder))
+
+
+def can_write(ext: str) -> bool:
+    """True when this ImageMagick writes the output extension `ext` (known once init_worker ran)."""
+    return WRITERS[ext] in (_writable if _writable else set(WRITERS.values()) - OPTIONAL_WRITERS)
+
+
+def _check_writable(spec: OutputSpec) -> None:
+    if not can_write(spec.ext):
+        raise NotFound(f"{spec.name!r}: this server's ImageMagick cannot write {spec.ext.upper()} "
+                       "(its encoder is not installed)")
 
 
 def problems() -> list[str]:
@@ -342,6 +365,7 @@ def plan(spec: OutputSpec, source_width: int, source_height: int) -> Plan:
 def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits()) -> bytes:
     """Make the output `spec` from the original `data`, and return its encoded bytes."""
     _check_available()
+    _check_writable(spec)
     coder = coder_for(data)
     animated_gif = coder == "gif" and spec.ext == "gif"
     with _decoding("render"):
@@ -354,15 +378,21 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
             image.auto_orient()
             _crop_and_resize(image, layout, shown_w, animated_gif)
             _to_srgb(image)
-            if spec.ext not in ALPHA_WRITERS and image.alpha_channel:
+            if not _keeps_alpha(spec.ext) and image.alpha_channel:
                 image.background_color = Color(WHITE)
                 image.alpha_channel = "remove"
             image.strip()
             image.depth = 8
             image.compression_quality = quality
+            if spec.ext == "avif":
+                image.options["heic:speed"] = AVIF_SPEED
             if animated_gif:
                 image.optimize_layers()
             return image.make_blob(WRITERS[spec.ext])
+
+
+def _keeps_alpha(ext: str) -> bool:
+    return ext in ALPHA_WRITERS and magick.writes_alpha(WRITERS[ext])
 
 
 def _check_full_size(spec: OutputSpec, width: int, height: int, limits: Limits) -> None:
@@ -378,6 +408,7 @@ def check_work(specs: Iterable[OutputSpec], source: SourceInfo, limits: Limits =
     total = 0
     specs = list(specs)
     for spec in specs:
+        _check_writable(spec)
         _check_full_size(spec, source.width, source.height, limits)
         layout = plan(spec, source.width, source.height)
         decoded = source.width * source.height
@@ -472,14 +503,19 @@ def _srgb_profile() -> Optional[bytes]:
 
 
 def format_support() -> dict:
-    """Which of our formats ImageMagick reads here (for doctor and status)."""
+    """Which of our formats we read here (for doctor and status; known once init_worker ran)."""
     _check_available()
-    return {coder: magick.reads(coder) for coder in CONTENT_TYPES}
+    return {coder: coder in _readable for coder in CONTENT_TYPES}
 
 
 def check_formats() -> dict:
     """For doctor: {coder: (reads, writes)}. Each output format is written and read back for real;
     the others can only be read, when ImageMagick has their coder."""
     _check_available()
-    return {coder: (magick.reads(coder), coder in WRITERS.values() and magick.writes(coder))
+    return {coder: (coder in _readable, coder in WRITERS.values() and magick.writes(coder))
             for coder in CONTENT_TYPES}
+
+
+def writable_extensions() -> list[str]:
+    """The output extensions this ImageMagick writes (for status)."""
+    return [ext for ext in WRITERS if can_write(ext)]

@@ -37,7 +37,8 @@ class Settings:
     workers: int = setting(0, "gunicorn worker processes (0: one per core)")
     local_base_path: str = setting("public", "folder where originals and outputs are kept")
     outputs: tuple = setting((), "outputs made for every upload, e.g. x300.jpg,w200.webp")
-    extensions: tuple = setting(("jpg", "png", "gif", "webp"), "output formats allowed")
+    extensions: tuple = setting(("jpg", "png", "gif", "webp", "avif"),
+                                "output formats allowed (avif where ImageMagick writes it)")
     maximum_width: int = setting(1000, "largest output width")
     maximum_height: int = setting(1000, "largest output height")
     default_quality: int = setting(75, "quality of outputs whose name has no -q<N>")

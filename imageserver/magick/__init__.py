@@ -211,6 +211,33 @@ def writes(coder: str) -> bool:
         return False
 
 
+def reads_faithfully(coder: str) -> bool:
+    """True when an image written in `coder` reads back with its colours (ImageMagick 6.9.11's HEIF
+    reader, which reads AVIF and HEIC, garbles them). Checked with our own writer, where this
+    ImageMagick has one; where it has none, reading is taken on trust."""
+    if not reads(coder):
+        return False
+    if not writes(coder):
+        return True
+    try:
+        with Image(width=16, height=16, background=Color("red")) as image:
+            blob = image.make_blob(coder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with open_blob(blob, coder) as back:
+                red, green, blue = (round(255 * value) for value in
+                                    (back[8, 8].red, back[8, 8].green, back[8, 8].blue))
+    except WandException:
+        return False
+    return red > 200 and green < 60 and blue < 60
+
+
+def writes_alpha(coder: str) -> bool:
+    """Whether ImageMagick keeps transparency when it writes `coder`: its AVIF writer does from 7 on
+    (6's writes transparent pixels as black)."""
+    return coder != "avif" or MAJOR >= 7
+
+
 def build() -> dict:
     """Which ImageMagick this is: version, quantum depth, HDRI, OpenMP, and its library file."""
     if IMPORT_ERROR:

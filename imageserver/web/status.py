@@ -20,5 +20,6 @@ def status_check():
     if current_app.extensions["stopping"].is_set():
         problems = ["Shutting down"]
     body = {"version": __version__, "message": "; ".join(problems) or "OK",
-            "posting": service().posting.as_dict(), "pending_uploads": service().uploads.pending()}
+            "posting": service().posting.as_dict(), "pending_uploads": service().uploads.pending(),
+            "writes": pipeline.writable_extensions()}
     return json_response(body, 501 if problems else 200)

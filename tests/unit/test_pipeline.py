@@ -6,8 +6,8 @@ import pytest
 from wand.color import Color
 from wand.image import Image
 
-from imageserver import pipeline
-from imageserver.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from imageserver import magick, pipeline
+from imageserver.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from imageserver.names import parse_output
 from imageserver.settings import Settings
 from tests import pictures
@@ -220,3 +220,55 @@ def test_heic_and_avif_are_read_where_imagemagick_reads_them(fmt):
     info = pipeline.describe(data)
     assert (info.coder, info.width, info.height) == (fmt, 64, 48)
     assert render(data, "x32.jpg").width == 32
+    red = subprocess.run(["/usr/bin/convert", "png:-", f"{fmt}:-"], input=pictures.solid(64, 48, "red"),
+                         capture_output=True, check=True, env=without_our_policy()).stdout
+    assert near(render(red, "x32.png").pixel(16, 16), RED)
+
+
+# -- AVIF outputs: the same sizes, crops, orientation, colour and alpha as the other formats --------
+
+def render_avif(data: bytes, name: str, quality: int = 75):
+    output = pipeline.render(data, parse_output(name, SETTINGS), quality)
+    assert output[4:12] == b"ftypavif", output[:16]
+    return pictures.decode_avif(output)
+
+
+def test_avif_outputs_have_the_size_crop_orientation_and_colour_asked_for():
+    assert pipeline.can_write("avif"), "this ImageMagick cannot write AVIF: install libheif's encoder"
+    for name, size in [("w200.avif", (200, 150)), ("x100.avif", (100, 100)), ("120x40.avif", (120, 40))]:
+        image = render_avif(pictures.photo(400, 300, "jpeg"), name)
+        assert (image.width, image.height) == size, name
+    turned = render_avif(pictures.oriented_jpeg(40, 20, 6), "full_size.avif")
+    assert (turned.width, turned.height) == (20, 40)
+    assert near(turned.pixel(2, 2), RED) and near(turned.pixel(17, 37), BLUE)
+
+
+def test_avif_keeps_alpha_where_imagemagick_writes_it_else_is_flattened_on_white():
+    image = render_avif(pictures.transparent_png(80, 80), "x40.avif")
+    assert near(image.pixel(20, 20), RED)
+    if magick.writes_alpha("avif"):
+        assert image.alpha and image.pixel(2, 2)[3] < 10
+    else:  # ImageMagick 6: as for JPEG, never a black background
+        assert near(image.pixel(2, 2), WHITE)
+
+
+def test_an_animation_in_avif_is_its_first_frame():
+    first = render_avif(pictures.animated_gif(60, 40), "x20.avif")
+    assert first.frames == 1 and near(first.pixel(10, 10), RED)
+
+
+def test_avif_quality_changes_the_size():
+    source = pictures.photo(400, 300)
+    small = pipeline.render(source, parse_output("w300-q10.avif", SETTINGS), 10)
+    large = pipeline.render(source, parse_output("w300-q95.avif", SETTINGS), 95)
+    assert len(small) * 2 < len(large)
+
+
+def test_an_imagemagick_without_an_avif_encoder_says_so(monkeypatch):
+    monkeypatch.setattr(pipeline, "_writable", {"jpeg", "png", "gif", "webp"})
+    with pytest.raises(NotFound, match="cannot write AVIF"):
+        pipeline.render(pictures.photo(40, 30), parse_output("w20.avif", SETTINGS), 75)
+    source = pipeline.describe(pictures.photo(40, 30))
+    with pytest.raises(NotFound, match="cannot write AVIF"):
+        pipeline.check_work([parse_output("w20.avif", SETTINGS)], source)
+    assert "avif" not in pipeline.writable_extensions()

@@ -10,7 +10,7 @@ from tests.conftest import IMAGES
 def test_defaults_are_the_original_servers():
     s = Settings.from_env({})
     assert (s.listen, s.port, s.local_base_path) == ("127.0.0.1", 7000, "public")
-    assert s.extensions == ("jpg", "png", "gif", "webp")
+    assert s.extensions == ("jpg", "png", "gif", "webp", "avif")
     assert (s.maximum_width, s.maximum_height, s.default_quality, s.http_timeout) == (1000, 1000, 75, 5.0)
     assert s.allow_private_sources is False
 
@@ -53,7 +53,7 @@ def test_help_lists_every_flag_with_its_default():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     for flag, default in [("--listen", "127.0.0.1"), ("--port", "7000"), ("--local_base_path", "public"),
-                          ("--extensions", "jpg,png,gif,webp"), ("--maximum_width", "1000"),
+                          ("--extensions", "jpg,png,gif,webp,avif"), ("--maximum_width", "1000"),
                           ("--maximum_height", "1000"), ("--default_quality", "75"),
                           ("--http_timeout", "5.0"), ("--outputs", ""), ("--namespace", "p"),
                           ("--allow_private_sources", "off")]:
