@@ -10,44 +10,47 @@ from .version import __version__
 
 
 def main(argv=None) -> int:
+    """Run one command; a bad setting or argument is one line on stderr and exit code 2, a failure of
+    the work itself exit code 1."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         command, args, settings = parse_command_line(argv)
+        return COMMANDS.get(command, process)(settings, args)
     except SettingsError as error:
         print(f"images: {error.message}", file=sys.stderr)
         return 2
-    if command == "version":
-        print(__version__)
-        return 0
-    if command == "server":
-        from .server import Server
-        from .storage import build_store
-        try:
-            build_store(settings)   # a bad key or store setting stops here, not in each worker
-            Server(settings).run()
-        except SettingsError as error:
-            print(f"images: {error.message}", file=sys.stderr)
-            return 2
-        return 0
-    if command == "doctor":
-        from .doctor import run_doctor
-        return run_doctor(settings)
-    if command == "nginx_config":
-        from .nginx import server_block
-        try:
-            print(server_block(settings), end="")
-        except SettingsError as error:
-            print(f"images: {error.message}", file=sys.stderr)
-            return 2
-        return 0
-    if command == "sign":
-        return sign(settings, args)
-    from .process import run_process
-    try:
-        return run_process(settings, args)
     except ImageServerError as error:
         print(f"images: {error.message}", file=sys.stderr)
-        return 2 if isinstance(error, SettingsError) else 1
+        return 1
+
+
+def version(settings, args: list[str]) -> int:
+    print(__version__)
+    return 0
+
+
+def server(settings, args: list[str]) -> int:
+    from .server import Server
+    from .storage import build_store
+    build_store(settings)   # a bad key or store setting stops here, not in each worker
+    Server(settings).run()
+    return 0
+
+
+def doctor(settings, args: list[str]) -> int:
+    from .doctor import run_doctor
+    return run_doctor(settings)
+
+
+def nginx_config(settings, args: list[str]) -> int:
+    from .nginx import server_block
+    print(server_block(settings), end="")
+    return 0
+
+
+def process(settings, args: list[str]) -> int:
+    from .process import run_process
+    return run_process(settings, args)
 
 
 def sign(settings, paths: list[str]) -> int:
@@ -63,10 +66,14 @@ def sign(settings, paths: list[str]) -> int:
     try:
         for path in paths:
             print(signing.sign_url(settings.signing_key, path))
-    except ImageServerError as error:
+    except ImageServerError as error:  # a path that is not one of ours: a bad argument
         print(f"images: {error.message}", file=sys.stderr)
         return 2
     return 0
+
+
+COMMANDS = {"version": version, "server": server, "doctor": doctor, "nginx_config": nginx_config,
+            "sign": sign}
 
 
 if __name__ == "__main__":

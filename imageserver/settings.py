@@ -51,7 +51,7 @@ class Settings:
     maximum_upload_bytes: int = setting(50_000_000, "largest upload body accepted")
     maximum_source_bytes: int = setting(50_000_000, "largest source download accepted")
     lock_timeout: float = setting(60.0, "seconds a request waits for another to finish the same output")
-    # issue 4: running it in production (statsd, status port, profiling, access log, nginx, drain)
+    # -- running it in production: statsd, status port, profiling, access log, nginx, drain ------
     statsd_host: str = setting("127.0.0.1", "statsd host (empty: send no metrics)")
     statsd_port: int = setting(8125, "statsd UDP port")
     statsd_prefix: str = setting("image_server.", "prefix of every metric name")
@@ -64,7 +64,7 @@ class Settings:
     nginx_listen: str = setting("80", "listen address of the block printed by nginx_config")
     nginx_access_log: str = setting("/var/log/nginx/imageserver.access.log",
                                     "access log of the block printed by nginx_config")
-    # -- issue 3: cloud storage (S3, Manta) and the process command --------------------------------
+    # -- cloud storage (S3, Manta) and the process command ------------------------------------------
     aws_access_key_id: str = setting("", "S3 access key (else boto3's chain: environment, profile, role)")
     aws_secret_key: str = setting("", "S3 secret key, with --aws_access_key_id")
     aws_bucket: str = setting("", "S3 bucket that keeps every image (S3 is used when set)",
@@ -84,7 +84,7 @@ class Settings:
     upload_retry_seconds: float = setting(
         30.0, "seconds between retries of outputs whose upload failed after the reply")
     processor_concurrency: int = setting(4, "items the process command works on at once")
-    # issue 5, hardening: limits on sources, and on what may be made
+    # -- hardening: limits on sources, and on what may be made ---------------------------------------
     maximum_source_pixels: int = setting(50_000_000, "largest source image accepted, in pixels")
     maximum_source_side: int = setting(16000, "largest width or height of a source image accepted")
     maximum_frames: int = setting(300, "most frames of an animated source accepted")

@@ -19,7 +19,9 @@ def test_all_is_well(tmp_path, statsd_listener):
     assert result.returncode == 0, result.stdout + result.stderr
     found = lines(result)
     assert set(found["reads"].split()) >= {"jpeg", "png", "gif", "webp"}
-    assert found["writes"].split() == ["jpg", "png", "gif", "webp"]
+    assert found["writes"].split() == ["jpg", "png", "gif", "webp", "avif"]
+    for part in ("ImageMagick", "quantum depth 16", "HDRI", "OpenMP", "libMagickWand"):
+        assert part in found["imagemagick"], found["imagemagick"]
     assert "memory" in found["limits"] and "thread 1" in found["limits"]
     assert "writable" in found["disk"]
     assert found["store"].startswith("none")

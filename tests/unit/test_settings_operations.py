@@ -1,4 +1,4 @@
-"""The settings of issue 4 (statsd, status port, profiler, drain, nginx) and the new commands."""
+"""The operations settings (statsd, status port, profiler, drain, nginx) and their commands."""
 import pytest
 
 from imageserver.errors import SettingsError
