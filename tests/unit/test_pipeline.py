@@ -264,6 +264,11 @@ def test_avif_quality_changes_the_size():
     assert len(small) * 2 < len(large)
 
 
+def test_avif_quality_follows_the_jpeg_scale():
+    assert [pipeline.avif_quality(q) for q in (1, 50, 60, 75, 90, 100)] == [1, 46, 52, 60, 84, 100]
+    assert all(pipeline.avif_quality(q) <= pipeline.avif_quality(q + 1) for q in range(1, 100))
+
+
 def test_an_imagemagick_without_an_avif_encoder_says_so(monkeypatch):
     monkeypatch.setattr(pipeline, "_writable", {"jpeg", "png", "gif", "webp"})
     with pytest.raises(NotFound, match="cannot write AVIF"):
