@@ -342,6 +342,11 @@ class Gate:
                 continue
             link = _Link(client, upstream, self)
             with self.lock:
+                # Shut while this connection was being made: it must not outlive the shutting.
+                if not self.is_open:
+                    client.close()
+                    upstream.close()
+                    continue
                 self.links.add(link)
             link.start()
 
