@@ -96,7 +96,9 @@ class PendingUploads:
                     return
                 try:
                     # The request that wrote the record down renames the file into place under
-                    # this lock: wait for it.
+                    # this lock: wait for it (its folder exists while that request runs).
+                    if not os.path.isdir(os.path.dirname(item["local_path"])):
+                        raise FileNotFoundError(item["local_path"])
                     with files.exclusive(item["local_path"], self.lock_timeout):
                         self.store.put(item["local_path"], item["remote_path"], item["content_type"])
                 except FileNotFoundError:
