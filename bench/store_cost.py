@@ -27,9 +27,9 @@ from tests.conftest import IMAGES, free_port, server_environment, wait_until_up
 from tests.storage_servers import MotoServer
 
 BUCKET = "store-cost"
-# (label, output name for the n-th request): ~5 KB and ~130 KB JPEGs from an 800x600 photo.
-KINDS = (("small, w<W>.jpg (~5 KB)", lambda n: f"w{150 + n}.jpg"),
-         ("large, <W>x750.jpg (~130 KB)", lambda n: f"{900 + n}x750.jpg"))
+# (label, output name for the n-th request): small and large JPEGs from an 800x600 photo.
+KINDS = (("small, w<W>.jpg, W from 150", lambda n: f"w{150 + n}.jpg"),
+         ("large, <W>x750.jpg, W from 900", lambda n: f"{900 + n}x750.jpg"))
 
 
 def start(folder: str, statsd_port: int, *flags: str) -> subprocess.Popen:
@@ -44,13 +44,15 @@ def start(folder: str, statsd_port: int, *flags: str) -> subprocess.Popen:
     return process
 
 
-def made_time(session: requests.Session, url: str) -> float:
-    """Milliseconds of a GET that makes a new output."""
+def made_time(session: requests.Session, url: str, sizes: list | None = None) -> float:
+    """Milliseconds of a GET that makes a new output (its size in bytes added to `sizes`)."""
     began = time.perf_counter()
     answer = session.get(url, timeout=60)
     elapsed = (time.perf_counter() - began) * 1000
     assert answer.status_code == 200 and answer.headers["X-Image-Cache"] == "made", answer.text
     assert "X-Image-Stored" not in answer.headers
+    if sizes is not None:
+        sizes.append(len(answer.content))
     return elapsed
 
 
@@ -98,13 +100,14 @@ def main() -> int:
         for kind, name_of in KINDS:
             for sock in statsd.values():
                 timings(sock)
-            times = {label: [] for label in servers}
+            times, sizes = {label: [] for label in servers}, []
             for n in range(count):  # the two servers in turn, so that the machine's load is shared
                 for label in servers:
-                    times[label].append(made_time(session, f"{folders[label]}/{name_of(n)}"))
+                    times[label].append(made_time(session, f"{folders[label]}/{name_of(n)}", sizes))
             time.sleep(0.5)     # the last datagrams
             results[kind] = {label: {"GET": times[label], **timings(statsd[label])}
                              for label in servers}
+            results[kind]["KB"] = statistics.mean(sizes) / 1000
         report(results, count)
     finally:
         for server in servers.values():
@@ -116,14 +119,14 @@ def main() -> int:
 
 def report(results: dict, count: int) -> None:
     print(f"{count} new sizes of an 800x600 JPEG per row, one request at a time, 2 workers; median ms")
-    print("| output | GET, local disk only (render) | GET, S3 (render) | difference | "
+    print("| output | mean KB | GET, local disk only (render) | GET, S3 (render) | difference | "
           "of which the S3 upload |")
-    print("|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|")
     for kind, _ in KINDS:
         local, remote = results[kind]["local"], results[kind]["S3"]
         median = {name: statistics.median(values) for name, values in remote.items()}
         base = statistics.median(local["GET"])
-        print(f"| {kind} | {base:.1f} ({statistics.median(local['processing.time.jpg']):.1f}) | "
+        print(f"| {kind} | {results[kind]['KB']:.0f} | {base:.1f} ({statistics.median(local['processing.time.jpg']):.1f}) | "
               f"{median['GET']:.1f} ({median['processing.time.jpg']:.1f}) | "
               f"{median['GET'] - base:+.1f} | {median['upload.time.store']:.1f} |")
 
