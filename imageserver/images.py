@@ -3,7 +3,8 @@
 No HTTP here. Local disk under --local_base_path is the working copy, laid out as the URLs are; the
 Store is where images are kept for good when one is configured (S3, Manta), shared by every server.
 With one, an original or info.json appears on local disk only once the store has it, so a failed
-upload leaves nothing behind; an output made for a GET is stored after the reply (`uploads`).
+upload leaves nothing behind, and an output made for a GET is stored before the reply (if the store
+fails then, the client gets the image all the same and the upload is retried: `uploads`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from . import counters, fetch, files, pipeline
 from .errors import ImageServerError, NotFound, StoreError, Unavailable
 from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
-from .storage.pending import ImmediateUploads
+from .storage.pending import NoPendingUploads
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Output:
     path: str
     made: bool              # False when it was already on local disk, or came from the store
     fetched: bool = False   # True when it came from the store
+    pending: bool = False   # True when made, kept, but not yet in the store (it is retried)
 
     @property
     def cache(self) -> str:
@@ -45,7 +47,7 @@ class Images:
     def __init__(self, settings, store, metrics, uploads=None):
         self.settings = settings
         self.store = store
-        self.uploads = uploads or ImmediateUploads(self.store)
+        self.uploads = uploads or NoPendingUploads()
         self.metrics = metrics
         self.base = settings.base_path
         self.limits = pipeline.Limits.from_settings(settings)
@@ -166,14 +168,13 @@ class Images:
 
     def output(self, key: ImageKey, spec: OutputSpec) -> Output:
         """The output's local path: on disk, else fetched from the store, else made now (once,
-        whatever the number of workers asking) and stored after the reply."""
+        whatever the number of workers asking) and stored before it appears on local disk."""
         with self._no_trace_if_unknown(key):
-            made = self._local_output(key, spec, from_store=True)
-        if made.made:
-            self.uploads.put(made.path, self._remote(key, spec.name), spec.content_type)
-        return made
+            return self._local_output(key, spec, from_store=True)
 
     def _local_output(self, key: ImageKey, spec: OutputSpec, from_store: bool) -> Output:
+        """With `from_store` (a GET), an output another server made is copied from the store, and one
+        made here is stored; otherwise (uploads, process) the caller stores what the store lacks."""
         path = key.local_file(self.base, spec.name)
         if os.path.exists(path):
             self.metrics.incr("processing.version.noop")
@@ -184,16 +185,50 @@ class Images:
         with files.exclusive(path, self.settings.lock_timeout):
             if os.path.exists(path):
                 return Output(path, made=False)
-            if from_store and self._fetch(key, spec.name, path):
+            store_answer = self._fetch(key, spec.name, path) if from_store else "absent"
+            if store_answer == "fetched":
                 return Output(path, made=False, fetched=True)
             data = files.read(self._local_copy(key, ORIGINAL))
             quality = spec.quality or self.settings.default_quality
             with self.metrics.timer(f"processing.time.{spec.ext}"):
                 rendered = pipeline.render(data, spec, quality, self.limits)
-            files.write_atomically(path, rendered)
+            if from_store and self.store.is_remote:
+                stored = self._keep_and_store(key, spec, path, rendered, store_answer != "down")
+            else:
+                files.write_atomically(path, rendered)
+                stored = True
         self.metrics.incr("image_request")
         self.metrics.incr(f"image_request.{spec.ext}")
-        return Output(path, made=True)
+        return Output(path, made=True, pending=not stored)
+
+    def _keep_and_store(self, key: ImageKey, spec: OutputSpec, path: str, rendered: bytes,
+                        try_now: bool) -> bool:
+        """Store a new output, then put it in place on local disk; False when the store did not
+        take it (or was found down a moment ago): the output is kept all the same, for the render
+        succeeded, and the upload is written down first, to be tried again until it is done.
+
+        Stored before it appears, a crash in between leaves no local copy the store lacks."""
+        remote = self._remote(key, spec.name)
+        with files.replacing(path) as temp:
+            with open(temp, "wb") as out:
+                out.write(rendered)
+            failure = (self._store_now(temp, remote, spec.content_type) if try_now
+                       else "the store could not be reached a moment ago")
+            if failure:
+                self.metrics.incr("remote_upload_failed")
+                log.warning("upload of %s failed; served all the same, and stored once the store "
+                            "takes it (tried again every %g s): %s", remote,
+                            self.settings.upload_retry_seconds, failure)
+                self.uploads.write_down(path, remote, spec.content_type)
+        return not failure
+
+    def _store_now(self, local_path: str, remote_path: str, content_type: str) -> str:
+        """Why the store did not take the file; empty when it did."""
+        try:
+            self.store.put(local_path, remote_path, content_type)
+        except (StoreError, Unavailable) as error:
+            return error.message
+        return ""
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -228,19 +263,19 @@ class Images:
             return {name for name in names if not os.path.exists(key.local_file(self.base, name))}
         return set(names) - set(self.store.list(self._remote(key, "").rstrip("/")))
 
-    def _fetch(self, key: ImageKey, name: str, path: str) -> bool:
-        """Copy an output another server made from the store; False when it has none (or is down:
-        the output is then made here, and stored once the store is back)."""
+    def _fetch(self, key: ImageKey, name: str, path: str) -> str:
+        """Copy an output another server made from the store: "fetched"; "absent" when it has none;
+        "down" when it failed (the output is then made here, and stored once the store is back)."""
         if not self.store.is_remote:
-            return False
+            return "absent"
         try:
             self.store.get(self._remote(key, name), path)
         except NotFound:
-            return False
+            return "absent"
         except (StoreError, Unavailable) as error:
             log.warning("making %s here: %s", name, error.message)
-            return False
-        return True
+            return "down"
+        return "fetched"
 
     def _local_copy(self, key: ImageKey, name: str) -> str:
         """The local path of an image's file, fetched from the store first if only it has it."""

@@ -82,7 +82,7 @@ class Settings:
     store_timeout: float = setting(5.0, "seconds allowed for one request to the remote store")
     store_retries: int = setting(2, "retries of a remote store request that was throttled or failed")
     upload_retry_seconds: float = setting(
-        30.0, "seconds between retries of outputs whose upload failed after the reply")
+        30.0, "seconds between retries of outputs made for a GET whose upload failed")
     processor_concurrency: int = setting(4, "items the process command works on at once")
     # -- hardening: limits on sources, and on what may be made ---------------------------------------
     maximum_source_pixels: int = setting(50_000_000, "largest source image accepted, in pixels")

@@ -77,6 +77,7 @@ class MantaState:
     requests: list = field(default_factory=list)  # (method, path, status)
     refuse_with: int = 0                         # answer every request with this status when set
     fail_next: int = 0                           # answer this many next requests with 503
+    refuse_puts_with: int = 0                    # answer every PUT of an object with this status
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
@@ -115,6 +116,8 @@ class MantaHandler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0].rstrip("/")
         with state.lock:
             failing = state.refuse_with or (503 if state.fail_next else 0)
+            if self.command == "PUT" and self.headers.get("Content-Type") != DIRECTORY_TYPE:
+                failing = failing or state.refuse_puts_with
             state.fail_next = max(0, state.fail_next - 1)
         if failing:
             status, headers, payload = _error(failing, "ServiceUnavailable", "down for tests")
@@ -339,6 +342,11 @@ class Gate:
                 continue
             link = _Link(client, upstream, self)
             with self.lock:
+                # Shut while this connection was being made: it must not outlive the shutting.
+                if not self.is_open:
+                    client.close()
+                    upstream.close()
+                    continue
                 self.links.add(link)
             link.start()
 

@@ -6,7 +6,7 @@ import os
 from ..errors import SettingsError
 from .base import Store
 from .local import NoRemoteStore
-from .pending import BackgroundUploads, ImmediateUploads
+from .pending import NoPendingUploads, PendingUploads
 from .timed import TimedStore
 
 
@@ -31,10 +31,11 @@ def _backend(settings) -> Store:
 
 
 def build_uploads(settings, metrics):
-    """The store, and how a server stores the outputs it makes for a GET: after the reply, in a
-    background thread of this worker, when there is a remote store."""
+    """The store, and the uploads still to do: outputs made for a GET that the store did not take at
+    once, retried by a thread of this worker (when there is a remote store)."""
     store = build_store(settings, metrics)
     if not store.is_remote:
-        return store, ImmediateUploads(store)
+        return store, NoPendingUploads()
     folder = os.path.join(settings.base_path, ".imageserver", "uploads")
-    return store, BackgroundUploads(store, folder, settings.upload_retry_seconds, metrics).start()
+    return store, PendingUploads(store, folder, settings.upload_retry_seconds, metrics,
+                                 settings.lock_timeout).start()

@@ -1,9 +1,11 @@
-"""Uploads a reply does not wait for: outputs made on demand reach the store from a background thread.
+"""Uploads still to do: outputs the store did not take when they were made, tried again until it does.
 
-Each upload is first written down as a small file in `<local_base_path>/.imageserver/uploads/`, and
-crossed off only once the store has the object. One that fails (the store is down, the worker was
-stopped) is logged, counted (`remote_upload_failed`) and tried again every --upload_retry_seconds by
-whichever worker of this server comes to it first: it is never dropped silently.
+An output made for a GET is stored before the reply. When the store fails at that moment, the client
+still gets its image, and the upload is written down here, as a small file in
+`<local_base_path>/.imageserver/uploads/`, before the output appears on local disk; it is crossed off
+only once the store has the object. A thread in every worker tries the uploads written down every
+--upload_retry_seconds, whichever worker of this server comes to one first, also after a restart:
+nothing is ever dropped.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import threading
 import time
 
@@ -23,55 +24,50 @@ log = logging.getLogger(__name__)
 LOCK_SECONDS = 600
 
 
-class ImmediateUploads:
-    """Uploads done before the reply (the process command, and servers with nothing remote)."""
+class NoPendingUploads:
+    """With nothing remote (and in the process command, which waits for every upload) nothing waits."""
 
-    def __init__(self, store: Store):
-        self.store = store
-
-    def put(self, local_path: str, remote_path: str, content_type: str) -> None:
-        self.store.put(local_path, remote_path, content_type)
+    def write_down(self, local_path: str, remote_path: str, content_type: str) -> None:
+        raise RuntimeError("there is no remote store to upload to later")
 
     def pending(self) -> int:
         return 0
 
 
-class BackgroundUploads:
-    def __init__(self, store: Store, folder: str, retry_seconds: float, metrics):
+class PendingUploads:
+    def __init__(self, store: Store, folder: str, retry_seconds: float, metrics, lock_timeout: float):
         self.store = store
         self.folder = folder
         self.retry_seconds = retry_seconds
         self.metrics = metrics
-        self.queue: queue.Queue = queue.Queue()
+        self.lock_timeout = lock_timeout
         self.thread = threading.Thread(target=self._run, name="uploads", daemon=True)
 
-    def start(self) -> "BackgroundUploads":
-        """Start the thread: once in each worker, after the fork."""
+    def start(self) -> "PendingUploads":
+        """Start the retry thread: once in each worker, after the fork."""
         self.thread.start()
         return self
 
-    def put(self, local_path: str, remote_path: str, content_type: str) -> None:
-        """Write the upload down, and leave it to the background thread."""
-        record = os.path.join(self.folder, hashlib.sha1(remote_path.encode()).hexdigest())
+    def write_down(self, local_path: str, remote_path: str, content_type: str) -> None:
+        """Remember an upload the store did not take; it is tried again in --upload_retry_seconds.
+
+        Called before `local_path` is renamed into place, with that file's lock held: a retry takes
+        the same lock, so it never finds the record without its file."""
         item = {"local_path": local_path, "remote_path": remote_path, "content_type": content_type}
-        files.write_atomically(record, json.dumps(item).encode())
-        self.queue.put(record)
+        files.write_atomically(self._record(remote_path), json.dumps(item).encode())
 
     def pending(self) -> int:
         """Uploads written down and not yet done, by every worker of this server."""
         return len(self._records(0))
 
+    def _record(self, remote_path: str) -> str:
+        return os.path.join(self.folder, hashlib.sha1(remote_path.encode()).hexdigest())
+
     def _run(self) -> None:
-        next_sweep = time.monotonic()
         while True:
-            try:
-                record = self.queue.get(timeout=max(0.0, next_sweep - time.monotonic()))
-            except queue.Empty:
-                for old in self._records(self.retry_seconds):
-                    self._upload(old)
-                next_sweep = time.monotonic() + self.retry_seconds
-                continue
-            self._upload(record)
+            time.sleep(self.retry_seconds)
+            for record in self._records(self.retry_seconds):
+                self._upload(record)
 
     def _records(self, older_than: float) -> list[str]:
         """Records last tried (or written) at least `older_than` seconds ago."""
@@ -99,15 +95,21 @@ class BackgroundUploads:
                 except FileNotFoundError:
                     return
                 try:
-                    self.store.put(item["local_path"], item["remote_path"], item["content_type"])
+                    # The request that wrote the record down renames the file into place under
+                    # this lock: wait for it (its folder exists while that request runs).
+                    if not os.path.isdir(os.path.dirname(item["local_path"])):
+                        raise FileNotFoundError(item["local_path"])
+                    with files.exclusive(item["local_path"], self.lock_timeout):
+                        self.store.put(item["local_path"], item["remote_path"], item["content_type"])
                 except FileNotFoundError:
                     log.warning("not uploading %s: its local file is gone", item["remote_path"])
                 except ImageServerError as error:
                     self.metrics.incr("remote_upload_failed")
-                    log.warning("upload of %s failed (tried again in %g s): %s",
+                    log.warning("upload of %s failed again (tried again in %g s): %s",
                                 item["remote_path"], self.retry_seconds, error.message)
                     os.utime(record)
                     return
                 os.unlink(record)
+                log.info("stored %s, which failed before", item["remote_path"])
         except Exception:  # the thread must outlive any one upload
             log.exception("upload of %s failed", record)

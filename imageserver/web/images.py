@@ -34,6 +34,8 @@ def output(key: ImageKey, name: str):
     made = service().output(key, spec)
     response = _send(made.path, spec.content_type)
     response.headers["X-Image-Cache"] = made.cache
+    if made.pending:    # made and kept here, not yet in the remote store (retried until it is)
+        response.headers["X-Image-Stored"] = "pending"
     return response
 
 

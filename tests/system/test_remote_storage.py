@@ -1,5 +1,5 @@
 """Real `images server` processes on S3 (moto's server) and on Manta (the test server): uploads that
-block until stored, many servers on one store, on-demand outputs stored after the reply, POST
+block until stored, many servers on one store, on-demand outputs stored before the reply, POST
 process, and a store that is down or refuses."""
 from __future__ import annotations
 
@@ -53,10 +53,11 @@ def test_upload_is_stored_and_another_server_serves_it_in_any_size(remote, start
     assert fetched.content == store.read(folder, "x300.webp")
     made = second.get(f"/{folder}/w100.jpg")
     assert made.status_code == 200 and made.headers["X-Image-Cache"] == "made"
+    assert "X-Image-Stored" not in made.headers
     image = pictures.decode(made.content)
     assert (image.width, image.height, image.format) == (100, 75, "JPEG")
-    # Stored after the reply, by the background thread.
-    wait_for(lambda: "w100.jpg" in store.names(folder), what="the upload of w100.jpg")
+    # Stored before the reply: in the store the moment the GET returns.
+    assert "w100.jpg" in store.names(folder)
     assert store.read(folder, "w100.jpg") == made.content
     assert store.content_type(folder, "w100.jpg") == "image/jpeg"
     # The first server, which never made w100.jpg, gets it from the store.
@@ -97,11 +98,12 @@ def test_post_process_makes_only_the_outputs_missing_in_the_store(remote, start_
     assert "x300.jpg" in store.names(folder)
 
 
-def test_a_store_that_is_down_gives_503_and_the_server_keeps_serving(remote, start_server, gate):
+def test_a_store_that_is_down_gives_503_and_the_server_keeps_serving(remote, start_server, gate,
+                                                                    statsd_listener):
     flags, store, through, url = remote
     g = gate(int(url.rsplit(":", 1)[1]))
     server = start_server(*through(g.url), "--store_retries", "0", "--upload_retry_seconds", "0.5",
-                          "--store_timeout", "3")
+                          "--store_timeout", "3", "--statsd_port", str(statsd_listener.port))
     kept = server.post("/p?outputs=x200.jpg", data=pictures.photo(300, 200, "jpeg"))
     assert kept.status_code == 200, kept.text
     folder = folder_of(kept.json()["hash"])
@@ -119,8 +121,12 @@ def test_a_store_that_is_down_gives_503_and_the_server_keeps_serving(remote, sta
     assert server.get(f"/{folder}/x200.jpg").status_code == 200
     made = server.get(f"/{folder}/w120.webp")
     assert made.status_code == 200 and pictures.decode(made.content).width == 120
+    assert made.headers["X-Image-Cache"] == "made" and made.headers["X-Image-Stored"] == "pending"
+    statsd_listener.wait_for("image_server.remote_upload_failed:1|c")
     assert server.get("/status_check").json()["pending_uploads"] == 1
     assert "w120.webp" not in store.names(folder)
+    hit = server.get(f"/{folder}/w120.webp")
+    assert hit.headers["X-Image-Cache"] == "hit" and hit.content == made.content
 
     g.open()
     wait_for(lambda: "w120.webp" in store.names(folder), what="the retried upload")
@@ -158,6 +164,28 @@ def test_a_bucket_that_does_not_exist_is_a_502(moto_server, start_server):
     answer = server.post("/p", data=pictures.solid(40, 30, "blue", "png"))
     assert answer.status_code == 502
     assert "NoSuchBucket" in answer.json()["error"]
+
+
+def test_an_output_the_store_refuses_is_served_and_stored_once_it_takes_it(manta_server, manta_keys,
+                                                                             start_server):
+    # The store answers (it has no such output), then refuses the upload: the client gets its image.
+    server = start_server(*manta_flags(manta_server.url, manta_keys["rsa"]), "--store_retries", "0",
+                          "--upload_retry_seconds", "0.5")
+    folder = folder_of(server.post("/p", data=pictures.photo(300, 200, "jpeg")).json()["hash"])
+    store = MantaView(manta_server)
+    manta_server.state.refuse_puts_with = 500
+    made = server.get(f"/{folder}/x80.png")
+    assert made.status_code == 200 and pictures.decode(made.content).format == "PNG"
+    assert made.headers["X-Image-Stored"] == "pending"
+    assert "x80.png" not in store.names(folder)
+    assert "upload of" in server.log() and "Manta answered 500" in server.log()
+
+    manta_server.state.refuse_puts_with = 0
+    wait_for(lambda: "x80.png" in store.names(folder), what="the retried upload")
+    assert store.read(folder, "x80.png") == made.content
+    assert store.content_type(folder, "x80.png") == "image/png"
+    wait_for(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
+             what="the pending upload to be crossed off")
 
 
 @pytest.mark.parametrize("status", [500, 503])
