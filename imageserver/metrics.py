@@ -36,7 +36,9 @@ class StatsdMetrics(NullMetrics):
         # The statsd package joins prefix and name with a dot; the original's prefix ends with one.
         self.client = statsd.StatsClient(address[0], address[1], prefix.rstrip(".") or None,
                                          ipv6=family == socket.AF_INET6)
-        self.client._sock.setblocking(False)   # a full send buffer drops the metric, never waits
+        # A full send buffer drops the metric, never waits. The statsd package has no option for it,
+        # so its one socket is set so here (it catches the error a non-blocking send may give).
+        self.client._sock.setblocking(False)
 
     def incr(self, name: str, count: int = 1) -> None:
         self.client.incr(name, count)
@@ -74,7 +76,8 @@ def probe(settings, wait_seconds: float = 0.5) -> str:
     """For doctor: why statsd cannot be reached, or "" when a test counter went without an error.
 
     statsd never answers, so a silent host is the best there is; but a host with nothing on the port
-    usually says so (ICMP port unreachable), which a connected UDP socket reports as refused.
+    usually says so (ICMP port unreachable), which a connected UDP socket reports as refused. The
+    statsd package's client sends unconnected and drops every error, so this probe has its own socket.
     """
     try:
         family, address = resolve(settings.statsd_host, settings.statsd_port)

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 from . import magick
 from .errors import NotConfigured, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from .magick import Color, ResourceLimitError, WandException, WandWarning
+from .magick import Color, Image, ResourceLimitError, WandException, WandWarning
 from .names import OutputSpec
 
 # Coders we read, by the content type we answer with.

@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
+
+from tqdm import tqdm
 
 from . import files, pipeline
 from .errors import BadRequest, ImageServerError
@@ -160,48 +161,22 @@ def _check_hash(key: ImageKey, actual: str, where: str) -> None:
 
 
 class Progress:
-    """A progress line on stderr, redrawn in place, when stderr is a terminal; else nothing."""
-    WIDTH = 30
+    """A progress bar on stderr when it is a terminal (tqdm's, which draws nothing otherwise); a
+    failure's reason is a line of its own above it, terminal or not."""
 
     def __init__(self, stream, total: Optional[int]):
         self.stream = stream
-        self.total = total
-        self.shown = stream.isatty()
-        self.started = time.monotonic()
-        self.drawn = 0.0
-        self.done = self.failed = self.skipped = 0
+        self.failed = self.skipped = 0
+        self.bar = tqdm(total=total, file=stream, disable=None, unit="image")
 
     def count(self, result: Result) -> None:
-        self.done += 1
         self.failed += bool(result.error)
         self.skipped += result.skipped
-        if time.monotonic() - self.drawn >= 0.1:
-            self._draw()
+        self.bar.set_postfix_str(f"{self.failed} failed, {self.skipped} skipped", refresh=False)
+        self.bar.update()
 
     def say(self, message: str) -> None:
-        """A line of its own (a failure's reason), above the progress line."""
-        if self.shown:
-            self.stream.write("\r\033[K")
-        self.stream.write(message + "\n")
-        self.stream.flush()
+        tqdm.write(message, file=self.stream)
 
     def close(self) -> None:
-        if self.shown and self.done:
-            self._draw()
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def _draw(self) -> None:
-        if not self.shown:
-            return
-        self.drawn = time.monotonic()
-        rate = self.done / max(self.drawn - self.started, 1e-6)
-        counts = f"{self.done}" if self.total is None else f"{self.done}/{self.total}"
-        bar = ""
-        if self.total:
-            filled = self.WIDTH * self.done // self.total
-            bar = "[" + "#" * filled + "." * (self.WIDTH - filled) + "] "
-        self.stream.write(f"\r\033[K{bar}{counts} done, {self.failed} failed, "
-                          f"{self.skipped} skipped, {rate:.1f}/s")
-        self.stream.flush()
-
+        self.bar.close()

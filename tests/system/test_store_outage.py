@@ -71,7 +71,7 @@ class Load:
                 return
             kind = MIX[step % len(MIX)]
             folder = self.seeded[step % len(self.seeded)]
-            sent, data = b"", None
+            sent = b""
             with self.lock:
                 if kind == "hit":
                     path = f"/{folder}/x100.jpg"
