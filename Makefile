@@ -74,17 +74,21 @@ bench: install $(VENV)/.bench-installed
 deps: install
 
 # From scratch each time: a build/ left by an older tree would put files removed since in the wheel.
-build: install
+define build-and-check
 	rm -rf build dist
 	$(VENV)/bin/python -m build --outdir dist .
 	$(VENV)/bin/twine check --strict dist/*
+endef
+
+build: install
+	$(build-and-check)
 
 # The version, read where it is written once.
 VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' imageserver/version.py)
 
 release: install
 	@$(VENV)/bin/python scripts/check-release "$(VERSION)"
-	$(MAKE) build
+	$(build-and-check)
 	git tag -a "v$(VERSION)" -m "imageserver $(VERSION)"
 	@echo "Tagged v$(VERSION); nothing was uploaded. To publish it:"
 	@echo "  git push origin v$(VERSION)"

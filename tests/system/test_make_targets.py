@@ -104,9 +104,15 @@ def tree(tmp_path):
 
 def make(tree, target: str) -> subprocess.CompletedProcess:
     """`make target` in the copy, with this test run's virtualenv (taken as installed already)."""
-    return subprocess.run(["make", "-s", f"VENV={VENV}", "-o", f"{VENV}/.installed", target], cwd=tree,
+    done = subprocess.run(["make", "-s", f"VENV={VENV}", "-o", f"{VENV}/.installed", target], cwd=tree,
                           env={**server_environment(), **IDENTITY}, capture_output=True, text=True,
                           timeout=600)
+    # The copy must never have been installed into this virtualenv in place of the tree under test.
+    where = subprocess.run([os.path.join(VENV_BIN, "python"), "-c",
+                            "import imageserver; print(imageserver.__file__)"],
+                           capture_output=True, text=True, cwd="/").stdout
+    assert where.startswith(ROOT + os.sep), f"make {target} reinstalled the virtualenv from {where}"
+    return done
 
 
 def test_make_build_leaves_a_wheel_that_installs_and_runs(tree, tmp_path):
