@@ -131,13 +131,13 @@ def test_a_namespace_named_static_is_served(shared_server):
 
 
 def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_server):
-    """Plain gunicorn with our config and a 2 s worker timeout; a source that takes 10 s to answer
-    (within --http_timeout) keeps the request past it. The master aborts the worker; the client gets
+    """Plain gunicorn with our config and a 5 s worker timeout (room for a worker to start on a busy
+    machine); a source that takes 20 s to answer (within --http_timeout) keeps the request past it. The master aborts the worker; the client gets
     JSON, and a new worker serves the next request."""
     data = pictures.photo(60, 40)
 
     def slow_body():
-        time.sleep(10)
+        time.sleep(20)
         return data
 
     source_server.routes["/slow.jpg"] = (200, {}, slow_body)
@@ -147,7 +147,7 @@ def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_
            "IMG_STATUS_PORT": "0"}
     with open(tmp_path / "gunicorn.log", "wb") as log:
         process = subprocess.Popen(
-            [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--timeout", "2", "wsgi:app"],
+            [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--timeout", "5", "wsgi:app"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -155,7 +155,7 @@ def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_
         status, headers, body = raw(url, f"POST /p?source={source_server.url}/slow.jpg HTTP/1.1\r\n"
                                          f"Host: x\r\nContent-Length: 0\r\n\r\n".encode())
         assert_json_error(status, headers, body, 503)
-        assert "2 s" in json.loads(body)["error"]
+        assert "5 s" in json.loads(body)["error"]
         wait_until_up(url + "/status_check", process)
         assert requests.get(url + "/status_check", timeout=30).status_code == 200
     finally:
