@@ -87,7 +87,7 @@ def register(app: Flask) -> None:
     # redirect, of a rule ending in a slash, cannot happen: no rule here ends in one.)
     app.url_map.merge_slashes = False
     app.url_map.redirect_defaults = False
-    # OPTIONS is not part of the API: it gets the JSON 405 any other method gets.
+    # OPTIONS is not part of the API: it gets the JSON 405 any other method gets (Flask 3.1+).
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     for blueprint in (api.blueprint, status.blueprint, upload.blueprint, info.blueprint,
                       process.blueprint):
