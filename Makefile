@@ -4,13 +4,18 @@
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 # make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
 # make bench   install what is missing, then run the benchmark (a few minutes; see bench/README.md)
+# make deps    install what is needed (the original's name for make install)
+# make build   an sdist and a wheel in dist/, checked with twine
+# make release refuse unless imageserver/version.py names a new, untagged version and the tree is
+#              clean; then build, check, tag v<version>, and print the upload command (uploads nothing)
 VENV := .venv
 PYTHON ?= python3
 IMAGES := $(VENV)/bin/images
 SOAK_SECONDS ?= 300
 SOAK_CLIENTS ?= 6
 
-.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests test-debian13 soak bench clean
+.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests test-debian13 soak \
+	bench clean deps build release
 
 install: system-packages $(VENV)/.installed
 
@@ -34,20 +39,23 @@ dev-server: install
 	$(IMAGES) server
 
 # The original's targets for a remote store, from the environment variables its README names.
+# Only these targets read the bare variables (the server itself reads flags and IMG_* only).
 # Local disk is then a cache (IMG_LOCAL_BASE_PATH, default public/); every IMG_* variable applies.
-# S3: AWS_BUCKET, IMG_REMOTE_BASE_PATH, IMG_REMOTE_BASE_URL, IMG_OUTPUTS; credentials from
-# AWS_ACCESS_KEY_ID with AWS_SECRET_KEY (or AWS_SECRET_ACCESS_KEY), or boto3's other sources.
+# S3: AWS_BUCKET, AWS_REGION, IMG_REMOTE_BASE_PATH, IMG_REMOTE_BASE_URL, IMG_OUTPUTS; credentials
+# from AWS_ACCESS_KEY_ID with AWS_SECRET_KEY (or AWS_SECRET_ACCESS_KEY), or boto3's other sources.
 dev-server-s3: install
 	$(call require,AWS_BUCKET)
 	AWS_SECRET_ACCESS_KEY="$${AWS_SECRET_ACCESS_KEY:-$$AWS_SECRET_KEY}" \
-	  $(IMAGES) --local_base_path "$${IMG_LOCAL_BASE_PATH:-public}" --aws_bucket "$$AWS_BUCKET" server
+	  $(IMAGES) --local_base_path "$${IMG_LOCAL_BASE_PATH:-public}" --aws_bucket "$$AWS_BUCKET" \
+	  $${AWS_REGION:+--aws_region "$$AWS_REGION"} server
 
 # Manta: MANTA_URL, MANTA_USER, MANTA_KEY_ID, SDC_IDENTITY (else the ssh-agent's key),
 # IMG_MANTA_BASE_PATH (e.g. public/images), IMG_OUTPUTS.
 dev-server-manta: install
 	$(call require,MANTA_URL MANTA_USER MANTA_KEY_ID IMG_MANTA_BASE_PATH)
-	$(IMAGES) --local_base_path "$${IMG_LOCAL_BASE_PATH:-public}" \
-	  --remote_base_path "$$IMG_MANTA_BASE_PATH" server
+	$(IMAGES) --local_base_path "$${IMG_LOCAL_BASE_PATH:-public}" --manta_url "$$MANTA_URL" \
+	  --manta_user "$$MANTA_USER" --manta_key_id "$$MANTA_KEY_ID" \
+	  $${SDC_IDENTITY:+--sdc_identity "$$SDC_IDENTITY"} --remote_base_path "$$IMG_MANTA_BASE_PATH" server
 
 require = $(foreach name,$(1),$(if $($(name)),,$(error make $@ needs the environment variable $(name))))
 
@@ -71,5 +79,28 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench: install $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench $(BENCH_FLAGS)
 
+deps: install
+
+# From scratch each time: a build/ left by an older tree would put files removed since in the wheel.
+define build-and-check
+	rm -rf build dist
+	$(VENV)/bin/python -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+endef
+
+build: install
+	$(build-and-check)
+
+# The version, read where it is written once.
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' imageserver/version.py)
+
+release: install
+	@$(VENV)/bin/python scripts/check-release "$(VERSION)"
+	$(build-and-check)
+	git tag -a "v$(VERSION)" -m "imageserver $(VERSION)"
+	@echo "Tagged v$(VERSION); nothing was uploaded. To publish it:"
+	@echo "  git push origin v$(VERSION)"
+	@echo "  $(VENV)/bin/twine upload dist/*"
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build dist

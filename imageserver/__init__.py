@@ -20,7 +20,8 @@ def create_app(settings=None, stopping=None) -> Flask:
 
     settings = settings or Settings.from_env()
     pipeline.init_worker(pipeline.Limits.from_settings(settings))
-    app = Flask(__name__)
+    # No static folder: its route would answer OPTIONS, and shadow the images of namespace "static".
+    app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.maximum_upload_bytes
     metrics = build_metrics(settings)
     store, uploads = build_uploads(settings, metrics)

@@ -11,7 +11,8 @@ import signal
 
 from imageserver import counters  # noqa: F401  (made here, in the master, to be shared by workers)
 
-worker_class = "sync"
+# gunicorn's sync worker, answering the requests gunicorn refuses itself in JSON (worker.py).
+worker_class = "imageserver.worker.JsonErrorWorker"
 preload_app = False
 timeout = 60
 graceful_timeout = 30
@@ -22,8 +23,10 @@ keepalive = 5
 # it sends with sendfile().
 access_log_format = ('%(t)s %(h)s "%(r)s" %(s)s %({content-length}o)s %(M)sms '
                      'cache=%({x-image-cache}o)s')
-# Bodies are read by the app with its own limit; headers stay bounded here.
+# Bodies are read by the app with its own limit; headers stay bounded here (414 and 431, in JSON).
 limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
 
 
 # Address space a worker may add to what it has once the app is loaded: ImageMagick's memory (512

@@ -62,6 +62,12 @@ server {{
     client_body_buffer_size 1m;
     client_body_timeout {APP_TIMEOUT_SECONDS}s;
 
+    # Every answer, the app's and nginx's own, says nosniff exactly once: a browser takes the
+    # declared type as it is, so a stored file never becomes a page or a script. (A location with
+    # add_header of its own must repeat it: nginx inherits add_header only into locations without.)
+    add_header X-Content-Type-Options nosniff always;
+    proxy_hide_header X-Content-Type-Options;
+
     proxy_set_header Host $http_host;
     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     proxy_set_header X-Forwarded-Proto $scheme;
@@ -86,6 +92,7 @@ server {{
         types {{ {types} }}
         add_header Cache-Control "{CACHE_CONTROL}";
         add_header X-Image-Cache hit;
+        add_header X-Content-Type-Options nosniff always;
         {outputs}
     }}
 

@@ -21,9 +21,9 @@ from .names import EXTENSIONS, parse_output_list
 HOST_PATTERN = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
-def setting(default, help: str, env: Sequence[str] = ()):
-    """A settings field: its default, its help line, and extra environment names besides IMG_<NAME>."""
-    return field(default=default, metadata={"help": help, "env": tuple(env)})
+def setting(default, help: str):
+    """A settings field: its default and its help line."""
+    return field(default=default, metadata={"help": help})
 
 
 S3_ACLS = ("none", "private", "public-read", "public-read-write", "authenticated-read",
@@ -67,16 +67,18 @@ class Settings:
     # -- cloud storage (S3, Manta) and the process command ------------------------------------------
     aws_access_key_id: str = setting("", "S3 access key (else boto3's chain: environment, profile, role)")
     aws_secret_key: str = setting("", "S3 secret key, with --aws_access_key_id")
-    aws_bucket: str = setting("", "S3 bucket that keeps every image (S3 is used when set)",
-                              env=("AWS_BUCKET",))
-    aws_region: str = setting("us-east-1", "S3 region", env=("AWS_REGION",))
+    # A store is switched on by a flag or an IMG_* variable only: the original's bare AWS_BUCKET,
+    # MANTA_URL, ... are read by the dev-server-* make targets, so that one left in a shell cannot
+    # send a server's images somewhere.
+    aws_bucket: str = setting("", "S3 bucket that keeps every image (S3 is used when set)")
+    aws_region: str = setting("us-east-1", "S3 region")
     s3_endpoint_url: str = setting("", "URL of an S3-compatible store (MinIO, Ceph, R2), else AWS")
     s3_acl: str = setting("public-read", "canned ACL of stored objects, or none to send no ACL")
-    manta_url: str = setting("", "Manta URL (Manta is used when set)", env=("MANTA_URL",))
-    manta_user: str = setting("", "Manta account login", env=("MANTA_USER",))
-    manta_key_id: str = setting("", "MD5 fingerprint of the Manta signing key", env=("MANTA_KEY_ID",))
+    manta_url: str = setting("", "Manta URL (Manta is used when set)")
+    manta_user: str = setting("", "Manta account login")
+    manta_key_id: str = setting("", "MD5 fingerprint of the Manta signing key")
     sdc_identity: str = setting("", "private key file for Manta (else the ssh-agent's key with "
-                                    "--manta_key_id)", env=("SDC_IDENTITY",))
+                                    "--manta_key_id)")
     # A request waits at most about (store_retries + 1) x store_timeout plus back-off on a store that
     # is down: kept well inside gunicorn's 60 s worker timeout.
     store_timeout: float = setting(5.0, "seconds allowed for one request to the remote store")
@@ -160,10 +162,9 @@ class Settings:
         environ = os.environ if environ is None else environ
         values = {}
         for f in dataclasses.fields(cls):
-            for name in env_names(f):
-                if name in environ:
-                    values[f.name] = convert(f, environ[name], name)
-                    break
+            name = env_name(f)
+            if name in environ:
+                values[f.name] = convert(f, environ[name], name)
         values.update(overrides)
         return cls(**values)
 
@@ -176,8 +177,8 @@ class Settings:
         return self.workers or os.cpu_count() or 1
 
 
-def env_names(f: dataclasses.Field) -> tuple:
-    return ("IMG_" + f.name.upper(),) + f.metadata["env"]
+def env_name(f: dataclasses.Field) -> str:
+    return "IMG_" + f.name.upper()
 
 
 def field_type(f: dataclasses.Field):
@@ -211,7 +212,7 @@ def parse_command_line(argv: Sequence[str], environ: Mapping[str, str] | None = 
         prog="images", description="An image server: upload once, get any size on demand.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     for f in dataclasses.fields(Settings):
-        help_text = f"{f.metadata['help']} (env {env_names(f)[0]})"
+        help_text = f"{f.metadata['help']} (env {env_name(f)})"
         if field_type(f) is bool:
             parser.add_argument(f"--{f.name}", action="store_const", const="true", default=None,
                                 help=f"{help_text} (default: off)")

@@ -1,17 +1,37 @@
-"""The HTTP layer: thin blueprints, and the one error handler that answers every failure as JSON."""
+"""The HTTP layer, one blueprint per part of the design:
+
+    upload   POST /<ns>                               a new image (body, multipart, ?source=)
+    info     GET  /<ns>/<folder>/info.json, original  what is stored of an image
+    process  GET  /<ns>/<folder>/<output>             an output, made on its first request
+             POST /<ns>/<folder>/process              several outputs made now
+    status   GET  /status_check
+    api      GET  /openapi.json                       the API description
+
+and the one error handler that answers every failure as JSON. Every answer is sent with
+`X-Content-Type-Options: nosniff`, and nothing is ever redirected.
+"""
 from __future__ import annotations
 
 import json
 
 from typing import Iterable, Optional
 
-from flask import Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request, send_file
+from gunicorn.http import errors as gunicorn_errors
 from werkzeug.exceptions import HTTPException
 
 from .. import signing
 from ..errors import ImageServerError
 from ..images import Images
 from ..names import OutputSpec, check_allowed
+from ..paths import CACHE_CONTROL, ImageKey
+
+IMAGE_FOLDER = "/<namespace>/<p1>/<p2>/<p3>/<rest>"
+# What gunicorn raises in a view reading a chunked body that breaks the chunked coding, or stops.
+UNREADABLE_BODY = (gunicorn_errors.InvalidChunkSize, gunicorn_errors.ChunkMissingTerminator,
+                   gunicorn_errors.InvalidChunkExtension, gunicorn_errors.NoMoreData)
+# The endpoint of a request for an output, counted in statsd's image_request_fail when it fails.
+OUTPUT_ENDPOINT = "process.output"
 
 
 def service() -> Images:
@@ -28,6 +48,25 @@ def error_response(status: int, message: str) -> Response:
     return json_response({"error": message}, status)
 
 
+def image_blueprint(name: str, import_name: str) -> Blueprint:
+    """A blueprint for the files of one image, under its folder; views get its `key`."""
+    blueprint = Blueprint(name, import_name, url_prefix=IMAGE_FOLDER)
+
+    @blueprint.url_value_preprocessor
+    def to_key(endpoint, values):
+        values["key"] = ImageKey.from_url_parts(*(values.pop(part) for part in
+                                                  ("namespace", "p1", "p2", "p3", "rest")))
+
+    return blueprint
+
+
+def send_image_file(path: str, content_type: str) -> Response:
+    """A file named by its content: cache it for a year, and answer revalidations with 304."""
+    response = send_file(path, mimetype=content_type, conditional=True, etag=True)
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return response
+
+
 def guard_outputs(specs: Iterable[OutputSpec], outputs: Optional[str] = None) -> None:
     """Refuse outputs that --allowed_outputs does not list, and, with --signing_key, a request without
     a valid ?sig= of its path (and of its ?outputs=, which is None for a single output's URL)."""
@@ -41,12 +80,24 @@ def guard_outputs(specs: Iterable[OutputSpec], outputs: Optional[str] = None) ->
 
 
 def register(app: Flask) -> None:
-    from . import api, images as image_views, status, upload
+    from . import api, info, process, status, upload
 
-    app.register_blueprint(api.blueprint)
-    app.register_blueprint(status.blueprint)
-    app.register_blueprint(upload.blueprint)
-    app.register_blueprint(image_views.blueprint)
+    # A path with a doubled slash is not found, rather than redirected: werkzeug's redirects are
+    # HTML and build their Location from the Host header, which the client chooses. (Its other
+    # redirect, of a rule ending in a slash, cannot happen: no rule here ends in one.)
+    app.url_map.merge_slashes = False
+    app.url_map.redirect_defaults = False
+    # OPTIONS is not part of the API: it gets the JSON 405 any other method gets (Flask 3.1+).
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    for blueprint in (api.blueprint, status.blueprint, upload.blueprint, info.blueprint,
+                      process.blueprint):
+        app.register_blueprint(blueprint)
+
+    @app.after_request
+    def no_sniffing(response: Response) -> Response:
+        # A browser takes the declared type as it is: a stored file never becomes a page or a script.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
     @app.errorhandler(ImageServerError)
     def our_error(error: ImageServerError):
@@ -58,7 +109,16 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         count_output_failure()
-        return error_response(error.code or 500, error.description or error.name)
+        response = error_response(error.code or 500, error.description or error.name)
+        if getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    def unreadable_body(error: Exception):
+        return error_response(400, f"the request body cannot be read: {error}")
+
+    for kind in UNREADABLE_BODY:
+        app.register_error_handler(kind, unreadable_body)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
@@ -69,5 +129,5 @@ def register(app: Flask) -> None:
 
 def count_output_failure() -> None:
     """`image_request_fail`: a request for an output (an image of some size) is failing."""
-    if request.endpoint == "images.output":
+    if request.endpoint == OUTPUT_ENDPOINT:
         service().metrics.incr("image_request_fail")

@@ -1,15 +1,19 @@
-"""`make dev-server-s3` and `make dev-server-manta`, configured by the original's environment variables."""
+"""The original's make targets: `make dev-server-s3` and `make dev-server-manta`, configured by its
+environment variables; `make build` and `make release`, run on a copy of this tree."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 
 import pytest
 import requests
 
 from tests import pictures
-from tests.conftest import free_port, server_environment, wait_until_up
+from imageserver import __version__
+from tests.conftest import VENV_BIN, free_port, server_environment, wait_until_up
 from tests.system.remote import MantaView, S3View, folder_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,3 +70,97 @@ def test_a_missing_variable_is_named(tmp_path):
                           capture_output=True, timeout=300)
     assert done.returncode != 0
     assert b"needs the environment variable MANTA_URL" in done.stderr
+
+
+# -- make build and make release, on a copy of this tree ---------------------------------------------
+
+VENV = os.path.dirname(VENV_BIN)
+IDENTITY = {"GIT_AUTHOR_NAME": "Release Test", "GIT_AUTHOR_EMAIL": "release@example.invalid",
+            "GIT_COMMITTER_NAME": "Release Test", "GIT_COMMITTER_EMAIL": "release@example.invalid"}
+
+
+def git(tree, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=tree, env={**os.environ, **IDENTITY}, check=True,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """This working tree as it is (tracked and new files, nothing ignored), committed in a new
+    repository of its own: make release may tag it, and nothing here is touched."""
+    copy = tmp_path / "tree"
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, names):
+        source = os.path.join(ROOT, name)
+        if os.path.isfile(source):
+            os.makedirs(copy / os.path.dirname(name), exist_ok=True)
+            shutil.copy2(source, copy / name)
+    git(copy, "init", "-q")
+    git(copy, "add", "-A")
+    git(copy, "commit", "-q", "-m", "the tree under test")
+    return copy
+
+
+def make(tree, target: str) -> subprocess.CompletedProcess:
+    """`make target` in the copy, with this test run's virtualenv (taken as installed already)."""
+    done = subprocess.run(["make", "-s", f"VENV={VENV}", "-o", f"{VENV}/.installed", target], cwd=tree,
+                          env={**server_environment(), **IDENTITY}, capture_output=True, text=True,
+                          timeout=600)
+    # The copy must never have been installed into this virtualenv in place of the tree under test.
+    where = subprocess.run([os.path.join(VENV_BIN, "python"), "-c",
+                            "import imageserver; print(imageserver.__file__)"],
+                           capture_output=True, text=True, cwd="/").stdout
+    assert where.startswith(ROOT + os.sep), f"make {target} reinstalled the virtualenv from {where}"
+    return done
+
+
+def test_make_build_leaves_a_wheel_that_installs_and_runs(tree, tmp_path):
+    built = make(tree, "build")
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert sorted(os.listdir(tree / "dist")) == [f"imageserver-{__version__}-py3-none-any.whl",
+                                                 f"imageserver-{__version__}.tar.gz"]
+    assert built.stdout.count("PASSED") == 2          # twine check, on each
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", str(fresh)], check=True, timeout=120)
+    wheel = tree / "dist" / f"imageserver-{__version__}-py3-none-any.whl"
+    installed = subprocess.run([str(fresh / "bin" / "pip"), "install", "-q", str(wheel)],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    version = subprocess.run([str(fresh / "bin" / "images"), "--version"], capture_output=True,
+                             text=True, timeout=60, cwd=tmp_path)
+    assert (version.returncode, version.stdout.strip()) == (0, __version__), version.stderr
+    # The API description and the coder policy are in the wheel, where the server looks for them.
+    found = subprocess.run([str(fresh / "bin" / "python"), "-c",
+                            "import os, imageserver.web as w; d = os.path.dirname(w.__file__); "
+                            "print(os.path.exists(d + '/openapi.json'), "
+                            "os.path.exists(d + '/../magick/policy.xml'))"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert found.stdout.split() == ["True", "True"], found.stderr
+
+
+def test_make_release_tags_a_new_version_once_and_uploads_nothing(tree):
+    released = make(tree, "release")
+    assert released.returncode == 0, released.stdout[-3000:] + released.stderr[-3000:]
+    assert git(tree, "tag", "--list").split() == [f"v{__version__}"]
+    assert git(tree, "rev-parse", f"v{__version__}^{{commit}}") == git(tree, "rev-parse", "HEAD")
+    assert "twine upload dist/*" in released.stdout
+    assert len(os.listdir(tree / "dist")) == 2
+
+    # Each refusal comes before any build: dist/ stays gone.
+    shutil.rmtree(tree / "dist")
+    again = make(tree, "release")
+    assert again.returncode != 0 and f"v{__version__} is tagged already" in again.stderr
+
+    version_file = tree / "imageserver" / "version.py"
+    version_file.write_text(version_file.read_text().replace(__version__, "0.0.1"))
+    git(tree, "commit", "-q", "-am", "an older version")
+    older = make(tree, "release")
+    assert older.returncode != 0 and f"0.0.1 is not newer than v{__version__}" in older.stderr
+
+    version_file.write_text(version_file.read_text().replace("0.0.1", "99.0.0"))
+    dirty = make(tree, "release")
+    assert dirty.returncode != 0 and "the tree is not clean" in dirty.stderr
+    assert "imageserver/version.py" in dirty.stderr
+    assert not (tree / "dist").exists()
+    assert git(tree, "tag", "--list").split() == [f"v{__version__}"]

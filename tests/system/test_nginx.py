@@ -187,6 +187,35 @@ def test_nginx_refuses_what_the_app_would_and_never_serves_dot_files(app_and_ngi
     assert gone.status_code == 502 and "error" in gone.json()
 
 
+def test_every_answer_says_nosniff_once_and_the_original_is_a_download(app_and_nginx, photo_jpeg):
+    app, nginx = app_and_nginx
+    h = nginx.post("/p", data=photo_jpeg).json()["hash"]
+    folder = f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+    os.makedirs(app.base_path + folder, exist_ok=True)
+    with open(app.base_path + folder + "/.x1.jpg.lock", "wb"):
+        pass
+    answers = {
+        "made by the app": nginx.get(folder + "/x50.jpg"),
+        "sent from disk": nginx.get(folder + "/x50.jpg"),
+        "info from disk": nginx.get(folder + "/info.json"),
+        "original": nginx.get(folder + "/original"),
+        "app error": nginx.get(folder + "/x50.bmp"),
+        "dot file": nginx.get(folder + "/.x1.jpg.lock"),
+        "too large": nginx.post("/p", data=b"\xff" * (LIMIT + 1)),
+        "not allowed": nginx.post(folder + "/x50.jpg"),
+    }
+    assert answers["sent from disk"].headers["X-Image-Cache"] == "hit"
+    assert [answer.status_code for answer in answers.values()] == [200, 200, 200, 200, 404, 404, 413, 405]
+    for what, answer in answers.items():
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", what
+    original = answers["original"]
+    assert original.content == photo_jpeg
+    assert original.headers["Content-Disposition"] == f"attachment; filename={h}.jpeg"
+    app.stop()
+    gone = nginx.get(folder + "/x60.jpg")
+    assert gone.status_code == 502 and gone.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_the_block_passes_nginx_own_check(tmp_path):
     block = subprocess.run([IMAGES, "--listen", "0.0.0.0", "--port", "7123", "--extensions", "jpg,webp",
                             "--local_base_path", str(tmp_path / "public"), "nginx_config"],

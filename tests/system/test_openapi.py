@@ -15,17 +15,22 @@ from tests.conftest import VENV_BIN
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
-def test_every_route_is_described(shared_server):
+def test_every_route_is_described_under_its_blueprint(shared_server):
     described = shared_server.get("/openapi.json").json()
     assert described["openapi"].startswith("3.")
     # The routes alone (create_app would put ImageMagick's policy in force in this process).
-    app = Flask("routes")
+    app = Flask("routes", static_folder=None)
     web.register(app)
-    routes = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
-              for rule in app.url_map.iter_rules() if rule.endpoint != "static"
-              for method in rule.methods - {"HEAD", "OPTIONS"}}
-    documented = {(path, method) for path, item in described["paths"].items() for method in item}
-    assert routes == documented
+    blueprints = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower()):
+                  rule.endpoint.split(".")[0]
+                  for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD"}}
+    tags = {(path, method): operation["tags"][0]
+            for path, item in described["paths"].items() for method, operation in item.items()}
+    # Every route (and no OPTIONS) described, each under the tag of its blueprint, named as in the
+    # design.
+    assert tags == blueprints
+    assert set(blueprints.values()) == {"upload", "info", "process", "status", "api"}
+    assert {tag["name"] for tag in described["tags"]} == set(blueprints.values())
 
 
 def test_schemathesis_finds_nothing(start_server, tmp_path):

@@ -1,11 +1,18 @@
 """One contract, every backend: nothing remote, S3 (moto's server) and Manta (the test server, with an
-RSA and with an ECDSA key). Stores are built from Settings, as the server builds them."""
+RSA and with an ECDSA key). Stores are built from Settings, as the server builds them.
+
+With AWS_BUCKET, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_SECRET_KEY) set, as the
+original's README has it, the contract also runs against that real bucket ("s3 live"; AWS_REGION and
+AWS_ENDPOINT_URL when given), under a prefix of its own that each test removes; else it is skipped.
+"""
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import boto3
 import pytest
 
 from imageserver.errors import NotFound, StoreError, Unavailable
@@ -13,7 +20,8 @@ from imageserver.settings import Settings
 from imageserver.storage import Store, build_store
 
 FOLDER = "images/p/6e0/072/682/e66287b662827da75b244a3"
-BACKENDS = ["nothing remote", "s3", "manta rsa", "manta ecdsa"]
+BACKENDS = ["nothing remote", "s3", "s3 live", "manta rsa", "manta ecdsa"]
+LIVE_PREFIX = "imageserver-contract-tests"
 
 
 @dataclass
@@ -22,6 +30,8 @@ class Backend:
     store: Store
     #: the same store reached through a gate that the test can shut; None for nothing remote
     behind_gate: Optional[Callable[[], tuple[Store, object]]] = None
+    #: where this run's objects go in a real bucket, which other things share
+    prefix: str = ""
 
     @property
     def keeps(self) -> bool:
@@ -39,11 +49,50 @@ def settings_for(name: str, endpoint: str, request, base_path: str) -> Settings:
                     sdc_identity=key.private_path, remote_base_path="public/images", **common)
 
 
+def live_bucket() -> dict:
+    """The real bucket's settings from the original's variables, or {} when they are not all set."""
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("AWS_SECRET_KEY")
+    if not (os.environ.get("AWS_BUCKET") and os.environ.get("AWS_ACCESS_KEY_ID") and secret):
+        return {}
+    # No ACL: the test's objects stay private, and buckets that refuse ACLs work as well.
+    return {"aws_bucket": os.environ["AWS_BUCKET"], "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+            "aws_secret_key": secret, "aws_region": os.environ.get("AWS_REGION", "us-east-1"),
+            "s3_endpoint_url": os.environ.get("AWS_ENDPOINT_URL", ""), "s3_acl": "none"}
+
+
+def remove_prefix(settings: Settings, prefix: str) -> list[str]:
+    """Delete every object under the prefix; return what is left (nothing, when all went)."""
+    client = boto3.session.Session().client(
+        "s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url or None,
+        aws_access_key_id=settings.aws_access_key_id, aws_secret_access_key=settings.aws_secret_key)
+
+    def keys() -> list[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=settings.aws_bucket,
+                                                                 Prefix=prefix + "/")
+        return [item["Key"] for page in pages for item in page.get("Contents", ())]
+
+    found = keys()
+    for start in range(0, len(found), 1000):
+        client.delete_objects(Bucket=settings.aws_bucket, Delete={
+            "Objects": [{"Key": key} for key in found[start:start + 1000]], "Quiet": True})
+    return keys()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path, gate) -> Backend:
     name = request.param
     if name == "nothing remote":
-        return Backend(name, build_store(Settings(local_base_path=str(tmp_path))))
+        yield Backend(name, build_store(Settings(local_base_path=str(tmp_path))))
+        return
+    if name == "s3 live":
+        live = live_bucket()
+        if not live:
+            pytest.skip("no real bucket: set AWS_BUCKET, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        settings = Settings(local_base_path=str(tmp_path), store_retries=2, **live)
+        prefix = f"{LIVE_PREFIX}/{uuid.uuid4().hex}"
+        yield Backend(name, build_store(settings), prefix=prefix)
+        assert remove_prefix(settings, prefix) == []
+        return
     server = request.getfixturevalue("moto_server" if name == "s3" else "manta_server")
     settings = settings_for(name, server.url, request, str(tmp_path))
 
@@ -51,12 +100,14 @@ def backend(request, tmp_path, gate) -> Backend:
         g = gate(int(server.url.rsplit(":", 1)[1]))
         return build_store(settings_for(name, g.url, request, str(tmp_path))), g
 
-    return Backend(name, build_store(settings), behind_gate)
+    yield Backend(name, build_store(settings), behind_gate)
 
 
 def remote(folder: str, backend: Backend) -> str:
-    """Manta keeps images under public/ (or stor/); S3 anywhere."""
-    return folder if backend.name == "s3" or backend.name == "nothing remote" else f"public/{folder}"
+    """Manta keeps images under public/ (or stor/); S3 anywhere (a real bucket: under the run's prefix)."""
+    if backend.name.startswith("manta"):
+        return f"public/{folder}"
+    return f"{backend.prefix}/{folder}" if backend.prefix else folder
 
 
 def write(tmp_path, name: str, data: bytes) -> str:
@@ -135,8 +186,8 @@ class TestStoreContract:
         assert backend.store.problems() == []
 
     def test_a_store_that_is_down_says_so_and_leaves_nothing(self, backend, tmp_path):
-        if not backend.keeps:
-            pytest.skip("nothing remote cannot be down")
+        if backend.behind_gate is None:
+            pytest.skip("only a store on loopback can be cut off (the gate forwards to loopback)")
         folder = remote(FOLDER, backend)
         backend.store.make_folder(folder)
         backend.store.put(write(tmp_path, "o", b"bytes"), f"{folder}/original", "image/jpeg")

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from imageserver.errors import SettingsError
-from imageserver.settings import Settings
+from imageserver.settings import Settings, parse_command_line
 from imageserver.storage import build_store
 from imageserver.storage.local import NoRemoteStore
 from tests.conftest import IMAGES, server_environment
@@ -53,3 +53,17 @@ def test_the_process_command_says_what_is_wrong_with_its_settings():
     done = subprocess.run([IMAGES, "--aws_bucket", "b", "--manta_url", "http://m", "process", "-"],
                           capture_output=True, env=server_environment(), timeout=60)
     assert done.returncode == 2 and b"one store at a time" in done.stderr
+
+
+def test_the_originals_bare_variables_switch_no_store_on():
+    """AWS_BUCKET, MANTA_URL (and their credentials) left in a shell are read by the dev-server-*
+    make targets only: a server started there keeps images on local disk, as its flags say."""
+    stray = {"AWS_BUCKET": "someone-elses-bucket", "AWS_REGION": "eu-west-1",
+             "MANTA_URL": "https://us-east.manta.joyent.com", "MANTA_USER": "u", "MANTA_KEY_ID": "aa:bb",
+             "SDC_IDENTITY": "/nowhere"}
+    for environ in (stray, {key: value for key, value in stray.items() if "MANTA" not in key}):
+        _, _, settings = parse_command_line(["server"], environ)
+        assert (settings.aws_bucket, settings.manta_url, settings.aws_region) == ("", "", "us-east-1")
+        assert isinstance(build_store(settings), NoRemoteStore)
+    _, _, settings = parse_command_line(["server"], {**stray, "IMG_AWS_BUCKET": "mine"})
+    assert settings.aws_bucket == "mine"

@@ -1,0 +1,31 @@
+"""An image's outputs: GET/HEAD one (made on its first request), POST process (make several now)."""
+from __future__ import annotations
+
+from flask import Response, request
+
+from ..names import parse_output, parse_output_list
+from ..paths import ImageKey
+from . import guard_outputs, image_blueprint, send_image_file, service
+
+blueprint = image_blueprint("process", __name__)
+
+
+@blueprint.get("/<name>")
+def output(key: ImageKey, name: str):
+    spec = parse_output(name, service().settings)
+    guard_outputs([spec])
+    made = service().output(key, spec)
+    response = send_image_file(made.path, spec.content_type)
+    response.headers["X-Image-Cache"] = made.cache
+    if made.pending:    # made and kept here, not yet in the remote store (retried until it is)
+        response.headers["X-Image-Stored"] = "pending"
+    return response
+
+
+@blueprint.post("/process")
+def process(key: ImageKey):
+    specs = parse_output_list(request.args.get("outputs", ""), service().settings)
+    guard_outputs(specs, request.args.get("outputs", ""))
+    service().info(key)
+    service().process(key, specs)
+    return Response(status=200)
