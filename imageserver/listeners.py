@@ -60,6 +60,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     """Answers GET and HEAD from `self.server.routes[path](query) -> (status, content_type, body)`."""
     server_version = "imageserver"
+    # A request line too broken to name its version is answered with a status line and headers
+    # (http.server's default, HTTP/0.9, would send the JSON body bare).
+    default_request_version = "HTTP/1.0"
 
     def do_HEAD(self):
         self.do_GET(send_body=False)
@@ -74,10 +77,20 @@ class _Handler(BaseHTTPRequestHandler):
         except ImageServerError as error:
             status = error.status
             content_type, body = "application/json", _json({"error": error.message})
+        self._answer(status, content_type, body, send_body)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (another method, a bad or overlong request line) as JSON too."""
+        reason = message or self.responses.get(code, ("error",))[0]
+        self._answer(code, "application/json", _json({"error": reason}),
+                     send_body=self.command != "HEAD" and code >= 200 and code not in (204, 304))
+
+    def _answer(self, status: int, content_type: str, body: bytes, send_body: bool) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         if send_body:
             self.wfile.write(body)

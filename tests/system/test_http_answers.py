@@ -164,3 +164,19 @@ def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_
     logged = (tmp_path / "gunicorn.log").read_text()
     assert "WORKER TIMEOUT" in logged and "Request cut off by the worker timeout" in logged
     assert '"POST /p?source=' in logged and " 503 " in logged
+
+
+def test_the_status_port_refuses_in_json_too(start_server):
+    status_port = free_port()
+    start_server("--status_port", str(status_port))
+    url = f"http://127.0.0.1:{status_port}"
+    for request, expected in [(b"POST /status_check HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                               b"Connection: close\r\n\r\n", 501),
+                              (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+                              (b"GARBAGE\r\n\r\n", 400),
+                              (b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404)]:
+        status, headers, body = raw(url, request)
+        assert_json_error(status, headers, body, expected)
+        assert headers["x-content-type-options"] == "nosniff"
+    ok = requests.get(url + "/status_check", timeout=30)
+    assert ok.status_code == 200 and ok.headers["X-Content-Type-Options"] == "nosniff"
