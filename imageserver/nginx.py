@@ -76,6 +76,11 @@ server {{
     proxy_read_timeout {READ_TIMEOUT_SECONDS}s;
 
     # The app's errors pass through as they are; nginx's own are JSON like them.
+    # (Refusals of a request nginx could not read go to plain internal URIs: a named location
+    # needs a request it understood.)
+    error_page 400 /.imageserver-error/400;
+    error_page 414 /.imageserver-error/414;
+    error_page 494 =431 /.imageserver-error/431;
     error_page 405 @not_allowed;
     error_page 413 @too_large;
     error_page 502 @app_unreachable;
@@ -108,6 +113,24 @@ server {{
 
     location @app {{
         proxy_pass http://{app_address(settings)};
+    }}
+
+    location = /.imageserver-error/400 {{
+        internal;
+        default_type application/json;
+        return 400 '{json_error("the request is malformed")}';
+    }}
+
+    location = /.imageserver-error/414 {{
+        internal;
+        default_type application/json;
+        return 414 '{json_error("the request line is too long")}';
+    }}
+
+    location = /.imageserver-error/431 {{
+        internal;
+        default_type application/json;
+        return 431 '{json_error("a request header is too large")}';
     }}
 
     location @not_allowed {{

@@ -244,3 +244,12 @@ def test_with_a_signing_key_nginx_never_sends_an_output_unsigned(start_server, t
         assert os.path.exists(app.base_path + path)
         assert nginx.get(path).status_code == 403
         assert nginx.get(signed).content == first.content
+
+
+def test_nginx_refuses_broken_requests_in_json(app_and_nginx):
+    from tests.system.test_http_answers import assert_json_error, raw
+    app, nginx = app_and_nginx
+    for request, expected in [(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+                              (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
+                              (b"GET /\x01\x02 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400)]:
+        assert_json_error(*raw(nginx.url, request), expected)
