@@ -188,6 +188,7 @@ def test_a_redirect_to_a_host_outside_the_list_is_refused(resolver, origin):
     assert [path for path, _ in origin.seen] == [f"/to?u={elsewhere}"]
 
 
+@pytest.mark.only_loopback
 def test_the_checked_address_is_the_one_connected_to(resolver, origin):
     """DNS rebinding: the name answers 127.0.0.1 at the check, then an address that goes nowhere.
     The download works only if it connects to the address it checked, resolving once."""
@@ -198,6 +199,7 @@ def test_the_checked_address_is_the_one_connected_to(resolver, origin):
     assert origin.seen == [("/image", f"rebind.test:{origin.port}")]
 
 
+@pytest.mark.only_loopback
 def test_a_name_that_rebinds_to_a_private_address_after_the_check_is_never_reached(resolver, origin):
     """The first answer is public (and unreachable from here); a second lookup would say 127.0.0.1,
     where the origin listens. No request may arrive there."""
@@ -215,6 +217,7 @@ def test_five_redirects_are_followed_and_the_sixth_is_not(origin):
         fetch.download(f"{base}/redirect/5", RULES)
 
 
+@pytest.mark.only_loopback
 @pytest.mark.parametrize("location, error", [
     ("http://169.254.169.254/latest/meta-data/", Forbidden), ("http://169.254.170.2/v2/", Forbidden),
     ("file:///etc/passwd", BadRequest), ("ftp://127.0.0.1/a.jpg", BadRequest),
@@ -274,6 +277,7 @@ def tls_origin(authority, name: str):
     return serve(context)
 
 
+@pytest.mark.only_loopback
 def test_https_connects_to_the_checked_address_and_checks_the_name(authority, resolver, monkeypatch,
                                                                   tmp_path):
     bundle = tmp_path / "ca.pem"
