@@ -156,7 +156,7 @@ def is_public(address: str) -> bool:
     inside = embedded_ipv4(ip)
     if inside:
         return all(is_public(str(each)) for each in inside)
-    return ip.is_global and not ip.is_multicast
+    return ip.is_global and not ip.is_multicast and ip not in METADATA_ADDRESSES
 
 
 def embedded_ipv4(ip) -> list[ipaddress.IPv4Address]:

@@ -21,6 +21,7 @@ class Trickler:
         self.reply, self.interval = reply, interval
         self.sent: list[int] = []           # bytes sent to each connection whose client went away
         self.finished = 0                   # connections that got all of `reply`
+        self.accepted = 0
         self.gone = threading.Condition()
         self.stopping = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -35,6 +36,10 @@ class Trickler:
             self.gone.wait_for(lambda: len(self.sent) >= count, seconds)
             return list(self.sent)
 
+    def wait_for_connections(self, count: int, seconds: float) -> bool:
+        with self.gone:
+            return self.gone.wait_for(lambda: self.accepted >= count, seconds)
+
     def stop(self) -> None:
         self.stopping.set()
         self.sock.close()
@@ -45,6 +50,9 @@ class Trickler:
                 connection, _ = self.sock.accept()
             except OSError:
                 return
+            with self.gone:
+                self.accepted += 1
+                self.gone.notify_all()
             threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
 
     def _trickle(self, connection: socket.socket) -> None:
