@@ -257,6 +257,7 @@ class _Watched:
         self.deadline = deadline
 
     def _new_conn(self) -> socket.socket:
+        # urllib3's hook for the bare TCP socket: watched before any TLS, so the handshake is too.
         sock = super()._new_conn()
         self.deadline.watch(sock)
         return sock

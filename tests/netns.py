@@ -61,10 +61,24 @@ def pytest_runtest_protocol(item, nextitem):
     if item.get_closest_marker(MARKER) is None or in_own_network():
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    for report in _reports_of(item):
+    reports = _reports_of(item)
+    here = _teardown_before(item, nextitem)
+    for report in reports:
+        if report.when == "teardown" and here.failed:
+            report = here
         item.ihook.pytest_runtest_logreport(report=report)
+    if not any(report.when == "teardown" for report in reports):
+        item.ihook.pytest_runtest_logreport(report=here)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
+
+
+def _teardown_before(item, nextitem):
+    """Tear down here what earlier tests set up and `nextitem` does not need (a module's fixtures),
+    as pytest does after each test: the child's run of this test set up nothing here."""
+    call = pytest.CallInfo.from_call(lambda: item.session._setupstate.teardown_exact(nextitem),
+                                     when="teardown")
+    return item.ihook.pytest_runtest_makereport(item=item, call=call)
 
 
 def pytest_runtest_logreport(report):

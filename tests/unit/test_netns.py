@@ -55,3 +55,34 @@ def test_outcomes_in_the_namespace_are_the_tests_outcomes(tmp_path):
     assert "2 passed, 1 skipped" in run.stdout and "1 failed" in run.stdout, run.stdout + run.stderr
     assert "failed on purpose" in run.stdout and "skipped on purpose" in run.stdout
     assert run.returncode == 1
+
+
+def test_the_fixtures_of_earlier_tests_are_torn_down(tmp_path):
+    """A module-scoped fixture of an earlier test ends before the next module's tests begin, even
+    when the last test of its module ran in a namespace."""
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ("tests.netns",)\n')
+    (tmp_path / "test_a.py").write_text(textwrap.dedent("""
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def resource(tmp_path_factory):
+            yield
+            open(tmp_path_factory.getbasetemp() / "torn-down", "w").close()
+
+        def test_uses_it(resource):
+            pass
+
+        @pytest.mark.only_loopback
+        def test_last_in_its_module():
+            pass
+    """))
+    (tmp_path / "test_b.py").write_text(textwrap.dedent("""
+        def test_after(tmp_path_factory):
+            assert (tmp_path_factory.getbasetemp() / "torn-down").exists()
+    """))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                          f"--basetemp={tmp_path / 'base'}", str(tmp_path / "test_a.py"),
+                          str(tmp_path / "test_b.py")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert "3 passed" in run.stdout and run.returncode == 0, run.stdout + run.stderr
