@@ -1,22 +1,29 @@
 """Downloading source URLs for strangers: http(s) only, refused addresses, bounded time and size.
 
 Each hop (the URL, then each redirect) is checked on its own: scheme, host against
---allowed_source_hosts, then every address the host resolves to. The host is resolved once, and the
-connection goes to that checked address (with the host name kept for the Host header, TLS SNI and the
-certificate check), so a name that resolves to a public address at the check and to 127.0.0.1 at the
-connection (DNS rebinding) cannot reach inside.
+--allowed_source_hosts, then every address the host resolves to. The host is resolved once, and
+requests sends the hop through a transport adapter that connects to that checked address (with the
+host name kept for the Host header, TLS SNI and the certificate check), so a name that resolves to a
+public address at the check and to 127.0.0.1 at the connection (DNS rebinding) cannot reach inside.
+
+--http_timeout bounds the whole download: connecting, the TLS handshake, the status line, the headers
+and the body of every hop, together (see Deadline).
 """
 from __future__ import annotations
 
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import certifi
-import urllib3
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError, TimeoutError as Urllib3Timeout
 
 from .errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
@@ -30,8 +37,13 @@ MAXIMUM_URL_LENGTH = 4096
 METADATA_ADDRESSES = {ipaddress.ip_address(a) for a in (
     "169.254.169.254", "169.254.170.2", "169.254.170.23", "100.100.100.200", "192.0.0.192",
     "fd00:ec2::254", "fd00:ec2::23")}
-# IPv6 prefixes that carry an IPv4 address inside (NAT64), checked as that IPv4 address too.
-NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# IPv6 addresses whose last 32 bits are an IPv4 address: IPv4-compatible (::a.b.c.d, deprecated but
+# still routed to the IPv4 address by some stacks), IPv4-translated (::ffff:0:a.b.c.d) and NAT64's
+# well-known prefix. IPv4-mapped, 6to4 and Teredo are told apart by the ipaddress module itself.
+LAST_32_BITS_IPV4 = tuple(ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
+# NAT64's local-use prefix may be any of /48, /56, /64 or /96, each putting the IPv4 address
+# elsewhere (RFC 6052, skipping bits 64-71): every place is judged.
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 @dataclass(frozen=True)
@@ -61,23 +73,24 @@ class Target:
 
 def download(url: str, rules: SourceRules) -> bytes:
     """The body at `url`, following up to 5 redirects, each hop's address checked again."""
-    deadline = time.monotonic() + rules.timeout
-    for _ in range(MAXIMUM_REDIRECTS + 1):
-        target = check_url(url, rules)
-        response = _get(target, deadline)
-        try:
-            location = response.headers.get("Location")
-            if response.status in REDIRECT_STATUSES and location:
-                url = urljoin(url, location)
-                continue
-            if response.status >= 400:
-                raise NotFound(f"the source answered {response.status}")
-            if response.status != 200:
-                raise NotFound(f"the source answered {response.status}, not 200")
-            return _read(response, deadline, rules.maximum_bytes)
-        finally:
-            response.close()
+    with Deadline(rules.timeout) as deadline:
+        for _ in range(MAXIMUM_REDIRECTS + 1):
+            target = check_url(url, rules)
+            with _pinned_session(target, deadline) as session, _get(session, url, target, deadline) \
+                    as response:
+                location = response.headers.get("Location")
+                if response.status_code in REDIRECT_STATUSES and location:
+                    url = urljoin(url, location)
+                    continue
+                if response.status_code >= 400:
+                    raise NotFound(f"the source answered {response.status_code}")
+                if response.status_code != 200:
+                    raise NotFound(f"the source answered {response.status_code}, not 200")
+                return _read(response, deadline, rules.maximum_bytes)
     raise NotFound(f"the source redirected more than {MAXIMUM_REDIRECTS} times")
+
+
+# -- the address guard ------------------------------------------------------------------------------
 
 
 def check_url(url: str, rules: SourceRules) -> Target:
@@ -128,48 +141,177 @@ def resolve(host: str, port: int) -> list[str]:
 
 
 def check_address(host: str, address: str, allow_private: bool) -> None:
+    """Refuse a metadata address in any form, and (unless allowed) any address that is not public."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    embedded = _embedded_ipv4(ip)
-    if ip in METADATA_ADDRESSES or embedded in METADATA_ADDRESSES:
+    if any(each in METADATA_ADDRESSES for each in (ip, *embedded_ipv4(ip))):
         raise Forbidden(f"source {host} is a cloud metadata address ({address})")
     if not allow_private and not is_public(address):
         raise Forbidden(f"source {host} is on a non-public address ({address})")
 
 
 def is_public(address: str) -> bool:
-    """A globally routed unicast address, whose embedded IPv4 address (if any) is one too."""
+    """A globally routed unicast address; an IPv6 address that carries IPv4 addresses is judged by
+    them alone (the ipaddress module calls some such forms global whatever they carry)."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    embedded = _embedded_ipv4(ip)
-    if embedded is not None and not is_public(str(embedded)):
-        return False
-    if ip.version == 6 and ip.ipv4_mapped:
-        return True     # its IPv4 address decided, above
-    return ip.is_global and not ip.is_multicast
+    inside = embedded_ipv4(ip)
+    if inside:
+        return all(is_public(str(each)) for each in inside)
+    return ip.is_global and not ip.is_multicast and ip not in METADATA_ADDRESSES
 
 
-def _embedded_ipv4(ip) -> "ipaddress.IPv4Address | None":
-    """The IPv4 address inside an IPv4-mapped, 6to4, Teredo or NAT64 IPv6 address."""
+def embedded_ipv4(ip) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (IPv4-mapped, IPv4-compatible, IPv4-translated,
+    6to4, Teredo's server and client, NAT64), or none."""
     if ip.version == 4:
-        return None
+        return []
     if ip.ipv4_mapped:
-        return ip.ipv4_mapped
+        return [ip.ipv4_mapped]
     if ip.sixtofour:
-        return ip.sixtofour
+        return [ip.sixtofour]
     if ip.teredo:
-        return ip.teredo[1]
-    if any(ip in prefix for prefix in NAT64_PREFIXES):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
+        return list(ip.teredo)
+    if any(ip in network for network in LAST_32_BITS_IPV4):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip in LOCAL_NAT64:
+        return [_rfc6052_ipv4(int(ip), length) for length in (48, 56, 64, 96)]
+    return []
 
 
-def _pool(target: Target, timeout: float) -> urllib3.HTTPConnectionPool:
-    """A one-connection pool to the checked address, speaking for the host name."""
-    options = dict(timeout=urllib3.Timeout(connect=timeout, read=timeout), maxsize=1, retries=False)
-    if target.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
-            target.address, target.port, ssl_context=_tls_context(), server_hostname=target.host,
-            assert_hostname=target.host, cert_reqs="CERT_REQUIRED", **options)
-    return urllib3.HTTPConnectionPool(target.address, target.port, **options)
+def _rfc6052_ipv4(value: int, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address after a NAT64 prefix of this length, bits 64-71 (always zero) skipped."""
+    if prefix_length == 96:
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    without_bits_64_to_71 = (value >> 64) << 56 | (value & ((1 << 56) - 1))
+    return ipaddress.IPv4Address(without_bits_64_to_71 >> (120 - prefix_length - 32) & 0xFFFFFFFF)
+
+
+# -- the download -----------------------------------------------------------------------------------
+
+
+class Deadline:
+    """The time a download may take, all of it.
+
+    Socket timeouts bound each receive, not their sum: a source that sends its status line one byte a
+    second never trips a 5 s timeout, and holds the worker for as long as it likes. So every socket
+    the download opens is watched, and when the time is up they are shut down, which wakes whatever
+    is waiting on them (connecting, the TLS handshake, the headers or the body).
+    """
+
+    def __init__(self, seconds: float):
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def remaining(self) -> float:
+        """The seconds left; GatewayTimeout when there are none."""
+        left = self.ends - time.monotonic()
+        if left <= 0 or self.expired:
+            raise GatewayTimeout("the source took too long")
+        return left
+
+    def check(self) -> None:
+        if self.expired:
+            raise GatewayTimeout("the source took too long")
+
+    def watch(self, sock: socket.socket) -> None:
+        # A duplicate: the connection's own socket object may be closed (or wrapped in TLS, which
+        # detaches it) before the time is up; shutting the duplicate down still ends the connection.
+        with self._lock:
+            self._sockets.append(sock.dup())
+            if self.expired:
+                _shut(self._sockets[-1])
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass     # not connected (any more)
+
+
+class _Watched:
+    """A connection whose socket the download's Deadline can shut down."""
+
+    def __init__(self, *args, deadline: Deadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def _new_conn(self) -> socket.socket:
+        # urllib3's hook for the bare TCP socket: watched before any TLS, so the handshake is too.
+        sock = super()._new_conn()
+        self.deadline.watch(sock)
+        return sock
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class PinnedAdapter(HTTPAdapter):
+    """requests' transport for one checked hop: whatever the URL's host resolves to now, the
+    connection goes to the checked address, and TLS speaks (SNI) and verifies for the host name."""
+
+    def __init__(self, target: Target, deadline: Deadline):
+        super().__init__(max_retries=0)
+        remaining = deadline.remaining()
+        options = dict(timeout=Timeout(connect=remaining, read=remaining), maxsize=1, retries=False,
+                       deadline=deadline)
+        if target.scheme == "https":
+            self.pool = _TLSPool(target.address, target.port, ssl_context=_tls_context(),
+                                 server_hostname=target.host, assert_hostname=target.host,
+                                 cert_reqs="CERT_REQUIRED", **options)
+        else:
+            self.pool = _Pool(target.address, target.port, **options)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        return self.pool
+
+    def close(self) -> None:
+        super().close()
+        self.pool.close()
+
+
+def _pinned_session(target: Target, deadline: Deadline) -> requests.Session:
+    session = requests.Session()
+    # Proxies, .netrc and CA bundles named in the environment do not apply: the request goes to the
+    # checked address, and nowhere else.
+    session.trust_env = False
+    adapter = PinnedAdapter(target, deadline)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -179,37 +321,35 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
-def _get(target: Target, deadline: float) -> urllib3.HTTPResponse:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise GatewayTimeout("the source took too long")
+def _get(session: requests.Session, url: str, target: Target, deadline: Deadline) -> requests.Response:
+    remaining = deadline.remaining()
+    # The pool is for the address: the Host header must name the host.
     headers = {"Host": target.host_header, "User-Agent": "imageserver", "Accept": "image/*",
-               "Accept-Encoding": "identity"}
+               "Accept-Encoding": "identity", "Connection": "close"}
     try:
-        return _pool(target, remaining).urlopen(
-            "GET", target.target, headers=headers, redirect=False, retries=False,
-            preload_content=False, decode_content=False, assert_same_host=False)
-    except Urllib3Timeout:
+        return session.get(url, headers=headers, timeout=(remaining, remaining), stream=True,
+                           allow_redirects=False)
+    except requests.Timeout:
         raise GatewayTimeout("the source took too long") from None
-    except (HTTPError, OSError) as error:
+    except requests.exceptions.InvalidURL:
+        raise BadRequest("the source URL is not a valid URL") from None
+    except (requests.RequestException, HTTPError, OSError) as error:
+        deadline.check()
         raise NotFound(f"the source cannot be reached ({_reason(error)})") from None
 
 
-def _read(response: urllib3.HTTPResponse, deadline: float, maximum_bytes: int) -> bytes:
-    """The body, read one receive at a time, each bounded by what is left of the deadline."""
+def _read(response: requests.Response, deadline: Deadline, maximum_bytes: int) -> bytes:
+    """The body as sent (no content decoding: a gzip bomb stays small), within the deadline."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > maximum_bytes:
         raise PayloadTooLarge(f"the source is over the limit of {maximum_bytes} bytes")
     body = bytearray()
     try:
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise GatewayTimeout("the source took too long")
-            if response.connection is not None and response.connection.sock is not None:
-                response.connection.sock.settimeout(remaining)
-            chunk = response.read1(CHUNK, decode_content=False)
+            deadline.remaining()
+            chunk = response.raw.read1(CHUNK, decode_content=False)
             if not chunk:
+                deadline.check()    # an end that the deadline made is no end of the body
                 return bytes(body)
             body += chunk
             if len(body) > maximum_bytes:
@@ -217,9 +357,15 @@ def _read(response: urllib3.HTTPResponse, deadline: float, maximum_bytes: int) -
     except (Urllib3Timeout, socket.timeout):
         raise GatewayTimeout("the source took too long") from None
     except (HTTPError, OSError) as error:
+        deadline.check()
         raise NotFound(f"the source broke off ({_reason(error)})") from None
 
 
-def _reason(error: Exception) -> str:
-    reason = getattr(error, "reason", None) or error
-    return type(reason).__name__
+def _reason(error: BaseException) -> str:
+    """The name of what went wrong underneath requests' and urllib3's wrappers."""
+    for _ in range(5):
+        inner = getattr(error, "reason", None) or (error.args[0] if error.args else None)
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    return type(error).__name__

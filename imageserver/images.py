@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterable
 
-from . import counters, fetch, files, pipeline
+from . import counters, fetch, files, pipeline, sweep
 from .errors import ImageServerError, NotFound, StoreError, Unavailable
 from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
@@ -25,7 +25,8 @@ from .storage.pending import NoPendingUploads
 
 log = logging.getLogger(__name__)
 
-# A source URL downloaded this recently is not downloaded again by requests that waited for it.
+# A source URL downloaded this recently is not downloaded again by requests that waited for it; its
+# record (one small file per URL) is swept away once older than that.
 SOURCE_REUSE_SECONDS = 60
 STATE_FOLDER = ".imageserver"
 
@@ -71,6 +72,7 @@ class Images:
             check_namespace(namespace)
             digest = hashlib.md5(url.encode()).hexdigest()
             record = os.path.join(self.base, STATE_FOLDER, "sources", digest)
+            sweep.now_and_then(os.path.dirname(record), SOURCE_REUSE_SECONDS)
             with files.exclusive(record, self.settings.lock_timeout):
                 key = self._recent_download(namespace, record)
                 if key is None:

@@ -19,6 +19,9 @@ import requests
 from tests import pictures
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
 
+# @pytest.mark.only_loopback: the test runs in a network namespace that has loopback only.
+pytest_plugins = ("tests.netns",)
+
 VENV_BIN = os.path.dirname(sys.executable)
 IMAGES = os.path.join(VENV_BIN, "images")
 

@@ -182,6 +182,7 @@ def test_status_check_is_501_without_imagemagick(start_server):
     assert_json_error(server.post("/p", data=pictures.photo(20, 20)), 501)
 
 
+@pytest.mark.only_loopback
 def test_source_url(shared_server, source_server):
     data = pictures.photo(120, 90)
     source_server.routes["/a.jpg"] = (200, {"Content-Type": "image/jpeg"}, data)
@@ -200,6 +201,7 @@ def test_source_url(shared_server, source_server):
     assert_json_error(shared_server.post("/p", params={"source": source_server.url + "/text"}), 415)
 
 
+@pytest.mark.only_loopback
 def test_private_sources_are_refused_by_default(start_server, source_server):
     source_server.routes["/a.jpg"] = (200, {}, pictures.photo(20, 20))
     server = start_server(private_sources=False)

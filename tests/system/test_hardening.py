@@ -223,6 +223,7 @@ def test_a_long_namespace_is_refused(shared_server):
     assert shared_server.post("/" + "a" * 64, data=pictures.photo(10, 10)).status_code == 200
 
 
+@pytest.mark.only_loopback
 def test_sources_on_private_addresses_are_refused(start_server, source_server):
     source_server.routes["/a.png"] = (200, {}, pictures.solid(10, 10, "red"))
     server = start_server(private_sources=False)

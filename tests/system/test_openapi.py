@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 
+import pytest
 from flask import Flask
 
 from imageserver import web
@@ -33,6 +34,7 @@ def test_every_route_is_described_under_its_blueprint(shared_server):
     assert {tag["name"] for tag in described["tags"]} == set(blueprints.values())
 
 
+@pytest.mark.only_loopback
 def test_schemathesis_finds_nothing(start_server, tmp_path):
     # Sources are refused before any lookup, so that generated URLs never leave this machine.
     server = start_server("--allowed_source_hosts", "nothing.invalid", "--outputs", "x50.jpg",

@@ -5,6 +5,7 @@ here to play tricks with); everything else is real: sockets, TLS, redirects, slo
 """
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import threading
@@ -16,6 +17,7 @@ import trustme
 from imageserver import fetch
 from imageserver.errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
 from tests import pictures
+from tests.trickle import SLOW_HANDSHAKE, SLOW_HEADERS, Trickler
 
 RULES = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=True)
 PUBLIC = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=False)
@@ -130,8 +132,48 @@ def test_non_public_addresses_are_refused(address):
         fetch.check_url(f"http://{host}/x.jpg", PUBLIC)
 
 
-@pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "100.100.100.200",
-                                     "::ffff:169.254.169.254"])
+# Each IPv6 form that carries an IPv4 address, with the address it carries.
+EMBEDDED = [
+    ("::127.0.0.1", "127.0.0.1"),                   # IPv4-compatible
+    ("::10.1.2.3", "10.1.2.3"),
+    ("::ffff:127.0.0.1", "127.0.0.1"),              # IPv4-mapped
+    ("::ffff:0:7f00:1", "127.0.0.1"),               # IPv4-translated
+    ("::ffff:0:192.168.0.1", "192.168.0.1"),
+    ("2002:7f00:1::1", "127.0.0.1"),                # 6to4
+    ("2002:a9fe:a9fe:1::1", "169.254.169.254"),
+    ("64:ff9b::7f00:1", "127.0.0.1"),               # NAT64
+    ("64:ff9b::10.0.0.1", "10.0.0.1"),
+    ("64:ff9b:1::a00:1", "10.0.0.1"),               # NAT64 local use, as a /96
+    ("64:ff9b:1:a00:0:100::", "10.0.0.1"),          # ... and as a /48 (bits 64-71 skipped)
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1"),  # Teredo: its client (bits inverted)
+    ("2001:0:a00:1:8000:63bf:a247:27dd", "10.0.0.1"),       # Teredo: its server
+]
+
+
+@pytest.mark.parametrize("address, inside", EMBEDDED)
+def test_the_ipv4_address_inside_an_ipv6_address_is_found(address, inside):
+    assert ipaddress.ip_address(inside) in fetch.embedded_ipv4(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", [a for a, _ in EMBEDDED] + ["::", "::1", "::ffff:0:0"])
+def test_ipv6_forms_of_non_public_ipv4_addresses_are_refused(address):
+    with pytest.raises(Forbidden, match="non-public|metadata"):
+        fetch.check_url(f"http://[{address}]:8080/a.jpg", PUBLIC)
+
+
+@pytest.mark.parametrize("address", [
+    "::93.184.216.34", "::ffff:93.184.216.34", "::ffff:0:93.184.216.34", "2002:5db8:d822::1",
+    "64:ff9b::93.184.216.34", "2001:0:5db8:d822::a247:27dd"])
+def test_ipv6_forms_of_public_ipv4_addresses_are_judged_by_them(address):
+    checked = fetch.check_url(f"http://[{address}]/a.jpg", PUBLIC).address
+    assert ipaddress.ip_address(checked) == ipaddress.ip_address(address)
+
+
+@pytest.mark.parametrize("address", [
+    "169.254.169.254", "fd00:ec2::254", "100.100.100.200", "::ffff:169.254.169.254",
+    "::169.254.169.254", "::ffff:0:169.254.169.254", "2002:a9fe:a9fe::", "64:ff9b::169.254.169.254",
+    "64:ff9b:1::a9fe:a9fe", "2001:0:a9fe:a9fe::", "2001::5601:5601", "::100.100.100.200",
+    "::ffff:0:169.254.170.2"])
 def test_cloud_metadata_is_refused_even_when_private_sources_are_allowed(address):
     host = f"[{address}]" if ":" in address else address
     with pytest.raises(Forbidden, match="metadata"):
@@ -188,6 +230,7 @@ def test_a_redirect_to_a_host_outside_the_list_is_refused(resolver, origin):
     assert [path for path, _ in origin.seen] == [f"/to?u={elsewhere}"]
 
 
+@pytest.mark.only_loopback
 def test_the_checked_address_is_the_one_connected_to(resolver, origin):
     """DNS rebinding: the name answers 127.0.0.1 at the check, then an address that goes nowhere.
     The download works only if it connects to the address it checked, resolving once."""
@@ -198,6 +241,7 @@ def test_the_checked_address_is_the_one_connected_to(resolver, origin):
     assert origin.seen == [("/image", f"rebind.test:{origin.port}")]
 
 
+@pytest.mark.only_loopback
 def test_a_name_that_rebinds_to_a_private_address_after_the_check_is_never_reached(resolver, origin):
     """The first answer is public (and unreachable from here); a second lookup would say 127.0.0.1,
     where the origin listens. No request may arrive there."""
@@ -215,6 +259,7 @@ def test_five_redirects_are_followed_and_the_sixth_is_not(origin):
         fetch.download(f"{base}/redirect/5", RULES)
 
 
+@pytest.mark.only_loopback
 @pytest.mark.parametrize("location, error", [
     ("http://169.254.169.254/latest/meta-data/", Forbidden), ("http://169.254.170.2/v2/", Forbidden),
     ("file:///etc/passwd", BadRequest), ("ftp://127.0.0.1/a.jpg", BadRequest),
@@ -263,6 +308,34 @@ def test_the_time_limit_holds_for_a_source_that_never_ends(origin):
         fetch.download(f"http://127.0.0.1:{origin.port}/drip", rules)
 
 
+@pytest.fixture
+def trickler():
+    made = []
+
+    def make(reply: bytes) -> Trickler:
+        made.append(Trickler(reply))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("scheme, reply", [("http", SLOW_HEADERS), ("https", SLOW_HANDSHAKE)],
+                         ids=["status-line-and-headers", "tls-handshake"])
+def test_the_time_limit_holds_for_a_source_that_sends_a_byte_at_a_time(trickler, scheme, reply):
+    """Every byte comes well within the timeout, so no single receive times out: the whole download
+    is what is bounded. The source sees the connection dropped long before it is done."""
+    source = trickler(reply)
+    rules = fetch.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=True)
+    with pytest.raises(GatewayTimeout):
+        fetch.download(f"{scheme}://127.0.0.1:{source.port}/a.png", rules)
+    sent = source.wait_for_clients_gone(1, seconds=30)
+    assert len(sent) == 1 and sent[0] < len(reply) / 4, sent
+    assert source.finished == 0
+
+
 @pytest.fixture(scope="module")
 def authority():
     return trustme.CA()
@@ -274,6 +347,7 @@ def tls_origin(authority, name: str):
     return serve(context)
 
 
+@pytest.mark.only_loopback
 def test_https_connects_to_the_checked_address_and_checks_the_name(authority, resolver, monkeypatch,
                                                                   tmp_path):
     bundle = tmp_path / "ca.pem"
