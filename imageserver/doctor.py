@@ -12,6 +12,7 @@ import sys
 
 from . import files, magick, metrics, pipeline
 from .errors import ImageServerError
+from .paths import state_folder
 from .storage import build_store
 from .version import __version__
 
@@ -94,7 +95,7 @@ def _amount(name: str, value: int) -> str:
 
 def _check_disk(settings, report: Report) -> None:
     base = settings.base_path
-    probe = os.path.join(base, ".imageserver", f"doctor-{os.getpid()}")
+    probe = state_folder(base, f"doctor-{os.getpid()}")
     try:
         files.write_atomically(probe, b"doctor")
         os.unlink(probe)

@@ -19,8 +19,9 @@ from typing import Iterable
 
 from . import counters, fetch, files, pipeline, sweep
 from .errors import ImageServerError, NotFound, StoreError, Unavailable
+from .json_text import pretty
 from .names import OutputSpec, parse_output_list
-from .paths import INFO, ORIGINAL, ImageKey, check_namespace
+from .paths import INFO, ORIGINAL, ImageKey, check_namespace, state_folder
 from .storage.pending import NoPendingUploads
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 # A source URL downloaded this recently is not downloaded again by requests that waited for it; its
 # record (one small file per URL) is swept away once older than that.
 SOURCE_REUSE_SECONDS = 60
-STATE_FOLDER = ".imageserver"
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Images:
         with self._counting_post():
             check_namespace(namespace)
             digest = hashlib.md5(url.encode()).hexdigest()
-            record = os.path.join(self.base, STATE_FOLDER, "sources", digest)
+            record = state_folder(self.base, "sources", digest)
             sweep.now_and_then(os.path.dirname(record), SOURCE_REUSE_SECONDS)
             with files.exclusive(record, self.settings.lock_timeout):
                 key = self._recent_download(namespace, record)
@@ -326,4 +326,4 @@ def info_json(key: ImageKey, source: pipeline.SourceInfo) -> bytes:
     """The info document, keys in the original server's order."""
     info = {"hash": key.hash, "height": source.height, "width": source.width,
             "content_type": source.content_type}
-    return (json.dumps(info, indent=2) + "\n").encode()
+    return pretty(info)

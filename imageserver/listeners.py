@@ -6,7 +6,6 @@ load it (its threads do not survive a fork). Nothing here imports the pipeline.
 """
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import socket
@@ -16,6 +15,7 @@ from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import BadRequest, ImageServerError, NotFound, SettingsError
+from .json_text import pretty
 from .version import __version__
 
 
@@ -107,7 +107,7 @@ def serve_in_thread(sock: socket.socket, routes: dict, name: str) -> _Server:
 
 
 def _json(body: dict) -> bytes:
-    return (json.dumps(body, indent=2) + "\n").encode()
+    return pretty(body)
 
 
 def status_routes(stopping: StopFlag, worker_count: Callable[[], int]) -> dict:

@@ -7,9 +7,8 @@ and are refused.
 """
 from __future__ import annotations
 
-import json
-
 from .errors import SettingsError
+from .json_text import pretty
 from .names import CONTENT_TYPES
 from .paths import CACHE_CONTROL, INFO
 from .version import __version__
@@ -158,7 +157,7 @@ server {{
 
 def json_error(message: str) -> str:
     """An error body laid out as the app's (web.error_response), escaped for an nginx string."""
-    return json.dumps({"error": message}, indent=2).replace("\n", "\\n") + "\\n"
+    return pretty({"error": message}).decode().replace("\n", "\\n")
 
 
 def app_address(settings) -> str:

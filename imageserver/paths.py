@@ -16,6 +16,13 @@ HASH = re.compile(r"[0-9a-f]{32}")
 PARTITIONED = re.compile(r"([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f]{23})")
 ORIGINAL = "original"
 INFO = "info.json"
+# The server's own state under --local_base_path (upload journal, source records, ...): a dot
+# folder, which no URL reaches and the nginx block refuses to serve.
+STATE_FOLDER = ".imageserver"
+
+
+def state_folder(base_path: str, *parts: str) -> str:
+    return os.path.join(base_path, STATE_FOLDER, *parts)
 # Every file of an image is named by its content (hash, then output name), so it never changes:
 # the app, the nginx block and the remote stores all send it with this.
 CACHE_CONTROL = "public, max-age=31536000, immutable"

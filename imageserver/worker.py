@@ -8,11 +8,12 @@ This worker has them written as the app writes its errors: {"error": "..."}, wit
 from __future__ import annotations
 
 import datetime
-import json
 
 from gunicorn import util
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
+
+from .json_text import pretty
 
 # gunicorn's own message for an error of the app is empty; ours says what the app says.
 INTERNAL_ERROR = "internal error"
@@ -20,7 +21,7 @@ INTERNAL_ERROR = "internal error"
 
 def write_json_error(sock, status: int, reason: str, message: str) -> None:
     """gunicorn's `util.write_error`, with a JSON body laid out as the app's (web.error_response)."""
-    body = (json.dumps({"error": message or INTERNAL_ERROR}, indent=2) + "\n").encode()
+    body = pretty({"error": message or INTERNAL_ERROR})
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"X-Content-Type-Options: nosniff\r\n\r\n")

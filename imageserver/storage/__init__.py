@@ -1,9 +1,9 @@
 """Storage backends behind one contract (`base.Store`); `build_store` picks one from the settings."""
 from __future__ import annotations
 
-import os
 
 from ..errors import SettingsError
+from ..paths import state_folder
 from .base import Store
 from .local import NoRemoteStore
 from .pending import NoPendingUploads, PendingUploads
@@ -36,6 +36,6 @@ def build_uploads(settings, metrics):
     store = build_store(settings, metrics)
     if not store.is_remote:
         return store, NoPendingUploads()
-    folder = os.path.join(settings.base_path, ".imageserver", "uploads")
+    folder = state_folder(settings.base_path, "uploads")
     return store, PendingUploads(store, folder, settings.upload_retry_seconds, metrics,
                                  settings.lock_timeout).start()

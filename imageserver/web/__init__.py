@@ -12,8 +12,6 @@ and the one error handler that answers every failure as JSON. Every answer is se
 """
 from __future__ import annotations
 
-import json
-
 from typing import Iterable, Optional
 
 from flask import Blueprint, Flask, Response, current_app, request, send_file
@@ -23,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from .. import signing
 from ..errors import ImageServerError
 from ..images import Images
+from ..json_text import pretty
 from ..names import OutputSpec, check_allowed
 from ..paths import CACHE_CONTROL, ImageKey
 
@@ -40,7 +39,7 @@ def service() -> Images:
 
 def json_response(body: bytes | dict, status: int = 200) -> Response:
     if isinstance(body, dict):
-        body = (json.dumps(body, indent=2) + "\n").encode()
+        body = pretty(body)
     return Response(body, status=status, mimetype="application/json")
 
 
