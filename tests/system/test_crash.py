@@ -1,0 +1,128 @@
+"""Crashes: the whole server (master and workers) killed with SIGKILL mid-load, then started again
+on the same folder; a worker killed mid-render. Every file is whole afterwards, every acknowledged
+upload is there, and what a crash left (temporary and lock files) is cleared at start-up."""
+import os
+import signal
+import threading
+
+import requests
+from wand.image import Image
+
+from tests import pictures
+from tests.faults import (check_files, image_folder, kill_everything, launch, wait_for,
+                          worker_pids)
+
+
+def url(digest: str, name: str) -> str:
+    return f"/p/{digest[:3]}/{digest[3:6]}/{digest[6:9]}/{digest[9:]}/{name}"
+
+
+class Load:
+    """Clients posting new images with outputs and asking for new sizes, until stopped; remembers
+    every upload answered 200."""
+
+    def __init__(self, server, clients: int = 3):
+        self.server, self.stopped = server, threading.Event()
+        self.acknowledged: list[str] = []
+        self.photo = pictures.photo(1200, 900)
+        self.threads = [threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def run(self, n: int) -> None:
+        count = 0
+        while not self.stopped.is_set():
+            count += 1
+            data = self.photo + f"{n}-{count}".encode()     # after the JPEG's end: a new image
+            try:
+                posted = requests.post(self.server.url + "/p", params={"outputs": "x300.jpg,w500.webp"},
+                                       data=data, timeout=30)
+                if posted.status_code == 200:
+                    digest = posted.json()["hash"]
+                    self.acknowledged.append(digest)
+                    requests.get(self.server.url + url(digest, f"{200 + count}x{100 + n}.png"), timeout=30)
+            except requests.RequestException:
+                return      # the server is gone
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(60)
+
+
+def test_killed_whole_mid_load_then_started_again_everything_is_whole(tmp_path):
+    base, log = str(tmp_path / "public"), str(tmp_path / "server.log")
+    server = launch(base, log)
+    load = Load(server)
+    assert wait_for(lambda: len(load.acknowledged) >= 6, seconds=120)
+    kill_everything(server)
+    load.stop()
+    acknowledged = list(load.acknowledged)
+    # What a crash leaves, for certain (the kill above may or may not have caught one in the act).
+    folder = image_folder(base, acknowledged[0])
+    for name in (".w80.jpg.k3j2l1.tmp", ".w80.jpg.lock", ".original.x8y7z6.tmp"):
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(b"half an image")
+    os.makedirs(os.path.join(base, "p", "fff", "fff"))
+    with open(os.path.join(base, "p", "fff", "fff", ".original.abc.tmp"), "wb") as f:
+        f.write(b"half")
+
+    again = launch(base, log)
+    try:
+        # Cleared before the first request, by the master.
+        checked, problems = check_files(base)
+        assert problems == []
+        assert not os.path.exists(os.path.join(base, "p", "fff"))
+        assert "temporary and lock files left" in again.log()
+        for digest in acknowledged:
+            assert set(os.listdir(image_folder(base, digest))) >= {"original", "info.json", "x300.jpg",
+                                                                    "w500.webp"}
+            assert again.get(url(digest, "info.json")).json()["hash"] == digest
+        got = again.get(url(acknowledged[0], "w80.jpg"))
+        assert got.status_code == 200 and pictures.decode(got.content).width == 80
+        assert again.post("/p", data=pictures.photo(90, 60)).status_code == 200
+    finally:
+        again.stop()
+    checked, problems = check_files(base)
+    assert problems == [] and checked >= 4 * len(acknowledged)
+
+
+def test_a_worker_killed_mid_render_leaves_no_partial_file(tmp_path):
+    base = str(tmp_path / "public")
+    server = launch(base, str(tmp_path / "server.log"), workers=1)
+    try:
+        digest = server.post("/p", data=large_jpeg()).json()["hash"]
+        folder = image_folder(base, digest)
+        worker = worker_pids(server)[0]
+        result = {}
+
+        def render():
+            try:
+                result["response"] = server.get(url(digest, "x1000.png"))
+            except requests.ConnectionError as error:
+                result["error"] = error
+
+        client = threading.Thread(target=render)
+        client.start()
+        assert wait_for(lambda: os.path.exists(os.path.join(folder, ".x1000.png.lock")), step=0.002)
+        os.kill(worker, signal.SIGKILL)
+        client.join(60)
+        assert "error" in result or result["response"].status_code >= 500, "the render finished first"
+        assert not os.path.exists(os.path.join(folder, "x1000.png"))
+        assert [name for name in os.listdir(folder) if name.endswith(".tmp")] == []
+
+        # A new worker takes over, and makes it whole.
+        assert wait_for(lambda: worker_pids(server) not in ([], [worker]), seconds=60)
+        got = server.get(url(digest, "x1000.png"))
+        assert got.status_code == 200 and pictures.decode(got.content).width == 1000
+    finally:
+        server.stop()
+    assert check_files(base)[1] == []
+
+
+def large_jpeg() -> bytes:
+    """12 megapixels, quick to make: long enough to render that a test can kill the render."""
+    with Image(blob=pictures.photo(400, 300)) as image:
+        image.sample(4000, 3000)
+        image.format = "jpeg"
+        return image.make_blob()
