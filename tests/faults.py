@@ -151,7 +151,7 @@ class SlowClients:
     def __init__(self, host: str, port: int, count: int, bytes_per_second: int = 4):
         self.stopped = threading.Event()
         self.sockets = []
-        self.connected = 0
+        self.cut = 0            # connections closed by the server before their request was sent
         self.interval = 1 / bytes_per_second
         for index in range(count):
             sock = socket.create_connection((host, port), timeout=10)
@@ -173,6 +173,8 @@ class SlowClients:
             try:
                 sock.sendall(data[offset:offset + 1])
             except OSError:
+                if not self.stopped.is_set():
+                    self.cut += 1
                 return
 
     def stop(self) -> None:
