@@ -3,26 +3,31 @@ killed at once, a small real disk (tmpfs) to fill, clients that send a few bytes
 check that every stored file is whole."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 
+import requests
 from wand.image import Image
 
+from tests import pictures
 from tests.conftest import IMAGES, RunningServer, free_port, server_environment, wait_until_up
 
 
 def launch(base: str, log_path: str, *flags: str, workers: int = 2, prefix=(),
-           env: dict | None = None) -> RunningServer:
-    """`images server` on a free port in a process group of its own (master and workers), so that
-    `kill_everything` can end all of it at once, as a power cut or the OOM killer would."""
-    port = free_port()
+           env: dict | None = None, port: int = 0) -> RunningServer:
+    """`images server` on a free port (or `port`) in a process group of its own (master and
+    workers), so that `kill_everything` can end all of it at once, as a power cut would."""
+    port = port or free_port()
     args = [*prefix, IMAGES, "--listen", "127.0.0.1", "--port", str(port), "--local_base_path", base,
             "--workers", str(workers), "--status_port", "0", "--statsd_host", "", *flags, "server"]
     with open(log_path, "ab") as log:
@@ -54,6 +59,97 @@ def worker_pids(server: RunningServer) -> list[int]:
 
 def image_folder(base: str, digest: str, namespace: str = "p") -> str:
     return os.path.join(base, namespace, digest[:3], digest[3:6], digest[6:9], digest[9:])
+
+
+def image_url(digest: str, name: str, namespace: str = "p") -> str:
+    return f"/{namespace}/{digest[:3]}/{digest[3:6]}/{digest[6:9]}/{digest[9:]}/{name}"
+
+
+# -- a load to break things under ------------------------------------------------------------------
+
+
+class Load:
+    """Clients posting new images with outputs, asking for new sizes and for sizes made before,
+    until stopped. Counts every answer, and remembers what was acknowledged with a 200."""
+
+    OUTPUTS = ("x300.jpg", "w500.webp")
+
+    def __init__(self, url: str, clients: int = 3, timeout: float = 60, photo: bytes | None = None):
+        self.url, self.timeout = url, timeout
+        self.photo = photo or pictures.photo(1200, 900)
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.statuses: Counter = Counter()
+        self.errors = 0                      # no answer at all (a connection cut or refused)
+        self.uploads: list[str] = []         # hashes of the uploads answered 200
+        self.made: list[tuple] = []          # (hash, name) of the outputs answered 200
+        self.threads = [threading.Thread(target=self._run, args=(n,), daemon=True)
+                        for n in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values()) + self.errors
+
+    def _run(self, n: int) -> None:
+        rng = random.Random(n)
+        count = 0
+        while not self.stopped.is_set():
+            count += 1
+            kind = rng.choices(("upload", "new_size", "hit"), (4, 4, 2))[0]
+            if kind == "upload" or not self.uploads:
+                data = self.photo + f"{n}-{count}-{time.time()}".encode()   # after its end: a new image
+                response = self._ask("POST", "/p", params={"outputs": ",".join(self.OUTPUTS)}, data=data)
+                if response is not None and response.status_code == 200:
+                    with self.lock:
+                        self.uploads.append(response.json()["hash"])
+            elif kind == "new_size":
+                digest = rng.choice(self.uploads)
+                name = f"{rng.randint(20, 400)}x{rng.randint(20, 400)}.{rng.choice(('jpg', 'png'))}"
+                response = self._ask("GET", image_url(digest, name))
+                if response is not None and response.status_code == 200:
+                    with self.lock:
+                        self.made.append((digest, name))
+            else:
+                digest, name = rng.choice(self.made) if self.made else (rng.choice(self.uploads),
+                                                                       self.OUTPUTS[0])
+                self._ask("GET", image_url(digest, name))
+
+    def _ask(self, method: str, path: str, **kwargs):
+        try:
+            response = requests.request(method, self.url + path, timeout=self.timeout, **kwargs)
+        except requests.RequestException:
+            with self.lock:
+                self.errors += 1
+            self.stopped.wait(0.1)
+            return None
+        with self.lock:
+            self.statuses[response.status_code] += 1
+        return response
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(120)
+
+    def lost(self, base: str) -> list[str]:
+        """Acknowledged files that are not on local disk whole."""
+        lost = []
+        for digest in self.uploads:
+            for name in ("original", "info.json", *self.OUTPUTS):
+                lost += _lost(base, digest, name)
+        for digest, name in self.made:
+            lost += _lost(base, digest, name)
+        return lost
+
+
+def _lost(base: str, digest: str, name: str) -> list[str]:
+    path = os.path.join(image_folder(base, digest), name)
+    if not os.path.exists(path):
+        return [f"lost: {os.path.relpath(path, base)}"]
+    problem = _whole(path, os.path.relpath(path, base))
+    return [f"{problem}: {os.path.relpath(path, base)}"] if problem else []
 
 
 # -- is every file whole ---------------------------------------------------------------------------
@@ -136,8 +232,12 @@ def fill(folder: str, leave: int) -> str:
     filler = os.path.join(folder, "filler")
     stats = os.statvfs(folder)
     free = stats.f_bavail * stats.f_frsize
-    with open(filler, "ab") as f:
-        f.write(b"\0" * max(0, free - leave))
+    try:
+        with open(filler, "ab") as f:
+            f.write(b"\0" * max(0, free - leave))
+    except OSError as error:   # others wrote meanwhile: the disk is full, as asked
+        if error.errno != errno.ENOSPC:
+            raise
     return filler
 
 
