@@ -45,6 +45,7 @@ def replacing(path: str):
     """Yield a temporary path beside `path`; when the block succeeds it becomes `path`, else it goes.
 
     Lets the caller fill the file (and store it remotely) before anyone can see it under its name.
+    The file is flushed before the rename, its folder after it.
     """
     folder, name = os.path.split(os.path.abspath(path))
     fd, temp = _in_folder(folder, lambda: tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from . import counters, fetch, files, pipeline, space
-from .errors import ImageServerError, NotFound, StoreError, Unavailable
+from .errors import DiskFull, ImageServerError, NotFound, StoreError, Unavailable
 from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
 from .storage.pending import ImmediateUploads
@@ -172,7 +172,11 @@ class Images:
         with self._no_trace_if_unknown(key):
             made = self._local_output(key, spec, from_store=True)
         if made.made:
-            self.uploads.put(made.path, self._remote(key, spec.name), spec.content_type)
+            try:
+                self.uploads.put(made.path, self._remote(key, spec.name), spec.content_type)
+            except DiskFull:
+                os.unlink(made.path)    # unjournalled, it would never reach the store: made again later
+                raise
         return made
 
     def _local_output(self, key: ImageKey, spec: OutputSpec, from_store: bool) -> Output:

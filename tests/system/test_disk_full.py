@@ -7,7 +7,8 @@ import os
 import pytest
 
 from tests import pictures
-from tests.faults import can_mount_tmpfs, check_files, fill, image_folder, launch, tmpfs
+from tests.conftest import s3_flags
+from tests.faults import can_mount_tmpfs, check_files, fill, image_folder, launch, tmpfs, wait_for
 
 pytestmark = pytest.mark.skipif(not can_mount_tmpfs(), reason="mounting a tmpfs needs root")
 
@@ -95,3 +96,32 @@ def test_under_the_reserve_new_work_is_refused_and_the_status_says_so(small_disk
 
 def pictures_hash(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
+
+
+def test_an_output_that_cannot_be_journalled_for_the_store_is_not_kept(tmp_path, moto_server,
+                                                                       s3_bucket):
+    # The upload journal on a disk of its own, full: the output is made, but could never reach the
+    # store; it must not stay on local disk to be served as if it had.
+    base = str(tmp_path / "public")
+    server = launch(base, str(tmp_path / "server.log"), *s3_flags(moto_server, s3_bucket))
+    try:
+        digest = server.post("/p", data=pictures.photo(300, 200)).json()["hash"]
+        journal = os.path.join(base, ".imageserver", "uploads")
+        with tmpfs(journal, "64k"):
+            filler = fill(journal, leave=0)
+            assert_disk_full(server.get(url(digest, "x50.jpg")))
+            assert not os.path.exists(os.path.join(image_folder(base, digest), "x50.jpg"))
+            os.unlink(filler)
+            assert server.get(url(digest, "x50.jpg")).status_code == 200
+            key = "images" + url(digest, "x50.jpg")
+            assert wait_for(lambda: stored(moto_server, s3_bucket, key), seconds=30)
+    finally:
+        server.stop()
+
+
+def stored(moto_server, bucket: str, key: str) -> bool:
+    try:
+        moto_server.client().head_object(Bucket=bucket, Key=key)
+        return True
+    except Exception:  # botocore's 404: not there yet
+        return False
