@@ -4,6 +4,7 @@
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 # make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
 # make bench   install what is missing, then run the benchmark (a few minutes; see bench/README.md)
+# make chaos   inject faults into a live server (CHAOS_SECONDS each, default 20) and report; not part of make test
 # make deps    install what is needed (the original's name for make install)
 # make build   an sdist and a wheel in dist/, checked with twine
 # make release refuse unless imageserver/version.py names a new, untagged version and the tree is
@@ -13,9 +14,10 @@ PYTHON ?= python3
 IMAGES := $(VENV)/bin/images
 SOAK_SECONDS ?= 300
 SOAK_CLIENTS ?= 6
+CHAOS_SECONDS ?= 20
 
 .PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests test-debian13 soak \
-	bench clean deps build release
+	chaos bench clean deps build release
 
 install: system-packages $(VENV)/.installed
 
@@ -70,6 +72,9 @@ tests: test
 
 soak: install
 	$(VENV)/bin/python -m tests.soak --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS)
+
+chaos: install
+	$(VENV)/bin/python -m tests.chaos --seconds $(CHAOS_SECONDS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[test,bench]'

@@ -11,7 +11,7 @@ def create_app(settings=None, stopping=None) -> Flask:
 
     `stopping` is the master's flag, set once a graceful stop has begun (see `listeners.StopFlag`).
     """
-    from . import pipeline, web
+    from . import files, pipeline, web
     from .images import Images
     from .listeners import StopFlag
     from .metrics import build_metrics
@@ -19,6 +19,7 @@ def create_app(settings=None, stopping=None) -> Flask:
     from .storage import build_uploads
 
     settings = settings or Settings.from_env()
+    files.set_durable(not settings.no_fsync)
     pipeline.init_worker(pipeline.Limits.from_settings(settings))
     # No static folder: its route would answer OPTIONS, and shadow the images of namespace "static".
     app = Flask(__name__, static_folder=None)

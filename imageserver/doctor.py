@@ -11,7 +11,7 @@ import socket
 import sys
 
 from . import files, magick, metrics, pipeline
-from .errors import ImageServerError
+from .errors import DiskFull, ImageServerError
 from .paths import state_folder
 from .storage import build_store
 from .version import __version__
@@ -102,8 +102,15 @@ def _check_disk(settings, report: Report) -> None:
     except OSError as error:
         report.problem("disk", f"{base} is not writable ({error.strerror or error})")
         return
+    except DiskFull as error:
+        report.problem("disk", f"{base}: {error.message}")
+        return
     free = os.statvfs(base)
-    report.line("disk", f"{base}: writable, {free.f_bavail * free.f_frsize / 2**30:.1f} GiB free")
+    free_bytes = free.f_bavail * free.f_frsize
+    report.line("disk", f"{base}: writable, {free_bytes / 2**30:.1f} GiB free")
+    if free_bytes < settings.minimum_free_bytes:
+        report.problem("disk", f"under the reserve of --minimum_free_bytes {settings.minimum_free_bytes}: "
+                               "new images and sizes get 507")
 
 
 def _check_store(settings, report: Report) -> None:

@@ -12,6 +12,7 @@
     ├── StoreError (502)               the remote store refused or failed
     ├── Unavailable (503)              busy, a lock not had in time, or the store unreachable
     ├── GatewayTimeout (504)           a source URL took too long
+    ├── DiskFull (507)                 local disk full, or under its --minimum_free_bytes reserve
     └── SettingsError                  a bad setting; stops start-up, never reaches HTTP
 """
 
@@ -66,6 +67,11 @@ class Unavailable(ImageServerError):
 
 class GatewayTimeout(ImageServerError):
     status = 504
+
+
+class DiskFull(ImageServerError):
+    """Nothing new can be stored on local disk; what is there is still served."""
+    status = 507
 
 
 class SettingsError(ImageServerError):

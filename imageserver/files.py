@@ -2,7 +2,13 @@
 
 A file is written to a temporary name in its own folder and renamed into place, so that a reader (this
 server, or nginx serving the same folder) never sees half of it. Temporary and lock files start with
-a dot, which the generated nginx block refuses to serve.
+a dot, which the generated nginx block refuses to serve; those a crash leaves are cleared at start-up
+(clear_leftovers).
+
+Durable before acknowledged: the file is flushed to disk (fsync) before the rename, and its folder
+after it (and the parent of every folder made for it), so that a power cut after the reply cannot
+leave it empty or missing. --no_fsync turns that off for the process (set_durable). Every file the
+server writes goes through here; a full disk is a DiskFull (507), with nothing left behind.
 
 Folders are made on demand and removed again by a request that found no image (remove_empty_folders),
 so creating a file in a folder retries if that removal won the race between makedirs and the create.
@@ -16,7 +22,16 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from .errors import Unavailable
+from .errors import DiskFull, Unavailable
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_durable = True
+
+
+def set_durable(durable: bool) -> None:
+    """Flush files and folders to disk before they count as written (the default), or not."""
+    global _durable
+    _durable = durable
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -30,19 +45,43 @@ def replacing(path: str):
     """Yield a temporary path beside `path`; when the block succeeds it becomes `path`, else it goes.
 
     Lets the caller fill the file (and store it remotely) before anyone can see it under its name.
+    The file is flushed before the rename, its folder after it.
     """
-    folder, name = os.path.split(path)
+    folder, name = os.path.split(os.path.abspath(path))
     fd, temp = _in_folder(folder, lambda: tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder))
     os.close(fd)
     try:
         yield temp
         os.chmod(temp, 0o644)
+        _flush(temp)
         os.replace(temp, path)
-    except BaseException:
+        _flush(folder)
+    except BaseException as error:
         try:
             os.unlink(temp)
         except FileNotFoundError:
             pass
+        if _no_space(error):
+            raise DiskFull(f"the disk is full: {name} could not be stored") from error
+        raise
+
+
+@contextmanager
+def whole_or_not_at_all(folder: str, names: list[str], stop: str, timeout: float):
+    """Make several files of `folder` as one: one process at a time, and when the block fails the
+    files of `names` that it made go again (and the folder, up to `stop`, if that empties it)."""
+    try:
+        with exclusive(os.path.join(folder, "whole"), timeout):
+            absent = [os.path.join(folder, name) for name in names
+                      if not os.path.exists(os.path.join(folder, name))]
+            try:
+                yield
+            except BaseException:
+                for path in absent:
+                    _remove(path)
+                raise
+    except BaseException:
+        remove_empty_folders(folder, stop)
         raise
 
 
@@ -98,15 +137,92 @@ def remove_empty_folders(folder: str, stop: str) -> None:
         folder = os.path.dirname(folder)
 
 
+def clear_leftovers(base: str) -> int:
+    """Remove the temporary files and free lock files under `base` that a crash left (and the
+    folders they leave empty); the number removed. Run before any worker starts: a temporary file
+    then belongs to no one. A lock file is removed only when no process holds it."""
+    removed = 0
+    for folder, _, names in os.walk(base, topdown=False):
+        here = 0
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):
+                here += _remove(os.path.join(folder, name))
+            elif name.startswith(".") and name.endswith(".lock"):
+                here += _remove_if_free(os.path.join(folder, name))
+        if here:
+            remove_empty_folders(folder, stop=base)
+        removed += here
+    return removed
+
+
+def _remove(path: str) -> int:
+    try:
+        os.unlink(path)
+        return 1
+    except FileNotFoundError:
+        return 0
+
+
+def _remove_if_free(lock_path: str) -> int:
+    """As `exclusive` does when it is done: a waiter that opened the file before finds it gone."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return 0
+    try:
+        return _remove(lock_path)
+    finally:
+        os.close(fd)
+
+
 def _in_folder(folder: str, create, attempts: int = 5):
     """`create()` a file in `folder`, making the folder first, and again if it vanished meanwhile."""
     for attempt in range(attempts):
-        os.makedirs(folder, exist_ok=True)
         try:
+            _make_folders(folder)
             return create()
         except FileNotFoundError:
             if attempt == attempts - 1:
                 raise
+        except OSError as error:
+            if _no_space(error):
+                raise DiskFull("the disk is full: nothing new can be stored") from error
+            raise
+
+
+def _make_folders(folder: str) -> None:
+    """os.makedirs, with the parent of each folder made flushed: a file flushed in a folder that a
+    power cut then loses is lost too."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for made in reversed(missing):
+        try:
+            os.mkdir(made)
+        except FileExistsError:
+            continue
+        _flush(os.path.dirname(made))
+
+
+def _flush(path: str) -> None:
+    """fsync a file (its data, written through another descriptor) or a folder (its entries)."""
+    if not _durable:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _no_space(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in NO_SPACE
 
 
 def _lock(fd: int, deadline: float, name: str) -> None:

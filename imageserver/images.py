@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterable
 
-from . import counters, fetch, files, pipeline, sweep
+from . import counters, fetch, files, pipeline, space, sweep
 from .errors import ImageServerError, NotFound, StoreError, Unavailable
 from .json_text import pretty
 from .names import OutputSpec, parse_output_list
@@ -108,12 +108,18 @@ class Images:
         info = info_json(key, source)
         outputs = self._outputs_of_new_image(outputs)
         pipeline.check_work(outputs, source, self.limits)
-        missing = self._missing(key, [ORIGINAL, INFO, *(spec.name for spec in outputs)])
-        if {ORIGINAL, INFO} & missing:
-            self.store.make_folder(self._remote(key, "").rstrip("/"))
-        self._keep(key, {ORIGINAL: (data, source.content_type), INFO: (info, "application/json")},
-                   missing)
-        self._store_outputs(key, outputs, missing)
+        names = [ORIGINAL, INFO, *(spec.name for spec in outputs)]
+        # A client told that its upload failed (a full disk, a store down) finds no half of it.
+        with files.whole_or_not_at_all(key.local_folder(self.base), names,
+                                       os.path.join(self.base, key.namespace), self.settings.lock_timeout):
+            missing = self._missing(key, names)
+            if missing:
+                space.check_reserve(self.base, self.settings.minimum_free_bytes, needed=len(data))
+            if {ORIGINAL, INFO} & missing:
+                self.store.make_folder(self._remote(key, "").rstrip("/"))
+            self._keep(key, {ORIGINAL: (data, source.content_type), INFO: (info, "application/json")},
+                       missing)
+            self._store_outputs(key, outputs, missing)
         return info
 
     def _keep(self, key: ImageKey, contents: dict, missing: set) -> None:
@@ -190,6 +196,7 @@ class Images:
             store_answer = self._fetch(key, spec.name, path) if from_store else "absent"
             if store_answer == "fetched":
                 return Output(path, made=False, fetched=True)
+            space.check_reserve(self.base, self.settings.minimum_free_bytes)
             data = files.read(self._local_copy(key, ORIGINAL))
             quality = spec.quality or self.settings.default_quality
             with self.metrics.timer(f"processing.time.{spec.ext}"):

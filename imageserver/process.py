@@ -48,6 +48,7 @@ class Result:
 
 
 def run_process(settings, args: list[str]) -> int:
+    files.set_durable(not settings.no_fsync)
     pipeline.init_worker(pipeline.Limits.from_settings(settings))
     metrics = build_metrics(settings)
     service = Images(settings, build_store(settings, metrics), metrics)

@@ -12,7 +12,7 @@ import time
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from . import listeners
+from . import files, listeners
 from .settings import Settings
 
 
@@ -84,9 +84,18 @@ class Server(BaseApplication):
         if settings.profile:
             self.debug_socket = listeners.bind("127.0.0.1", settings.profile_port, "--profile_port")
         arbiter = GracefulArbiter(self)
+        clear_leftovers(settings.base_path, arbiter.log)
         if status_socket is not None:
             # Workers have no use for the master's status socket: they close their copy.
             os.register_at_fork(after_in_child=status_socket.close)
             listeners.serve_in_thread(status_socket, listeners.status_routes(
                 self.stopping, lambda: len(arbiter.WORKERS)), "status-listener")
         arbiter.run()
+
+
+def clear_leftovers(base: str, log) -> None:
+    """Before any worker starts: the temporary and lock files of a crash go, not left for a request
+    to trip over."""
+    removed = files.clear_leftovers(base)
+    if removed:
+        log.info("Removed %d temporary and lock files left under %s by a previous run", removed, base)

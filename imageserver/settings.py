@@ -101,6 +101,12 @@ class Settings:
         (), "patterns of the output names that may be made, e.g. x300.*,w200.jpg; empty: any")
     signing_key: str = setting("", "when set, outputs need ?sig=, the HMAC-SHA256 of the path "
                                    "(see `images sign`)")
+    # durability and disk space
+    no_fsync: bool = setting(
+        False, "do not flush files to disk before answering (faster; a power cut can then lose "
+               "images already acknowledged)")
+    minimum_free_bytes: int = setting(
+        100_000_000, "free space kept on local disk: under it, new images and sizes get 507")
 
     def __post_init__(self):
         positive = ("port", "maximum_width", "maximum_height", "http_timeout",
@@ -134,6 +140,8 @@ class Settings:
         for name in ("store_timeout", "upload_retry_seconds", "processor_concurrency"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
+        if self.minimum_free_bytes < 0:
+            raise SettingsError(f"--minimum_free_bytes must be 0 or more, not {self.minimum_free_bytes}")
         if self.store_retries < 0:
             raise SettingsError(f"--store_retries must be 0 or more, not {self.store_retries}")
         if self.s3_acl not in S3_ACLS:

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from imageserver import files
-from imageserver.errors import Unavailable
+from imageserver.errors import DiskFull, Unavailable
 
 
 def test_write_atomically_leaves_only_the_file(tmp_path):
@@ -81,3 +81,62 @@ def test_a_file_is_made_even_when_its_folder_is_removed_under_it(tmp_path):
 
     files._in_folder(folder, create)
     assert len(removals) == 1 and os.listdir(folder) == ["made"]
+
+
+def test_clear_leftovers_removes_temporary_and_free_lock_files_only(tmp_path):
+    folder = tmp_path / "p" / "aaa" / "bbb"
+    folder.mkdir(parents=True)
+    (folder / "original").write_bytes(b"kept")
+    (folder / ".x300.jpg.k2j4.tmp").write_bytes(b"half an image")
+    (folder / ".x300.jpg.lock").write_bytes(b"")
+    lonely = tmp_path / "p" / "ccc"
+    lonely.mkdir()
+    (lonely / ".original.abcd.tmp").write_bytes(b"half")
+    held = str(tmp_path / "p" / "ddd" / "w10.jpg")
+    started = multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold, args=(held, 60, started))
+    holder.start()
+    assert started.wait(10)
+    try:
+        assert files.clear_leftovers(str(tmp_path)) == 3
+        assert os.listdir(folder) == ["original"]
+        assert not lonely.exists()      # emptied by the clean-up, so gone
+        assert os.listdir(tmp_path / "p" / "ddd") == [".w10.jpg.lock"]   # in use: kept
+    finally:
+        holder.kill()
+        holder.join()
+    assert files.clear_leftovers(str(tmp_path)) == 1
+    assert files.clear_leftovers(str(tmp_path / "none")) == 0
+
+
+def test_whole_or_not_at_all_removes_what_a_failed_block_made_and_keeps_what_was_there(tmp_path):
+    folder = str(tmp_path / "p" / "aaa")
+    files.write_atomically(os.path.join(folder, "original"), b"there before")
+    with pytest.raises(RuntimeError):
+        with files.whole_or_not_at_all(folder, ["original", "info.json", "x10.jpg"], str(tmp_path), 5):
+            files.write_atomically(os.path.join(folder, "info.json"), b"{}")
+            raise RuntimeError("the disk is full")
+    assert os.listdir(folder) == ["original"]
+
+    other = str(tmp_path / "p" / "bbb")
+    with pytest.raises(RuntimeError):
+        with files.whole_or_not_at_all(other, ["original"], str(tmp_path / "p"), 5):
+            files.write_atomically(os.path.join(other, "original"), b"new")
+            raise RuntimeError("the disk is full")
+    assert sorted(os.listdir(tmp_path / "p")) == ["aaa"]
+
+    with files.whole_or_not_at_all(other, ["original"], str(tmp_path / "p"), 5):
+        files.write_atomically(os.path.join(other, "original"), b"new")
+    assert os.listdir(other) == ["original"]
+
+
+def test_a_full_disk_is_a_disk_full_error_with_nothing_left(tmp_path):
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    folder = tmp_path / "a"
+    with pytest.raises(DiskFull) as raised:
+        with files.replacing(str(folder / "x300.jpg")) as temp:
+            with open("/dev/full", "wb") as out:
+                out.write(b"x" * 10)
+                out.flush()
+    assert raised.value.status == 507 and "disk is full" in raised.value.message
+    assert os.listdir(folder) == []
