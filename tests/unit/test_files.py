@@ -134,7 +134,7 @@ def test_a_full_disk_is_a_disk_full_error_with_nothing_left(tmp_path):
     # /dev/full answers every write with ENOSPC, as a full disk does.
     folder = tmp_path / "a"
     with pytest.raises(DiskFull) as raised:
-        with files.replacing(str(folder / "x300.jpg")) as temp:
+        with files.replacing(str(folder / "x300.jpg")):
             with open("/dev/full", "wb") as out:
                 out.write(b"x" * 10)
                 out.flush()
