@@ -99,20 +99,29 @@ def pictures_hash(data: bytes) -> str:
 
 
 def test_an_output_that_cannot_be_journalled_for_the_store_is_not_kept(tmp_path, moto_server,
-                                                                       s3_bucket):
-    # The upload journal on a disk of its own, full: the output is made, but could never reach the
-    # store; it must not stay on local disk to be served as if it had.
+                                                                       s3_bucket, gate):
+    # The store is down, so an output made for a GET must be written down for a later upload; the
+    # journal is on a disk of its own, full: the output could never reach the store, so it must not
+    # stay on local disk to be served as if it had.
     base = str(tmp_path / "public")
-    server = launch(base, str(tmp_path / "server.log"), *s3_flags(moto_server, s3_bucket))
+    g = gate(int(moto_server.url.rsplit(":", 1)[1]))
+    server = launch(base, str(tmp_path / "server.log"), *s3_flags(moto_server, s3_bucket, g.url),
+                    "--store_retries", "0", "--store_timeout", "3", "--upload_retry_seconds", "0.5")
     try:
         digest = server.post("/p", data=pictures.photo(300, 200)).json()["hash"]
         journal = os.path.join(base, ".imageserver", "uploads")
         with tmpfs(journal, "64k"):
             filler = fill(journal, leave=0)
+            # With the store up, nothing is journalled: the output is stored before the reply.
+            assert server.get(url(digest, "x40.jpg")).status_code == 200
+            assert stored(moto_server, s3_bucket, "images" + url(digest, "x40.jpg"))
+            g.shut()
             assert_disk_full(server.get(url(digest, "x50.jpg")))
             assert not os.path.exists(os.path.join(image_folder(base, digest), "x50.jpg"))
             os.unlink(filler)
-            assert server.get(url(digest, "x50.jpg")).status_code == 200
+            made = server.get(url(digest, "x50.jpg"))
+            assert made.status_code == 200 and made.headers["X-Image-Stored"] == "pending"
+            g.open()
             key = "images" + url(digest, "x50.jpg")
             assert wait_for(lambda: stored(moto_server, s3_bucket, key), seconds=30)
     finally:

@@ -94,12 +94,17 @@ def test_an_upload_and_a_new_size_are_on_disk_before_the_reply(tmp_path):
 
 
 def test_an_output_made_for_a_get_is_journalled_durably_before_the_reply(tmp_path, moto_server,
-                                                                         s3_bucket):
-    server = traced_server(tmp_path, *s3_flags(moto_server, s3_bucket))
+                                                                         s3_bucket, gate):
+    # With the store down, an output made for a GET is written down for a later upload: that record
+    # is on disk before the reply too.
+    g = gate(int(moto_server.url.rsplit(":", 1)[1]))
+    server = traced_server(tmp_path, *s3_flags(moto_server, s3_bucket, g.url), "--store_retries", "0",
+                           "--store_timeout", "3", "--upload_retry_seconds", "600")
     try:
         digest = server.post("/p", data=pictures.photo(300, 200)).json()["hash"]
+        g.shut()
         got = server.get(f"/p/{digest[:3]}/{digest[3:6]}/{digest[6:9]}/{digest[9:]}/x50.jpg")
-        assert got.status_code == 200
+        assert got.status_code == 200 and got.headers["X-Image-Stored"] == "pending"
     finally:
         stop(server)
     found = calls(tmp_path, server.base_path)
