@@ -196,19 +196,8 @@ def reads(coder: str) -> bool:
 
 
 def writes(coder: str) -> bool:
-    """True when ImageMagick writes `coder` and reads it back as such (a blank canvas: making one
-    needs no coder, and the policy refuses pseudo-images such as `gradient:`)."""
-    if not reads(coder):
-        return False
-    try:
-        with Image(width=16, height=16, background=Color("red")) as image:
-            blob = image.make_blob(coder)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with open_blob(blob, coder) as back:
-                return (back.width, back.height) == (16, 16)
-    except WandException:
-        return False
+    """True when ImageMagick writes `coder` and reads it back as such."""
+    return _round_trip(coder) is not None
 
 
 def reads_faithfully(coder: str) -> bool:
@@ -217,19 +206,30 @@ def reads_faithfully(coder: str) -> bool:
     ImageMagick has one; where it has none, reading is taken on trust."""
     if not reads(coder):
         return False
-    if not writes(coder):
+    colour = _round_trip(coder)
+    if colour is None:  # not written here
         return True
+    return colour[0] > 200 and max(colour[1:]) < 60
+
+
+def _round_trip(coder: str) -> Optional[tuple]:
+    """A red 16x16 canvas written in `coder` and read back: the (r, g, b) of its middle, or None when
+    it cannot be written or does not come back whole. (A blank canvas: making one needs no coder, and
+    the policy refuses pseudo-images such as `gradient:`.)"""
+    if not reads(coder):
+        return None
     try:
         with Image(width=16, height=16, background=Color("red")) as image:
             blob = image.make_blob(coder)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with open_blob(blob, coder) as back:
-                red, green, blue = (round(255 * value) for value in
-                                    (back[8, 8].red, back[8, 8].green, back[8, 8].blue))
+                if (back.width, back.height) != (16, 16):
+                    return None
+                middle = back[8, 8]
+                return tuple(round(255 * value) for value in (middle.red, middle.green, middle.blue))
     except WandException:
-        return False
-    return red > 200 and green < 60 and blue < 60
+        return None
 
 
 def writes_alpha(coder: str) -> bool:

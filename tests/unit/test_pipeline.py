@@ -189,10 +189,11 @@ def png_bit_depth(data: bytes) -> int:
     return data[24]
 
 
-def test_quality_changes_the_size():
+@pytest.mark.parametrize("ext", ["jpg", "avif"])
+def test_quality_changes_the_size(ext):
     source = pictures.photo(400, 300)
-    small = pipeline.render(source, parse_output("w300-q10.jpg", SETTINGS), 10)
-    large = pipeline.render(source, parse_output("w300-q95.jpg", SETTINGS), 95)
+    small = pipeline.render(source, parse_output(f"w300-q10.{ext}", SETTINGS), 10)
+    large = pipeline.render(source, parse_output(f"w300-q95.{ext}", SETTINGS), 95)
     assert len(small) * 2 < len(large)
 
 
@@ -255,13 +256,6 @@ def test_avif_keeps_alpha_where_imagemagick_writes_it_else_is_flattened_on_white
 def test_an_animation_in_avif_is_its_first_frame():
     first = render_avif(pictures.animated_gif(60, 40), "x20.avif")
     assert first.frames == 1 and near(first.pixel(10, 10), RED)
-
-
-def test_avif_quality_changes_the_size():
-    source = pictures.photo(400, 300)
-    small = pipeline.render(source, parse_output("w300-q10.avif", SETTINGS), 10)
-    large = pipeline.render(source, parse_output("w300-q95.avif", SETTINGS), 95)
-    assert len(small) * 2 < len(large)
 
 
 def test_avif_quality_follows_the_jpeg_scale():
