@@ -17,7 +17,7 @@ def create_app(settings=None, stopping=None) -> Flask:
     from .metrics import build_metrics
     from .settings import Settings
     from .storage import build_uploads
-    from .web.hits import CacheHits
+    from .web.hits import Outputs
 
     settings = settings or Settings.from_env()
     pipeline.init_worker(pipeline.Limits.from_settings(settings))
@@ -28,8 +28,8 @@ def create_app(settings=None, stopping=None) -> Flask:
     app.extensions["images"] = Images(settings, store, metrics, uploads)
     app.extensions["stopping"] = stopping or StopFlag()
     web.register(app)
-    # Outputs already on disk are sent before Flask routing: the cheapest answer is the most common.
-    app.wsgi_app = CacheHits(app.wsgi_app, app.extensions["images"])
+    # Outputs are answered before Flask routing: the most common request, and a hit the cheapest.
+    app.wsgi_app = Outputs(app.wsgi_app, app.extensions["images"], app.logger)
     return app
 
 
