@@ -1,5 +1,6 @@
-"""`make bench`: start `images server` (2 workers), drive workloads 1-6 with wrk, run the `convert`
-baseline on the same inputs, score the outputs' quality, and write bench/results.json and a chart."""
+"""`make bench`: start `images server` (2 workers) and the peer, thumbor (2 processes), drive workloads
+1-6 with wrk on both in turn (ours, thumbor, ours, thumbor), run the `convert` baseline on the same
+inputs, score every server's outputs alike, and write bench/results.json and a chart."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,6 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import requests
 from wand.version import MAGICK_VERSION
@@ -21,8 +21,9 @@ from wand.version import MAGICK_VERSION
 from imageserver.names import parse_output
 from imageserver.settings import Settings
 
-from . import baseline, inputs, quality, report
-from .server import ImageServer, Nginx, Unavailable
+from . import baseline, inputs, peer, quality, report
+from .peer import Thumbor
+from .server import ImageServer, Nginx, Unavailable, Workers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "workload.lua")
@@ -30,6 +31,8 @@ WRK_THREADS, CONNECTIONS = 2, 4
 NAMESPACE = "bench"
 COPIES = 4            # uploads of each source under new hashes, for more distinct output names
 QUALITY_SAMPLES = 5
+ROUNDS = 2            # passes per server and workload, in turn: ours, peer, ours, peer
+WARM_SECONDS = 2
 
 
 @dataclass
@@ -43,7 +46,8 @@ class Workload:
     ext: str = "jpg"
     seconds_factor: float = 1.0
     baseline: bool = False          # also run the convert baseline
-    target_rps: Optional[float] = None   # the Pillow-based peer's figure from the issue
+    peer: str = ""                  # how thumbor runs it: "render" (no storage), "hits" (result
+                                    # storage), "" (not at all: it has no such request)
     results: dict = field(default_factory=dict)
 
     def name(self, i: int) -> str:
@@ -67,54 +71,65 @@ def _stride(n: int) -> int:
 UPLOAD_OUTPUTS = "x300.jpg,x300.webp,w640.jpg"
 WORKLOADS = [
     Workload("1", "800x600 JPEG, new <W>x<H>.jpg", "web-800x600.jpg", "fill", 100, 500, "jpg",
-             baseline=True, target_rps=309),
+             baseline=True, peer="render"),
     Workload("2", "12 MP JPEG, new w<W>.jpg", "photo-12mp.jpg", "width", 200, 1000, "jpg",
-             baseline=True, target_rps=30),
+             baseline=True, peer="render"),
     Workload("3 jpg", "12 MP JPEG, new x<S>.jpg", "photo-12mp.jpg", "square", 100, 600, "jpg",
-             baseline=True, target_rps=5.9),
+             baseline=True, peer="render"),
     Workload("3 webp", "12 MP JPEG, new x<S>.webp", "photo-12mp.jpg", "square", 100, 600, "webp",
-             baseline=True, target_rps=11),
+             baseline=True, peer="render"),
     Workload("4", "12 MP PNG with alpha, new w<W>.webp", "photo-12mp-alpha.png", "width", 200, 1000,
-             "webp", seconds_factor=1.5, target_rps=1.8),
+             "webp", seconds_factor=1.5, peer="render"),
     Workload("5", f"upload 12 MP JPEG, outputs={UPLOAD_OUTPUTS}", "photo-12mp.jpg", "upload",
              seconds_factor=1.5),
     Workload("6 gunicorn", "cache hits through gunicorn", "web-800x600.jpg", "paths",
-             target_rps=3200),
-    Workload("6 nginx", "cache hits through nginx (generated block)", "web-800x600.jpg", "paths",
-             target_rps=32000),
+             peer="hits"),
+    Workload("6 nginx", "cache hits through nginx (generated block)", "web-800x600.jpg", "paths"),
 ]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per workload")
+    parser.add_argument("--seconds", type=float, default=10,
+                        help=f"measured seconds per workload and server (in {ROUNDS} passes)")
     parser.add_argument("--only", default="", help="comma-separated workload keys (e.g. 1,2)")
     parser.add_argument("--output", default=HERE, help="folder for results.json and results.png")
     args = parser.parse_args(argv)
     work = os.path.join(HERE, "work")
     print("Making the sources (once, kept in bench/work/) ...", flush=True)
     sources = inputs.make_all(work)
+    print(f"Installing thumbor {peer.PINNED} (once, in bench/work/thumbor-venv) ...", flush=True)
+    thumbor_program, thumbor_version = peer.install(work)
     base = os.path.join(work, "public")
     shutil.rmtree(base, ignore_errors=True)
     chosen = [w for w in WORKLOADS if not args.only or w.key.split()[0] in args.only.split(",")
               or w.key in args.only.split(",")]
     machine = describe_machine()
     server = ImageServer(base, os.path.join(work, "server.log"))
+    thumbor = None
     try:
+        thumbor = Thumbor(thumbor_program, work, os.path.join(work, "thumbor"))
         folders = upload_sources(server, sources)
         for workload in chosen:
             print(f"workload {workload.key}: {workload.title} ...", flush=True)
             try:
-                workload.results = measure(workload, server, sources, folders, work, args.seconds)
+                workload.results = measure(workload, server, thumbor, sources, folders, work,
+                                           args.seconds)
             except Unavailable as error:
                 workload.results = {"skipped": str(error)}
         memory = largest_source_memory(server, sources)
     finally:
         server.stop()
+        if thumbor:
+            thumbor.stop()
     results = {"machine": machine, "connections": CONNECTIONS, "workers": 2,
-               "seconds": args.seconds, "memory_largest_source": memory,
-               "workloads": [{"key": w.key, "title": w.title, "target_rps": w.target_rps,
-                              **w.results} for w in chosen]}
+               "seconds": args.seconds, "rounds": ROUNDS,
+               "peer": {"name": "thumbor", "version": thumbor_version, "processes": peer.PROCESSES,
+                        "engine": "Pillow", "config": peer.CONFIG.format(
+                            sources="bench/work", result_storage="(file, for cache hits)",
+                            results="bench/work/thumbor-results")},
+               "memory_largest_source": memory,
+               "workloads": [{"key": w.key, "title": w.title, **w.results} for w in chosen]}
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -161,45 +176,123 @@ def upload_sources(server: ImageServer, sources: dict) -> dict:
     return folders
 
 
-def measure(workload: Workload, server: ImageServer, sources: dict, folders: dict, work: str,
-            seconds: float) -> dict:
-    """Warm up, reset the workers' peak RSS, run wrk, then score a few outputs and run the baseline."""
-    url, nginx = server.url, None
-    if workload.mode == "paths":
-        paths_file = hit_paths(workload, server, folders, work)
-        if workload.key.endswith("nginx"):
-            nginx = Nginx(server, os.path.join(work, "nginx"))
-            url = nginx.url
-        mode_args = [paths_file]
-    elif workload.mode == "upload":
-        mode_args = [sources[workload.source], NAMESPACE, UPLOAD_OUTPUTS]
-    else:
-        mode_args = [",".join(folders[workload.source]), str(workload.low), str(workload.high),
-                     workload.ext]
+@dataclass
+class Target:
+    """One server as wrk drives it in a workload."""
+    name: str                       # "ours" or "peer"
+    url: str
+    mode_args: list
+    workers: Workers
+    cpu: bool = True                # False behind nginx: the workers are not what answers
+
+
+def measure(workload: Workload, server: ImageServer, thumbor: Thumbor, sources: dict, folders: dict,
+            work: str, seconds: float) -> dict:
+    """Drive our server and the peer in turn, then score a few outputs of each and run the baseline."""
+    stack = []
     try:
-        warm = wrk(url, workload.mode, 0, mode_args, 2)
-        offset = warm["requests"] + warm["requests"] // 5 + 64
-        server.reset_peak_rss()
-        cpu = server.cpu_seconds()
-        measured = wrk(url, workload.mode, offset, mode_args, seconds * workload.seconds_factor)
-        measured["peak_rss_mib"] = server.peak_rss_mib()
-        if not nginx:
-            used = server.cpu_seconds() - cpu
-            measured["worker_cpu_ms"] = round(1000 * used / max(1, measured["requests"]), 2)
+        targets = [our_target(workload, server, sources, folders, work, stack)]
+        if workload.peer:
+            targets.append(peer_target(workload, thumbor, work, stack))
+        figures = interleave(workload, targets, seconds)
     finally:
-        if nginx:
-            nginx.stop()
-    measured["rps"] = round(measured["requests"] / measured["seconds"], 2)
+        for started in stack:
+            started.stop()
+    measured = figures["ours"]
+    if "peer" in figures:
+        measured["peer"] = figures["peer"]
+        measured["ratio_to_peer"] = round(measured["rps"] / figures["peer"]["rps"], 2)
+        if "worker_cpu_ms" in measured:
+            measured["cpu_ratio_to_peer"] = round(
+                figures["peer"]["worker_cpu_ms"] / measured["worker_cpu_ms"], 2)
     if workload.mode in ("fill", "width", "square", "upload"):
-        measured["ssim"] = score_outputs(workload, server, sources, folders)
+        measured["ssim"] = score_outputs(workload, sources, our_outputs(workload, server, folders))
+        if workload.peer:
+            measured["peer"]["ssim"] = score_outputs(workload, sources,
+                                                     peer_outputs(workload, thumbor))
     if workload.baseline:
         measured["convert"] = run_baseline(workload, sources, work, seconds)
         measured["ratio_to_convert"] = round(measured["rps"] / measured["convert"]["rps"], 2)
     return measured
 
 
+def our_target(workload: Workload, server: ImageServer, sources: dict, folders: dict, work: str,
+               stack: list) -> Target:
+    if workload.mode == "paths":
+        paths = [f"{folders[workload.source][0]}/w{width}.jpg" for width in HIT_WIDTHS]
+        paths_file = hit_paths(server.url, paths, os.path.join(work, "hit-paths.txt"))
+        if workload.key.endswith("nginx"):
+            nginx = Nginx(server, os.path.join(work, "nginx"))
+            stack.append(nginx)
+            return Target("ours", nginx.url, [paths_file], server, cpu=False)
+        return Target("ours", server.url, [paths_file], server)
+    if workload.mode == "upload":
+        return Target("ours", server.url, [sources[workload.source], NAMESPACE, UPLOAD_OUTPUTS],
+                      server)
+    return Target("ours", server.url, [",".join(folders[workload.source]), str(workload.low),
+                                       str(workload.high), workload.ext], server)
+
+
+def peer_target(workload: Workload, thumbor: Thumbor, work: str, stack: list) -> Target:
+    if workload.peer == "hits":
+        results = os.path.join(work, "thumbor-results")
+        shutil.rmtree(results, ignore_errors=True)
+        thumbor = Thumbor(thumbor.program, thumbor.sources, os.path.join(work, "thumbor-hits"),
+                          results=results)
+        stack.append(thumbor)
+        paths = [peer.url_template(workload.source, "jpg") % f"{width}x0" for width in HIT_WIDTHS]
+        paths_file = hit_paths(thumbor.url, paths, os.path.join(work, "peer-hit-paths.txt"))
+        return Target("peer", thumbor.url, [paths_file], thumbor)
+    return Target("peer", thumbor.url, [peer.url_template(workload.source, workload.ext),
+                                        str(workload.low), str(workload.high), workload.ext],
+                  thumbor)
+
+
+def interleave(workload: Workload, targets: list, seconds: float) -> dict:
+    """Warm each server up, then ROUNDS passes of wrk on each in turn, so that a machine whose speed
+    drifts (other programs on a shared machine) slows both alike; the passes' figures summed."""
+    offsets, runs, cpu = {}, {t.name: [] for t in targets}, {t.name: 0.0 for t in targets}
+    for target in targets:
+        warm = wrk(target.url, workload.mode, 0, target.mode_args, WARM_SECONDS)
+        offsets[target.name] = _after(0, warm)
+        target.workers.reset_peak_rss()
+    for _ in range(ROUNDS):
+        for target in targets:
+            before = target.workers.cpu_seconds()
+            run = wrk(target.url, workload.mode, offsets[target.name], target.mode_args,
+                      seconds * workload.seconds_factor / ROUNDS)
+            cpu[target.name] += target.workers.cpu_seconds() - before
+            offsets[target.name] = _after(offsets[target.name], run)
+            runs[target.name].append(run)
+    figures = {}
+    for target in targets:
+        figures[target.name] = _combined(runs[target.name])
+        figures[target.name]["peak_rss_mib"] = target.workers.peak_rss_mib()
+        if target.cpu:
+            figures[target.name]["worker_cpu_ms"] = round(
+                1000 * cpu[target.name] / max(1, figures[target.name]["requests"]), 2)
+    return figures
+
+
+def _after(offset: int, run: dict) -> int:
+    """The first request number past a run (wrk's threads do not keep step: a margin)."""
+    return offset + run["requests"] + run["requests"] // 5 + 64
+
+
+def _combined(runs: list) -> dict:
+    """One set of figures for the passes: totals, the mean median and the worst 99th percentile."""
+    total = {name: sum(run[name] for run in runs)
+             for name in ("requests", "made", "hits", "not_ok", "socket_errors")}
+    total["seconds"] = round(sum(run["seconds"] for run in runs), 3)
+    total["rps"] = round(total["requests"] / total["seconds"], 2)
+    total["p50_ms"] = round(sum(run["p50_ms"] for run in runs) / len(runs), 2)
+    total["p99_ms"] = max(run["p99_ms"] for run in runs)
+    total["pass_rps"] = [round(run["requests"] / run["seconds"], 1) for run in runs]
+    return total
+
+
 def wrk(url: str, mode: str, offset: int, mode_args: list, seconds: float) -> dict:
-    command = ["wrk", "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds:.0f}s",
+    command = ["wrk", "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", f"{max(1, seconds):.0f}s",
                "--timeout", "60s", "-s", LUA, url, "--", mode, str(WRK_THREADS), str(offset),
                *mode_args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
@@ -209,33 +302,51 @@ def wrk(url: str, mode: str, offset: int, mode_args: list, seconds: float) -> di
     return json.loads(match.group(1))
 
 
-def hit_paths(workload: Workload, server: ImageServer, folders: dict, work: str) -> str:
-    """Make 200 outputs of the 800x600 source, and list their paths for the cache-hit workloads."""
-    folder = folders[workload.source][0]
-    paths = [f"{folder}/w{width}.jpg" for width in range(100, 300)]
+HIT_WIDTHS = range(100, 300)
+
+
+def hit_paths(url: str, paths: list, listed: str) -> str:
+    """Make the outputs the cache-hit workloads ask for (200 of the 800x600 source), and list them."""
     for path in paths:
-        requests.get(server.url + path, timeout=60).raise_for_status()
-    listed = os.path.join(work, "hit-paths.txt")
+        requests.get(url + path, timeout=60).raise_for_status()
     with open(listed, "w") as f:
         f.write("\n".join(paths) + "\n")
     return listed
 
 
-def score_outputs(workload: Workload, server: ImageServer, sources: dict, folders: dict) -> dict:
-    """SSIM of a few outputs of this workload against a Lanczos downscale from full resolution."""
+def quality_names(workload: Workload) -> list:
+    if workload.mode == "upload":
+        return UPLOAD_OUTPUTS.split(",")
+    return [workload.name(10_007 * i + 3) for i in range(QUALITY_SAMPLES)]
+
+
+def our_outputs(workload: Workload, server: ImageServer, folders: dict) -> dict:
+    """name -> its bytes, from our server."""
+    folder = folders[workload.source][-1]
+    return {name: _get(f"{server.url}{folder}/{name}") for name in quality_names(workload)}
+
+
+def peer_outputs(workload: Workload, thumbor: Thumbor) -> dict:
+    """name -> the peer's bytes for the same output."""
+    settings = Settings()
+    template = peer.url_template(workload.source, workload.ext)
+    return {name: _get(thumbor.url + template % peer.geometry(parse_output(name, settings)))
+            for name in quality_names(workload)}
+
+
+def _get(url: str) -> bytes:
+    got = requests.get(url, timeout=120)
+    got.raise_for_status()
+    return got.content
+
+
+def score_outputs(workload: Workload, sources: dict, outputs: dict) -> dict:
+    """SSIM of outputs against a Lanczos downscale from full resolution."""
     with open(sources[workload.source], "rb") as f:
         source = f.read()
     settings = Settings()
-    if workload.mode == "upload":
-        names = UPLOAD_OUTPUTS.split(",")
-    else:
-        names = [workload.name(10_007 * i + 3) for i in range(QUALITY_SAMPLES)]
-    scores = {}
-    for name in names:
-        got = requests.get(f"{server.url}{folders[workload.source][-1]}/{name}", timeout=120)
-        got.raise_for_status()
-        scores[name] = quality.score(source, parse_output(name, settings), got.content)
-    return _summary(scores)
+    return _summary({name: quality.score(source, parse_output(name, settings), data)
+                     for name, data in outputs.items()})
 
 
 def run_baseline(workload: Workload, sources: dict, work: str, seconds: float) -> dict:

@@ -1,5 +1,6 @@
 """The servers the bench drives: `images server` with 2 workers, and nginx in front of it when the
-`images nginx_config` command exists. Also the peak RSS of the workers, from /proc."""
+`images nginx_config` command exists. Also the CPU time and peak RSS of any server's workers, from
+/proc (the peer's too: bench/peer.py)."""
 from __future__ import annotations
 
 import os
@@ -12,29 +13,23 @@ from tests.conftest import IMAGES, free_port, wait_until_up  # as the soak test 
 WORKERS = 2
 
 
-class ImageServer:
-    """`images server` on a free loopback port, storing under `base`."""
+class Workers:
+    """The /proc figures of a server's worker processes (the children of `self.process`)."""
 
-    def __init__(self, base: str, log_path: str):
-        self.base, self.port = base, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.flags = ["--listen", "127.0.0.1", "--port", str(self.port), "--local_base_path", base,
-                      "--workers", str(WORKERS)]
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen([IMAGES, *self.flags, "server"], stdout=log,
-                                            stderr=subprocess.STDOUT)
-        wait_until_up(self.url + "/status_check", self.process)
-        self.workers = self._wait_for_workers()
+    process: subprocess.Popen
+    workers: list[int]
 
-    def _wait_for_workers(self) -> list[int]:
+    def _wait_for_workers(self, count: int) -> list[int]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children") as f:
-                children = [int(pid) for pid in f.read().split()]
-            if len(children) == WORKERS:
-                return children
+            children = set()
+            for task in os.listdir(f"/proc/{self.process.pid}/task"):
+                with open(f"/proc/{self.process.pid}/task/{task}/children") as f:
+                    children.update(int(pid) for pid in f.read().split())
+            if len(children) == count:
+                return sorted(children)
             time.sleep(0.1)
-        raise RuntimeError("the gunicorn workers did not start")
+        raise RuntimeError(f"the {count} workers did not start")
 
     def reset_peak_rss(self) -> None:
         """Start counting each worker's peak RSS afresh (Linux: 5 > /proc/PID/clear_refs)."""
@@ -60,6 +55,21 @@ class ImageServer:
                 fields = f.read().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])
         return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class ImageServer(Workers):
+    """`images server` on a free loopback port, storing under `base`."""
+
+    def __init__(self, base: str, log_path: str):
+        self.base, self.port = base, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.flags = ["--listen", "127.0.0.1", "--port", str(self.port), "--local_base_path", base,
+                      "--workers", str(WORKERS)]
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([IMAGES, *self.flags, "server"], stdout=log,
+                                            stderr=subprocess.STDOUT)
+        wait_until_up(self.url + "/status_check", self.process)
+        self.workers = self._wait_for_workers(WORKERS)
 
     def stop(self) -> None:
         if self.process.poll() is None:

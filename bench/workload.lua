@@ -7,7 +7,9 @@
 --   paths  THREADS FILE                   the paths listed in FILE, in turn (cache hits)
 --   upload THREADS FILE NAMESPACE OUTPUTS POST the JPEG in FILE, with a new comment each time
 -- FOLDERS is a comma-separated list of image folders (/p/6e0/072/682/e66...): several copies of one
--- source multiply the names available. At the end, one line "BENCH_JSON {...}" gives the figures.
+-- source multiply the names available. A folder with "%s" in it is the peer's (thumbor's) path, the
+-- size put in its place: WxH, Wx0 for w<W>, SxS for x<S> (/unsafe/%s/web-800x600.jpg).
+-- At the end, one line "BENCH_JSON {...}" gives the figures.
 
 local threads = {}
 
@@ -61,6 +63,16 @@ local function output_name(k)
   return string.format("x%d.%s", low + i, ext)
 end
 
+local function peer_size(k)
+  local i = (k * stride) % names
+  if mode == "fill" then
+    return string.format("%dx%d", low + i % span, low + math.floor(i / span))
+  elseif mode == "width" then
+    return string.format("%dx0", low + i)
+  end
+  return string.format("%dx%d", low + i, low + i)
+end
+
 function request()
   local k = offset + counter * nthreads + id
   counter = counter + 1
@@ -74,6 +86,9 @@ function request()
     return wrk.format("POST", upload_path, {["Content-Type"] = "image/jpeg"}, body)
   end
   local folder = folders[math.floor(k / names) % #folders + 1]
+  if string.find(folder, "%s", 1, true) then
+    return wrk.format("GET", string.format(folder, peer_size(k)))
+  end
   return wrk.format("GET", folder .. "/" .. output_name(k))
 end
 

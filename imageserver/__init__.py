@@ -17,6 +17,7 @@ def create_app(settings=None, stopping=None) -> Flask:
     from .metrics import build_metrics
     from .settings import Settings
     from .storage import build_uploads
+    from .web.hits import Outputs
 
     settings = settings or Settings.from_env()
     files.set_durable(not settings.no_fsync)
@@ -29,6 +30,8 @@ def create_app(settings=None, stopping=None) -> Flask:
     app.extensions["images"] = Images(settings, store, metrics, uploads)
     app.extensions["stopping"] = stopping or StopFlag()
     web.register(app)
+    # Outputs are answered before Flask routing: the most common request, and a hit the cheapest.
+    app.wsgi_app = Outputs(app.wsgi_app, app.extensions["images"], app.logger)
     return app
 
 

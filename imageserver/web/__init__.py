@@ -33,6 +33,11 @@ UNREADABLE_BODY = (gunicorn_errors.InvalidChunkSize, gunicorn_errors.ChunkMissin
 OUTPUT_ENDPOINT = "process.output"
 
 
+# On every answer: a browser takes the declared type as it is, so a stored file never becomes a page
+# or a script.
+NO_SNIFFING = {"X-Content-Type-Options": "nosniff"}
+
+
 def service() -> Images:
     return current_app.extensions["images"]
 
@@ -94,8 +99,7 @@ def register(app: Flask) -> None:
 
     @app.after_request
     def no_sniffing(response: Response) -> Response:
-        # A browser takes the declared type as it is: a stored file never becomes a page or a script.
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.update(NO_SNIFFING)
         return response
 
     @app.errorhandler(ImageServerError)
