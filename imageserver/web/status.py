@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from .. import pipeline
+from .. import eviction, pipeline
 from ..version import __version__
 from . import json_response, service
 
@@ -21,5 +21,6 @@ def status_check():
         problems = ["Shutting down"]
     body = {"version": __version__, "message": "; ".join(problems) or "OK",
             "posting": service().posting.as_dict(), "pending_uploads": service().uploads.pending(),
-            "writes": pipeline.writable_extensions()}
+            "writes": pipeline.writable_extensions(),
+            "local_disk": eviction.read_status(service().settings)}
     return json_response(body, 501 if problems else 200)
