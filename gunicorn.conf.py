@@ -4,3 +4,9 @@ from imageserver.gunicorn_conf import from_settings
 from imageserver.settings import Settings
 
 globals().update(from_settings(Settings.from_env()))
+
+
+def when_ready(server):
+    # In the master, as `images server` does: the sweep of --maximum_local_bytes.
+    from imageserver import eviction
+    eviction.start(Settings.from_env())
