@@ -1,9 +1,10 @@
 """--maximum_local_bytes: a sweep that keeps the local folder under that size, least recently used
 files first.
 
-It runs in a thread of the gunicorn master (`start`), beside the status listener: no request waits
-for it, and nothing here loads ImageMagick (the master must never load it). Its figures reach
-/status_check, answered by the workers, through a small state file (`read_status`).
+It runs in a thread of the gunicorn master (`start`, from `images server` and from gunicorn.conf.py's
+`when_ready`), beside the status listener: no request waits for it, and nothing here loads
+ImageMagick (the master must never load it). Its figures reach /status_check, answered by the
+workers, through a small state file (`read_status`).
 
 What may go: outputs always (they are made again on request); originals and info.json only when a
 remote store keeps them (they are fetched back on the next request), and never while an upload of
@@ -71,7 +72,7 @@ def pending_uploads(base: str) -> set[str]:
             record = json.loads(files.read(os.path.join(folder, name)))
             found.add(os.path.abspath(record["local_path"]))
         except (OSError, ValueError, KeyError, TypeError):
-            pass   # crossed off meanwhile, or being written: its file is recent anyway
+            pass   # crossed off meanwhile
     return found
 
 

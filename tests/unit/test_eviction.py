@@ -11,6 +11,8 @@ from imageserver.eviction import LocalFile, choose_victims, scan
 from imageserver.metrics import NullMetrics
 from imageserver.errors import SettingsError
 from imageserver.settings import Settings
+from imageserver.storage.local import NoRemoteStore
+from imageserver.storage.pending import BackgroundUploads
 
 FOLDER = os.path.join("p", "6e0", "072", "682", "e66287b662827da75b244a3")
 
@@ -72,6 +74,14 @@ def test_pending_uploads_come_from_the_journal(tmp_path):
     (journal / "b").write_text("{half a rec")
     (journal / ".a.lock").write_text("")
     assert eviction.pending_uploads(str(tmp_path)) == {str(tmp_path / FOLDER / "x1.jpg")}
+
+
+def test_pending_uploads_reads_what_the_upload_journal_writes(tmp_path):
+    journal = BackgroundUploads(NoRemoteStore(), str(tmp_path / ".imageserver" / "uploads"), 30,
+                                NullMetrics())
+    output = str(tmp_path / FOLDER / "x300.jpg")
+    journal.put(output, "p/x300.jpg", "image/jpeg")   # written down; the thread is not started
+    assert eviction.pending_uploads(str(tmp_path)) == {output}
 
 
 def test_a_file_read_after_it_was_armed_is_seen_as_used(tmp_path):
