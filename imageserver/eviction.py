@@ -41,9 +41,9 @@ STATUS_FILE = "eviction.json"
 LOW_WATER = 0.9
 # Seconds between sweeps: at least MIN_INTERVAL, and long enough that scanning a large folder takes
 # at most 1/SCAN_SHARE of the time.
-MIN_INTERVAL = 2.0
+MIN_INTERVAL = 1.0
 SCAN_SHARE = 20
-ARM_SECONDS = 1.0
+ARM_SECONDS = 0.5
 KEPT_NAMES = (ORIGINAL, INFO)
 
 
@@ -219,4 +219,5 @@ def read_status(settings) -> dict | None:
     try:
         return json.loads(files.read(os.path.join(settings.base_path, STATE_FOLDER, STATUS_FILE)))
     except (OSError, ValueError):
-        return {"bytes_limit": settings.maximum_local_bytes, "bytes_used": None, "files_evicted": 0}
+        return {"bytes_used": None, "bytes_limit": settings.maximum_local_bytes, "files_evicted": 0,
+                "swept_at": None, "warning": ""}
