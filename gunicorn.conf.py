@@ -9,3 +9,9 @@ globals().update(from_settings(Settings.from_env()))
 
 def on_starting(server):
     clear_leftovers(Settings.from_env().base_path, server.log)
+
+
+def when_ready(server):
+    # In the master, as `images server` does: the sweep of --maximum_local_bytes.
+    from imageserver import eviction
+    eviction.start(Settings.from_env())

@@ -23,6 +23,9 @@ class NullMetrics:
     def timing(self, name: str, milliseconds: float) -> None:
         pass
 
+    def gauge(self, name: str, value: float) -> None:
+        pass
+
     @contextmanager
     def timer(self, name: str):
         yield
@@ -45,6 +48,9 @@ class StatsdMetrics(NullMetrics):
 
     def timing(self, name: str, milliseconds: float) -> None:
         self.client.timing(name, milliseconds)
+
+    def gauge(self, name: str, value: float) -> None:
+        self.client.gauge(name, value)
 
     @contextmanager
     def timer(self, name: str):

@@ -12,7 +12,7 @@ import time
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from . import files, listeners
+from . import eviction, files, listeners
 from .settings import Settings
 
 
@@ -90,6 +90,7 @@ class Server(BaseApplication):
             os.register_at_fork(after_in_child=status_socket.close)
             listeners.serve_in_thread(status_socket, listeners.status_routes(
                 self.stopping, lambda: len(arbiter.WORKERS)), "status-listener")
+        eviction.start(settings)
         arbiter.run()
 
 

@@ -51,6 +51,8 @@ class Settings:
     maximum_upload_bytes: int = setting(50_000_000, "largest upload body accepted")
     maximum_source_bytes: int = setting(50_000_000, "largest source download accepted")
     lock_timeout: float = setting(60.0, "seconds a request waits for another to finish the same output")
+    maximum_local_bytes: int = setting(
+        0, "keep --local_base_path under this size, least recently used files first (0: no limit)")
     # -- running it in production: statsd, status port, profiling, access log, nginx, drain ------
     statsd_host: str = setting("127.0.0.1", "statsd host (empty: send no metrics)")
     statsd_port: int = setting(8125, "statsd UDP port")
@@ -116,6 +118,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
+        if self.maximum_local_bytes < 0:
+            raise SettingsError("--maximum_local_bytes must be 0 (no limit) or more, "
+                                f"not {self.maximum_local_bytes}")
         if self.workers < 0:
             raise SettingsError("--workers must be 0 (one per core) or more")
         if not 1 <= self.default_quality <= 100:

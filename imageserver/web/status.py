@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from .. import pipeline, space
+from .. import eviction, pipeline, space
 from ..version import __version__
 from . import json_response, service
 
@@ -23,5 +23,6 @@ def status_check():
             "posting": service().posting.as_dict(), "pending_uploads": service().uploads.pending(),
             "writes": pipeline.writable_extensions(),
             # Under the reserve, new images and sizes get 507 while what is on disk is still served.
-            "disk": space.report(service().base, service().settings.minimum_free_bytes)}
+            "disk": space.report(service().base, service().settings.minimum_free_bytes),
+            "local_disk": eviction.read_status(service().settings)}
     return json_response(body, 501 if problems else 200)
