@@ -144,7 +144,8 @@ class Images:
         with self._no_trace_if_unknown(key):
             to_make = [spec for spec in specs if spec.name in missing]
             if to_make:
-                pipeline.check_work(to_make, self._source_info(key), self.limits)
+                original = files.read(self._local_copy(key, ORIGINAL))
+                pipeline.check_work(to_make, pipeline.read_header(original, self.limits), self.limits)
             self._store_outputs(key, specs, missing)
 
     def _store_outputs(self, key: ImageKey, specs: list[OutputSpec], missing: set) -> None:
@@ -240,17 +241,6 @@ class Images:
         return ""
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _source_info(self, key: ImageKey) -> pipeline.SourceInfo:
-        """What the original is, from its info.json (frames from the original itself, where they
-        matter: a GIF)."""
-        info = json.loads(files.read(self._local_copy(key, INFO)))
-        coder = next(coder for coder, kind in pipeline.CONTENT_TYPES.items()
-                     if kind == info["content_type"])
-        frames = 1
-        if coder == "gif":
-            frames = pipeline.describe(files.read(self._local_copy(key, ORIGINAL)), self.limits).frames
-        return pipeline.SourceInfo(coder, info["width"], info["height"], frames)
 
     @contextmanager
     def _no_trace_if_unknown(self, key: ImageKey):

@@ -248,6 +248,16 @@ def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
     return SourceInfo(coder, width, height, frames)
 
 
+def read_header(data: bytes, limits: Limits = Limits()) -> SourceInfo:
+    """What a stored original is, from its header alone (no pixel decoded): for the checks made
+    before its outputs are."""
+    _check_available()
+    coder = coder_for(data)
+    with _decoding("original"):
+        width, height, frames, transposed = _checked_header(data, coder, limits)
+    return SourceInfo(coder, *((height, width) if transposed else (width, height)), frames)
+
+
 def _checked_header(data: bytes, coder: str, limits: Limits) -> tuple:
     """(width, height, frames, transposed) from the header alone (a ping decodes no pixel), or an
     error if any frame is over the limits. Every frame is measured, and the canvas it is drawn on
@@ -523,11 +533,10 @@ def format_support() -> dict:
 
 
 def check_formats() -> dict:
-    """For doctor: {coder: (reads, writes)}. Each output format is written and read back for real;
-    the others can only be read, when ImageMagick has their coder."""
+    """For doctor: {coder: (reads, writes)}, as init_worker found them (each output format written
+    and read back for real; the others can only be read, when ImageMagick has their coder)."""
     _check_available()
-    return {coder: (coder in _readable, coder in WRITERS.values() and magick.writes(coder))
-            for coder in CONTENT_TYPES}
+    return {coder: (coder in _readable, coder in _writable) for coder in CONTENT_TYPES}
 
 
 def writable_extensions() -> list[str]:
