@@ -105,9 +105,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(ImageServerError)
     def our_error(error: ImageServerError):
         count_output_failure()
-        if error.status >= 500:
-            app.logger.warning("%s: %s", type(error).__name__, error.message)
-        return error_response(error.status, error.message)
+        return failure_response(error, app.logger)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -126,8 +124,18 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         count_output_failure()
-        app.logger.exception("unexpected error")
+        return failure_response(error, app.logger)
+
+
+def failure_response(error: Exception, logger) -> Response:
+    """The JSON answer to a request that failed with `error`: its own status and message for ours
+    (logged when the server is at fault), a bare 500 with the traceback in the log for any other."""
+    if not isinstance(error, ImageServerError):
+        logger.exception("unexpected error")
         return error_response(500, "internal error")
+    if error.status >= 500:
+        logger.warning("%s: %s", type(error).__name__, error.message)
+    return error_response(error.status, error.message)
 
 
 def count_output_failure() -> None:

@@ -23,7 +23,7 @@ from ..errors import ImageServerError
 from ..images import Images
 from ..names import OutputSpec, check_allowed, parse_output
 from ..paths import CACHE_CONTROL, ImageKey
-from . import NO_SNIFFING, error_response
+from . import NO_SNIFFING, failure_response
 
 # Requests whose answer is more than "the file, or 304": left to werkzeug's send_file in the app.
 _LEFT_TO_THE_APP = ("HTTP_RANGE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE")
@@ -101,15 +101,10 @@ class Outputs:
         return body
 
     def _failure(self, error: Exception):
-        """The JSON answer and metric of web.register's error handlers, for a failed output."""
+        """The JSON answer and metric of web.register's error handlers, for a failed output (the
+        app's after_request, which adds nosniff, does not run here)."""
         self.images.metrics.incr("image_request_fail")
-        if not isinstance(error, ImageServerError):
-            self.logger.exception("unexpected error")
-            response = error_response(500, "internal error")
-        else:
-            if error.status >= 500:
-                self.logger.warning("%s: %s", type(error).__name__, error.message)
-            response = error_response(error.status, error.message)
+        response = failure_response(error, self.logger)
         response.headers.update(NO_SNIFFING)
         return response
 
