@@ -248,10 +248,6 @@ def build() -> dict:
             "library": getattr(library, "_name", "")}
 
 
-def version() -> str:
-    return "" if IMPORT_ERROR else wand.version.MAGICK_VERSION
-
-
 def resource_limits() -> dict:
     """ImageMagick's limits in force in this process (after init_worker and its policy.xml). No
     limit is the largest number, as ImageMagick 6 says it (7 says 0 for no time limit)."""
