@@ -3,6 +3,14 @@ asks whether it has one.
 
 A metric is one UDP datagram sent without waiting for anything: when no statsd listens, or the network
 refuses it, the datagram is dropped and the request goes on as if nothing had happened.
+
+The statsd package's StatsClient writes and sends every metric, through its public methods, with one
+exception: its socket is made non-blocking through the private `_sock`. A blocking UDP send waits
+when the socket's send buffer is full (datagrams queued faster than the route to statsd takes them),
+and a request would wait for its metrics; statsd 4.0.1 has no option for it (other clients,
+datadog's and cadence, send non-blocking by default), and its send already drops the error a full
+buffer then gives. The doctor's `probe` writes its one test line itself: it needs a connected
+socket, which hears the refusal the package's unconnected client never sees.
 """
 from __future__ import annotations
 
@@ -39,8 +47,7 @@ class StatsdMetrics(NullMetrics):
         # The statsd package joins prefix and name with a dot; the original's prefix ends with one.
         self.client = statsd.StatsClient(address[0], address[1], prefix.rstrip(".") or None,
                                          ipv6=family == socket.AF_INET6)
-        # A full send buffer drops the metric, never waits. The statsd package has no option for it,
-        # so its one socket is set so here (it catches the error a non-blocking send may give).
+        # A full send buffer drops the metric, never waits (see the module's docstring).
         self.client._sock.setblocking(False)
 
     def incr(self, name: str, count: int = 1) -> None:

@@ -13,7 +13,7 @@ from .errors import BadRequest, NotFound
 
 NAMESPACE = re.compile(r"[a-z0-9_]{1,64}")
 HASH = re.compile(r"[0-9a-f]{32}")
-PARTITIONED = re.compile(r"([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f]{23})")
+PARTITIONED = re.compile(r"[0-9a-f]{3}/[0-9a-f]{3}/[0-9a-f]{3}/[0-9a-f]{23}")
 ORIGINAL = "original"
 INFO = "info.json"
 # The server's own state under --local_base_path (upload journal, source records, ...): a dot
@@ -59,7 +59,7 @@ class ImageKey:
             pass
         if match is None:
             raise BadRequest(f"{path!r} does not contain a partitioned image hash")
-        return cls(namespace, "".join(match.groups()))
+        return cls(namespace, match.group().replace("/", ""))
 
     @property
     def folder(self) -> str:

@@ -4,7 +4,8 @@ Each request carries `Date` and `Authorization: Signature keyId="/<user>/keys/<f
 algorithm="rsa-sha256",signature="<base64>"`, the signature being of the line `date: <Date>`. The key
 is the file --sdc_identity or, when that cannot be loaded (a passphrase, say), the ssh-agent's key
 with the fingerprint --manta_key_id. Objects live at `/<user>/<remote path>`, and an object's folder
-must exist before it is written (PutDirectory, parents first).
+must exist before it is written (PutDirectory, parents first). The signing is the session's auth
+(`Signer`), and a request that Manta throttles or fails is tried again by urllib3 (`Backoff`).
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import hashlib
 import json
 import random
 import threading
-import time
 from email.utils import formatdate
 
 import paramiko
 import requests
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from urllib3.util.retry import Retry
 
 from .. import files
 from ..errors import NotFound, SettingsError, StoreError, Unavailable
@@ -43,11 +46,17 @@ class MantaStore(Store):
                                 f"not {settings.remote_base_path!r}")
         self.base_url = settings.manta_url.rstrip("/")
         self.user = settings.manta_user
-        self.signer = Signer(settings.manta_user, settings.manta_key_id, settings.sdc_identity)
         self.timeout = settings.store_timeout
-        self.retries = settings.store_retries
         self.session = requests.Session()
         self.session.trust_env = False
+        self.session.auth = Signer(settings.manta_user, settings.manta_key_id, settings.sdc_identity)
+        # Every method is tried again: the store only GETs, HEADs and PUTs whole objects. A try again
+        # is the same request, Date and signature included: Manta allows minutes of clock skew.
+        retrying = HTTPAdapter(max_retries=Backoff(
+            total=settings.store_retries, status_forcelist=RETRIED_STATUSES, allowed_methods=None,
+            raise_on_status=False, respect_retry_after_header=False))
+        self.session.mount("http://", retrying)
+        self.session.mount("https://", retrying)
 
     def put(self, local_path: str, remote_path: str, content_type: str) -> None:
         path = self._path(remote_path)
@@ -126,33 +135,37 @@ class MantaStore(Store):
     def _request(self, method: str, path: str, headers: dict | None = None,
                  body_path: str | None = None, params: dict | None = None,
                  stream: bool = False) -> requests.Response:
-        """One signed request, tried again with back-off when Manta is throttling or failing."""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(5.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0))
-            date = formatdate(usegmt=True)
-            signed = {**(headers or {}), "Date": date, "Authorization": self.signer.authorize(date)}
-            try:
-                if body_path is None:
-                    answer = self.session.request(method, self.base_url + path, headers=signed,
-                                                  params=params, stream=stream, timeout=self.timeout)
-                else:
-                    with open(body_path, "rb") as body:
-                        answer = self.session.request(method, self.base_url + path, headers=signed,
-                                                      data=body, timeout=self.timeout)
-            except requests.RequestException as error:
-                failure = Unavailable(f"Manta cannot be reached: {method} {path}: "
-                                      f"{type(error).__name__}")
-                continue
-            if answer.status_code not in RETRIED_STATUSES:
-                return answer
-            failure = _refusal(answer, f"{method} {path}")
+        """One signed request (tried again by the session's adapter while Manta throttles or fails)."""
+        url = self.base_url + path
+        try:
+            if body_path is None:
+                answer = self.session.request(method, url, headers=headers, params=params,
+                                              stream=stream, timeout=self.timeout)
+            else:
+                with open(body_path, "rb") as body:
+                    answer = self.session.request(method, url, headers=headers, data=body,
+                                                  timeout=self.timeout)
+        except requests.RequestException as error:
+            raise Unavailable(f"Manta cannot be reached: {method} {path}: "
+                              f"{type(error).__name__}") from None
+        if answer.status_code in RETRIED_STATUSES:
+            failure = _refusal(answer, f"{method} {path}")    # still failing after the last try
             answer.close()
-        raise failure
+            raise failure
+        return answer
 
 
-class Signer:
-    """Signs the Date line with the account's SSH key, from its file or from the ssh-agent."""
+class Backoff(Retry):
+    """urllib3's Retry, waiting 0.2 x 2^n seconds (at most 5) before try n, each wait cut by up to
+    half at random so that servers that failed together do not all come back together."""
+
+    def get_backoff_time(self) -> float:
+        return min(5.0, 0.2 * 2 ** len(self.history)) * random.uniform(0.5, 1.0)
+
+
+class Signer(AuthBase):
+    """The auth of every request: signs its Date line with the account's SSH key, from its file or
+    from the ssh-agent."""
 
     def __init__(self, user: str, key_id: str, identity_path: str):
         self.key = load_key(key_id, identity_path)
@@ -160,6 +173,12 @@ class Signer:
         self.algorithm = ALGORITHMS[self.key.get_name()]
         self.ssh_algorithm = "rsa-sha2-256" if self.key.get_name() == "ssh-rsa" else None
         self.lock = threading.Lock()    # one agent connection: one signing at a time
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        date = formatdate(usegmt=True)
+        request.headers["Date"] = date
+        request.headers["Authorization"] = self.authorize(date)
+        return request
 
     def authorize(self, date: str) -> str:
         with self.lock:

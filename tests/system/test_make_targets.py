@@ -137,6 +137,10 @@ def test_make_build_leaves_a_wheel_that_installs_and_runs(tree, tmp_path):
                             "os.path.exists(d + '/../magick/policy.xml'))"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert found.stdout.split() == ["True", "True"], found.stderr
+    # So is the nginx block's template.
+    block = subprocess.run([str(fresh / "bin" / "images"), "nginx_config"], capture_output=True,
+                           text=True, timeout=60, cwd=tmp_path)
+    assert block.returncode == 0 and "server {" in block.stdout, block.stderr
 
 
 def test_make_release_tags_a_new_version_once_and_uploads_nothing(tree):

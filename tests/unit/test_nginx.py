@@ -1,8 +1,12 @@
 """The nginx block's text for given settings (nginx itself runs it in tests/system/test_nginx.py)."""
+import re
+
 import pytest
 
 from imageserver import nginx
 from imageserver.errors import SettingsError
+from imageserver.names import CONTENT_TYPES
+from imageserver.paths import ImageKey
 from imageserver.settings import Settings
 
 
@@ -21,3 +25,15 @@ def test_nginx_block_follows_the_settings():
     assert "access_log off;" in block
     with pytest.raises(SettingsError, match="nginx would misread"):
         nginx.server_block(Settings(local_base_path="/srv/$images"))
+
+
+def test_nginx_serves_what_the_app_names_and_types():
+    """The output location is the app's folder grammar and content types, for the enabled extensions."""
+    block = nginx.server_block(Settings(extensions=("png", "webp")))
+    output = re.search(r'location ~ "(.+)" \{\n\s+types \{ (.*) \}', block)
+    folder = "/" + ImageKey("p", "6e0072682e66287b662827da75b244a3").folder
+    assert re.fullmatch(output.group(1), folder + "/x300-q80.webp")
+    assert not re.fullmatch(output.group(1), folder + "/x300.jpg")
+    assert not re.fullmatch(output.group(1), "/p/6e0/072/682/e66287b662827da75b244a/x300.webp")
+    assert output.group(2) == f"{CONTENT_TYPES['png']} png; {CONTENT_TYPES['webp']} webp;"
+    assert re.search(r'location ~ "(.+)" \{', block[output.end():]).group(1).endswith("/info\\.json$")
