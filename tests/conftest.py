@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests import pictures
+from tests.helpers import wait_until_up
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
 
 # @pytest.mark.only_loopback: the test runs in a network namespace that has loopback only.
@@ -30,19 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=5)
-            return
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
 @dataclass
@@ -189,16 +177,30 @@ class StatsdListener:
         """Collect datagrams until every one of `lines` (a name, or "name:value|type") has come."""
         deadline = time.monotonic() + seconds
         while not all(self.has(line) for line in lines):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= deadline:
                 raise AssertionError(f"statsd never got {[l for l in lines if not self.has(l)]}; "
                                      f"got {self.lines}")
-            self.sock.settimeout(remaining)
-            try:
-                self.lines.extend(self.sock.recv(65536).decode().splitlines())
-            except socket.timeout:
-                pass
+            self.receive(deadline - time.monotonic())
         return self.lines
+
+    def wait_for_count(self, line: str, count: int, seconds: float = 20) -> None:
+        """Collect datagrams until `line` has come `count` times, then any that follow within 0.5 s,
+        and check that it came exactly `count` times."""
+        deadline = time.monotonic() + seconds
+        while self.count(line) < count and time.monotonic() < deadline:
+            self.receive(deadline - time.monotonic())
+        quiet = time.monotonic() + 0.5
+        while time.monotonic() < quiet:
+            self.receive(quiet - time.monotonic())
+        assert self.count(line) == count, self.lines
+
+    def receive(self, seconds: float) -> None:
+        """Collect one datagram, if one comes within `seconds`."""
+        self.sock.settimeout(max(0.01, seconds))
+        try:
+            self.lines.extend(self.sock.recv(65536).decode().splitlines())
+        except socket.timeout:
+            pass
 
     def has(self, line: str) -> bool:
         return any(got == line or got.split(":")[0] == line for got in self.lines)

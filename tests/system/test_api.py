@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests import pictures
+from tests.helpers import assert_json_error, folder_of
 from tests.pictures import decode, near
 
 TYPES = {"jpg": ("image/jpeg", "JPEG"), "png": ("image/png", "PNG"), "gif": ("image/gif", "GIF"),
@@ -19,21 +20,10 @@ def read(path: str) -> bytes:
         return f.read()
 
 
-def folder_of(h: str, namespace: str = "p") -> str:
-    return f"/{namespace}/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
-
-
 def upload(server, data: bytes, namespace: str = "p", **params) -> str:
     response = server.post(f"/{namespace}", data=data, params=params)
     assert response.status_code == 200, response.text
     return response.json()["hash"]
-
-
-def assert_json_error(response, status: int):
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == "application/json"
-    assert set(response.json()) == {"error"} and response.json()["error"]
-    assert "Traceback" not in response.text
 
 
 def test_upload_stores_original_and_info_where_the_url_says(shared_server):

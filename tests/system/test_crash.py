@@ -9,10 +9,11 @@ import threading
 import requests
 from wand.image import Image
 
+from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import VENV_BIN, free_port, server_environment, wait_until_up
-from tests.faults import (Load, check_files, image_folder, image_url as url, kill_everything, launch,
-                          wait_for, worker_pids)
+from tests.conftest import VENV_BIN, free_port, server_environment
+from tests.faults import Load, check_files, kill_everything, launch
+from tests.helpers import image_url as url, wait_until, wait_until_up, worker_pids
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,12 +22,12 @@ def test_killed_whole_mid_load_then_started_again_everything_is_whole(tmp_path):
     base, log = str(tmp_path / "public"), str(tmp_path / "server.log")
     server = launch(base, log)
     load = Load(server.url)
-    assert wait_for(lambda: len(load.uploads) >= 6, seconds=120)
+    wait_until(lambda: len(load.uploads) >= 6, "six acknowledged uploads", seconds=120)
     kill_everything(server)
     load.stop()
     acknowledged = list(load.uploads)
     # What a crash leaves, for certain (the kill above may or may not have caught one in the act).
-    folder = image_folder(base, acknowledged[0])
+    folder = ImageKey("p", acknowledged[0]).local_folder(base)
     for name in (".w80.jpg.k3j2l1.tmp", ".w80.jpg.lock", ".original.x8y7z6.tmp"):
         with open(os.path.join(folder, name), "wb") as f:
             f.write(b"half an image")
@@ -58,8 +59,8 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file(tmp_path):
     server = launch(base, str(tmp_path / "server.log"), workers=1)
     try:
         digest = server.post("/p", data=large_jpeg()).json()["hash"]
-        folder = image_folder(base, digest)
-        worker = worker_pids(server)[0]
+        folder = ImageKey("p", digest).local_folder(base)
+        worker = worker_pids(server.process.pid)[0]
         result = {}
 
         def render():
@@ -70,7 +71,8 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file(tmp_path):
 
         client = threading.Thread(target=render)
         client.start()
-        assert wait_for(lambda: os.path.exists(os.path.join(folder, ".x1000.png.lock")), step=0.002)
+        wait_until(lambda: os.path.exists(os.path.join(folder, ".x1000.png.lock")), "the render",
+                   seconds=30, step=0.002)
         os.kill(worker, signal.SIGKILL)
         client.join(60)
         assert "error" in result or result["response"].status_code >= 500, "the render finished first"
@@ -78,7 +80,7 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file(tmp_path):
         assert [name for name in os.listdir(folder) if name.endswith(".tmp")] == []
 
         # A new worker takes over, and makes it whole.
-        assert wait_for(lambda: worker_pids(server) not in ([], [worker]), seconds=60)
+        wait_until(lambda: worker_pids(server.process.pid) not in ([], [worker]), "a new worker", seconds=60)
         got = server.get(url(digest, "x1000.png"))
         assert got.status_code == 200 and pictures.decode(got.content).width == 1000
     finally:

@@ -10,6 +10,7 @@ import requests
 
 from tests import pictures
 from tests.conftest import IMAGES, free_port
+from tests.helpers import wait_until
 
 SLOW_SECONDS = 3
 
@@ -43,14 +44,6 @@ def in_flight(server, source) -> dict:
     result["thread"] = thread
     wait_until(lambda: source.hits.get("/slow.png", 0) >= 1, "the slow request never arrived")
     return result
-
-
-def wait_until(condition, message: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.05)
 
 
 def status(port: int) -> requests.Response:

@@ -9,7 +9,9 @@ import pytest
 import requests
 
 from tests import pictures
-from tests.conftest import IMAGES, VENV_BIN, free_port, wait_until_up
+from imageserver.paths import ImageKey
+from tests.conftest import IMAGES, VENV_BIN, free_port
+from tests.helpers import wait_until_up
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,7 +27,7 @@ def test_gunicorn_with_settings_from_the_environment(tmp_path):
         response = requests.post(f"http://127.0.0.1:{port}/p", data=pictures.photo(80, 60), timeout=30)
         assert response.status_code == 200
         h = response.json()["hash"]
-        made = tmp_path / "p" / h[:3] / h[3:6] / h[6:9] / h[9:] / "x40.webp"
+        made = tmp_path / ImageKey("p", h).folder / "x40.webp"
         assert pictures.decode(made.read_bytes()).width == 40
     finally:
         process.terminate()
@@ -64,7 +66,7 @@ def test_process_command_makes_outputs_for_a_local_original(tmp_path):
     data = pictures.photo(90, 60)
     import hashlib
     h = hashlib.md5(data).hexdigest()
-    original = tmp_path / "incoming" / h[:3] / h[3:6] / h[6:9] / h[9:] / "original"
+    original = tmp_path / "incoming" / ImageKey("p", h).folder / "original"
     original.parent.mkdir(parents=True)
     original.write_bytes(data)
     result = subprocess.run([IMAGES, "--outputs", "x30.jpg,w45.webp", "--local_base_path", str(base),
@@ -73,7 +75,7 @@ def test_process_command_makes_outputs_for_a_local_original(tmp_path):
     assert result.returncode == 0, result.stderr
     fields = result.stdout.strip().split("\t")
     assert fields[0] == h and fields[2:] == ["90", "60"]
-    folder = base / "p" / h[:3] / h[3:6] / h[6:9] / h[9:]
+    folder = base / ImageKey("p", h).folder
     assert pictures.decode((folder / "x30.jpg").read_bytes()).width == 30
     assert pictures.decode((folder / "w45.webp").read_bytes()).height == 30
     missing = subprocess.run([IMAGES, "--outputs", "x30.jpg", "--local_base_path", str(base), "process",

@@ -12,19 +12,9 @@ import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests import pictures
+from tests.helpers import assert_json_error, folder_of
 from tests.ipv4_forms import FORMS, dangerous_ipv4, free_bits
 from tests.trickle import SLOW_HEADERS, Trickler
-
-
-def assert_json_error(response, status):
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["Content-Type"] == "application/json"
-    return response.json()["error"]
-
-
-def folder(info: dict) -> str:
-    h = info["hash"]
-    return f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
 
 
 @pytest.mark.only_loopback
@@ -99,7 +89,7 @@ def test_a_source_trickling_its_headers_is_cut_off_at_the_timeout(start_server, 
     for thread in posts:
         thread.start()
     assert trickler.wait_for_connections(2, seconds=20)
-    other = requests.get(server.url + folder(info) + "/info.json", timeout=(5, 20))
+    other = requests.get(server.url + folder_of(info["hash"]) + "/info.json", timeout=(5, 20))
     assert other.status_code == 200 and other.json()["hash"] == info["hash"]
     for thread in posts:
         thread.join()

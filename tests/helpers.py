@@ -1,0 +1,100 @@
+"""Small functions the tests share: where an image is, what an API error looks like, and waiting for
+something to happen (each wait has a bound, and fails at it: it is never a timing assertion)."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+import requests
+
+from imageserver.paths import ImageKey
+from tests import pictures
+
+
+def folder_of(digest: str, namespace: str = "p") -> str:
+    """The URL path of an image's folder: `/p/6e0/072/682/e66287b662827da75b244a3`."""
+    return "/" + ImageKey(namespace, digest).folder
+
+
+def image_url(digest: str, name: str, namespace: str = "p") -> str:
+    """The URL path of one file of an image: `/p/6e0/072/682/e66287b662827da75b244a3/x300.jpg`."""
+    return f"{folder_of(digest, namespace)}/{name}"
+
+
+def assert_json_error(response, *statuses: int) -> str:
+    """An error as the API answers one: one of `statuses`, a JSON body {"error": "..."} and no
+    traceback. Returns the message."""
+    assert response.status_code in statuses, (response.status_code, response.text)
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+def raw(url: str, request: bytes) -> tuple[int, dict, bytes]:
+    """Send these bytes as they are; the status, headers (lower-case names) and body answered."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=60) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip()
+               for name, _, value in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def assert_raw_json_error(status: int, headers: dict, body: bytes, expected: int) -> None:
+    """As `assert_json_error`, for an answer `raw` read (whoever wrote it: the app, gunicorn or
+    nginx): JSON with an error, `nosniff`, and never a redirect."""
+    assert status == expected, body
+    assert headers["content-type"] == "application/json"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert isinstance(json.loads(body)["error"], str) and json.loads(body)["error"]
+    assert "location" not in headers
+
+
+def assert_healthy(server) -> None:
+    """The server answers its status and takes an upload."""
+    status = server.get("/status_check")
+    assert status.status_code == 200, status.text
+    posted = server.post("/p", data=pictures.solid(30, 20, "blue", "png"))
+    assert posted.status_code == 200, posted.text
+
+
+def wait_until(condition, what: str = "the condition", seconds: float = 60, step: float = 0.05):
+    """Poll `condition()` until it is true, and return its value; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(step)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    """Wait until `url` answers at all; a RuntimeError if the process exits first or it never does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=5)
+            return
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+def worker_pids(master: int) -> list[int]:
+    """The process ids of a gunicorn master's workers (its children), in order."""
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        return sorted(int(pid) for pid in f.read().split())
