@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
+from imageserver import pipeline
 from tests import pictures
 from tests.helpers import wait_until_up
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
@@ -217,6 +218,12 @@ def statsd_listener():
     listener = StatsdListener()
     yield listener
     listener.sock.close()
+
+
+@pytest.fixture(scope="module")
+def pipeline_worker():
+    """ImageMagick's policy and limits in force in this process, as in a server's worker."""
+    pipeline.init_worker()
 
 
 @pytest.fixture(scope="session")

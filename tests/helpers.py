@@ -10,7 +10,10 @@ from urllib.parse import urlsplit
 
 import requests
 
+from imageserver import pipeline
+from imageserver.names import parse_output
 from imageserver.paths import ImageKey
+from imageserver.settings import Settings
 from tests import pictures
 
 
@@ -66,6 +69,12 @@ def assert_healthy(server) -> None:
     assert status.status_code == 200, status.text
     posted = server.post("/p", data=pictures.solid(30, 20, "blue", "png"))
     assert posted.status_code == 200, posted.text
+
+
+def render(data: bytes, name: str, quality: int = 75) -> pictures.Decoded:
+    """The output `name` of `data`, made by the pipeline in this process and decoded (the
+    `pipeline_worker` fixture readies the pipeline)."""
+    return pictures.decode(pipeline.render(data, parse_output(name, Settings()), quality))
 
 
 def wait_until(condition, what: str = "the condition", seconds: float = 60, step: float = 0.05):
