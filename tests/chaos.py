@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 
 from imageserver.paths import ImageKey
 from tests import faults
-from tests.conftest import free_port
-from tests.helpers import wait_until, worker_pids
+from tests.helpers import free_port, wait_until, worker_pids
 from tests.nginx_server import Nginx
 from tests.storage_servers import Gate, MotoServer
 

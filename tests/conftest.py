@@ -1,13 +1,10 @@
 """Fixtures shared by every test: images made on the fly, and real servers on free loopback ports."""
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import uuid
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,21 +15,12 @@ import requests
 
 from imageserver import pipeline
 from tests import pictures
-from tests.helpers import wait_until_up
+from tests.helpers import IMAGES, free_port, server_environment, wait_until_up
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
+from tests.trickle import Trickler
 
 # @pytest.mark.only_loopback: the test runs in a network namespace that has loopback only.
 pytest_plugins = ("tests.netns",)
-
-VENV_BIN = os.path.dirname(sys.executable)
-IMAGES = os.path.join(VENV_BIN, "images")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class RunningServer:
@@ -65,15 +53,6 @@ class RunningServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
-
-
-# Variables that would send a test server to a real store (or change its settings) if set here.
-FOREIGN_VARIABLES = re.compile(r"(IMG_|AWS_|MANTA_|SDC_).*|SSH_AUTH_SOCK")
-
-
-def server_environment() -> dict:
-    """This environment, less what would point a test server at a real store or change its settings."""
-    return {name: value for name, value in os.environ.items() if not FOREIGN_VARIABLES.fullmatch(name)}
 
 
 def launch(folder, *flags: str, env: dict | None = None, base_path: str | None = None,
@@ -163,6 +142,20 @@ def source_server():
     yield httpd
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def trickler():
+    """trickler(reply): a server on loopback that sends `reply` a byte at a time (tests/trickle.py)."""
+    made = []
+
+    def make(reply: bytes) -> Trickler:
+        made.append(Trickler(reply))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.stop()
 
 
 class StatsdListener:

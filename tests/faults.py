@@ -21,8 +21,8 @@ from wand.image import Image
 
 from tests import pictures
 from imageserver.paths import ImageKey
-from tests.conftest import IMAGES, RunningServer, free_port, server_environment
-from tests.helpers import image_url, wait_until_up
+from tests.conftest import RunningServer
+from tests.helpers import IMAGES, free_port, image_url, server_environment, wait_until_up
 
 
 def launch(base: str, log_path: str, *flags: str, workers: int = 2, prefix=(),

@@ -3,9 +3,13 @@ something to happen (each wait has a bound, and fails at it: it is never a timin
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import requests
@@ -15,6 +19,23 @@ from imageserver.names import parse_output
 from imageserver.paths import ImageKey
 from imageserver.settings import Settings
 from tests import pictures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.dirname(sys.executable)
+IMAGES = os.path.join(VENV_BIN, "images")
+# Variables that would send a test server to a real store (or change its settings) if set here.
+FOREIGN_VARIABLES = re.compile(r"(IMG_|AWS_|MANTA_|SDC_).*|SSH_AUTH_SOCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_environment() -> dict:
+    """This environment, less what would point a test server at a real store or change its settings."""
+    return {name: value for name, value in os.environ.items() if not FOREIGN_VARIABLES.fullmatch(name)}
 
 
 def folder_of(digest: str, namespace: str = "p") -> str:
@@ -101,6 +122,24 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+@contextmanager
+def plain_gunicorn(variables: dict, *options: str, log=subprocess.DEVNULL):
+    """Plain gunicorn with the project's gunicorn.conf.py and wsgi:app on a free port, its settings
+    from IMG_* `variables` (the status port off unless they set one). Yields its URL and process
+    once it answers; terminates it after (the caller checks process.returncode)."""
+    port = free_port()
+    env = {**server_environment(), "IMG_PORT": str(port), "IMG_STATUS_PORT": "0", **variables}
+    process = subprocess.Popen([os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", *options,
+                                "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url + "/status_check", process)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(35)
 
 
 def worker_pids(master: int) -> list[int]:

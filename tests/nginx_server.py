@@ -8,8 +8,7 @@ import subprocess
 
 import requests
 
-from tests.conftest import IMAGES, free_port
-from tests.helpers import wait_until_up
+from tests.helpers import IMAGES, free_port, wait_until_up
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

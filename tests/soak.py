@@ -25,8 +25,7 @@ from collections import Counter
 import requests
 
 from tests import hostile, pictures
-from tests.conftest import IMAGES, free_port
-from tests.helpers import folder_of, wait_until_up, worker_pids
+from tests.helpers import IMAGES, folder_of, free_port, wait_until_up, worker_pids
 from tests.netns import in_own_network, isolated_command
 
 # How often each kind of request is made, out of the total.

@@ -3,7 +3,6 @@ on the same folder; a worker killed mid-render. Every file is whole afterwards, 
 upload is there, and what a crash left (temporary and lock files) is cleared at start-up."""
 import os
 import signal
-import subprocess
 import threading
 
 import requests
@@ -11,11 +10,8 @@ from wand.image import Image
 
 from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import VENV_BIN, free_port, server_environment
 from tests.faults import Load, check_files, kill_everything, launch
-from tests.helpers import image_url as url, wait_until, wait_until_up, worker_pids
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import image_url as url, plain_gunicorn, wait_until, worker_pids
 
 
 def test_killed_whole_mid_load_then_started_again_everything_is_whole(tmp_path):
@@ -101,14 +97,6 @@ def test_plain_gunicorn_clears_leftovers_at_start_up_too(tmp_path):
     folder.mkdir(parents=True)
     (folder / ".x300.jpg.abc123.tmp").write_bytes(b"half an image")
     (folder / ".x300.jpg.lock").write_bytes(b"")
-    port = free_port()
-    env = {**server_environment(), "IMG_PORT": str(port), "IMG_LOCAL_BASE_PATH": str(tmp_path),
-           "IMG_WORKERS": "1", "IMG_STATUS_PORT": "0"}
-    process = subprocess.Popen([os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/status_check", process)
+    with plain_gunicorn({"IMG_LOCAL_BASE_PATH": str(tmp_path), "IMG_WORKERS": "1"}) as (_, process):
         assert not (tmp_path / "p").exists()
-    finally:
-        process.terminate()
-        assert process.wait(35) == 0
+    assert process.returncode == 0

@@ -14,8 +14,7 @@ import pytest
 
 from imageserver import signing
 from tests import hostile, pictures
-from tests.conftest import IMAGES
-from tests.helpers import assert_healthy, assert_json_error, folder_of
+from tests.helpers import IMAGES, assert_healthy, assert_json_error, folder_of
 
 SIGNING_KEY = "a-test-key-of-some-length"
 

@@ -4,18 +4,15 @@ request is one a well-behaved client would not send."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 
 import pytest
 import requests
 
 from tests import pictures
-from tests.conftest import VENV_BIN, free_port, server_environment
-from tests.helpers import assert_raw_json_error, folder_of, image_url, raw, wait_until_up
+from tests.helpers import (assert_raw_json_error, folder_of, free_port, image_url, plain_gunicorn, raw,
+                           wait_until_up)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FOLDER = "/p/6e0/072/682/e66287b662827da75b244a3"
 
 
@@ -115,26 +112,16 @@ def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_
         return data
 
     source_server.routes["/slow.jpg"] = (200, {}, slow_body)
-    port = free_port()
-    env = {**server_environment(), "IMG_PORT": str(port), "IMG_LOCAL_BASE_PATH": str(tmp_path),
-           "IMG_WORKERS": "1", "IMG_HTTP_TIMEOUT": "30", "IMG_ALLOW_PRIVATE_SOURCES": "1",
-           "IMG_STATUS_PORT": "0"}
-    with open(tmp_path / "gunicorn.log", "wb") as log:
-        process = subprocess.Popen(
-            [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--timeout", "5", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url + "/status_check", process)
+    variables = {"IMG_LOCAL_BASE_PATH": str(tmp_path), "IMG_WORKERS": "1", "IMG_HTTP_TIMEOUT": "30",
+                 "IMG_ALLOW_PRIVATE_SOURCES": "1"}
+    with open(tmp_path / "gunicorn.log", "wb") as log, \
+            plain_gunicorn(variables, "--timeout", "5", log=log) as (url, process):
         status, headers, body = raw(url, f"POST /p?source={source_server.url}/slow.jpg HTTP/1.1\r\n"
                                          f"Host: x\r\nContent-Length: 0\r\n\r\n".encode())
         assert_raw_json_error(status, headers, body, 503)
         assert "5 s" in json.loads(body)["error"]
         wait_until_up(url + "/status_check", process)
         assert requests.get(url + "/status_check", timeout=30).status_code == 200
-    finally:
-        process.terminate()
-        process.wait(35)
     logged = (tmp_path / "gunicorn.log").read_text()
     assert "WORKER TIMEOUT" in logged and "Request cut off by the worker timeout" in logged
     assert '"POST /p?source=' in logged and " 503 " in logged

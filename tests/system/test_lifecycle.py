@@ -9,8 +9,7 @@ import pytest
 import requests
 
 from tests import pictures
-from tests.conftest import IMAGES, free_port
-from tests.helpers import wait_until
+from tests.helpers import IMAGES, free_port, wait_until
 
 SLOW_SECONDS = 3
 

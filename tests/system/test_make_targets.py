@@ -14,11 +14,8 @@ import requests
 from imageserver import __version__
 from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import VENV_BIN, free_port, server_environment
-from tests.helpers import wait_until_up
+from tests.helpers import ROOT, VENV_BIN, free_port, server_environment, wait_until_up
 from tests.system.remote import MantaView, S3View
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import requests
 
 from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import IMAGES
-from tests.helpers import assert_raw_json_error, folder_of, image_url, raw, wait_until
+from tests.helpers import IMAGES, assert_raw_json_error, folder_of, image_url, raw, wait_until
 from tests.nginx_server import NGINX, Nginx, nginx_conf
 
 LIMIT = 200_000

@@ -12,7 +12,7 @@ from flask import Flask
 from imageserver import web
 from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import VENV_BIN
+from tests.helpers import VENV_BIN
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 

@@ -11,7 +11,8 @@ import termios
 
 from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import IMAGES, manta_flags, s3_flags, server_environment
+from tests.conftest import manta_flags, s3_flags
+from tests.helpers import IMAGES, server_environment
 from tests.system.remote import MantaView, S3View, md5
 
 OUTPUTS = ["--outputs", "x300.webp,x300.jpg", "--namespace", "p"]

@@ -4,8 +4,7 @@ import threading
 
 import requests
 
-from tests.conftest import free_port
-from tests.helpers import folder_of
+from tests.helpers import folder_of, free_port
 
 
 def test_a_cpu_profile_of_the_requests_and_the_heap_top(start_server, photo_jpeg, tmp_path):

@@ -1,5 +1,4 @@
 """Ways of running the server: plain gunicorn with IMG_* variables, graceful stops, `images process`."""
-import os
 import signal
 import subprocess
 import threading
@@ -8,30 +7,20 @@ import time
 import pytest
 import requests
 
-from tests import pictures
 from imageserver.paths import ImageKey
-from tests.conftest import IMAGES, VENV_BIN, free_port
-from tests.helpers import wait_until_up
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import pictures
+from tests.helpers import IMAGES, plain_gunicorn
 
 
 def test_gunicorn_with_settings_from_the_environment(tmp_path):
-    port = free_port()
-    env = {**os.environ, "IMG_PORT": str(port), "IMG_LOCAL_BASE_PATH": str(tmp_path),
-           "IMG_OUTPUTS": "x40.webp", "IMG_WORKERS": "1"}
-    process = subprocess.Popen([os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/status_check", process)
-        response = requests.post(f"http://127.0.0.1:{port}/p", data=pictures.photo(80, 60), timeout=30)
+    variables = {"IMG_LOCAL_BASE_PATH": str(tmp_path), "IMG_OUTPUTS": "x40.webp", "IMG_WORKERS": "1"}
+    with plain_gunicorn(variables) as (url, process):
+        response = requests.post(url + "/p", data=pictures.photo(80, 60), timeout=30)
         assert response.status_code == 200
         h = response.json()["hash"]
         made = tmp_path / ImageKey("p", h).folder / "x40.webp"
         assert pictures.decode(made.read_bytes()).width == 40
-    finally:
-        process.terminate()
-        assert process.wait(35) == 0
+    assert process.returncode == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
