@@ -9,7 +9,7 @@ import requests
 
 from imageserver.paths import ImageKey
 from tests import pictures
-from tests.helpers import IMAGES, plain_gunicorn
+from tests.helpers import IMAGES, plain_gunicorn, wait_until
 
 
 def test_gunicorn_with_settings_from_the_environment(tmp_path):
@@ -40,8 +40,7 @@ def test_a_stop_lets_the_request_in_flight_finish(start_server, source_server, s
 
     client = threading.Thread(target=post)
     client.start()
-    while not source_server.hits:
-        time.sleep(0.05)
+    wait_until(lambda: source_server.hits, "the slow request")
     server.process.send_signal(sig)
     client.join(30)
     assert result["response"].status_code == 200
