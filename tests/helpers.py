@@ -1,5 +1,6 @@
-"""Small functions the tests share: where an image is, what an API error looks like, and waiting for
-something to happen (each wait has a bound, and fails at it: it is never a timing assertion)."""
+"""What the tests share besides fixtures: where an image is (from `paths.ImageKey`), what an error
+answer looks like, an output made in-process, starting plain gunicorn, and waiting for something to
+happen (each wait has a bound and fails at it: it is never a timing assertion)."""
 from __future__ import annotations
 
 import json
@@ -133,8 +134,8 @@ def plain_gunicorn(variables: dict, *options: str, log=subprocess.DEVNULL):
     env = {**server_environment(), "IMG_PORT": str(port), "IMG_STATUS_PORT": "0", **variables}
     process = subprocess.Popen([os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", *options,
                                 "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_until_up(url + "/status_check", process)
         yield url, process
     finally:
