@@ -17,17 +17,16 @@ import hashlib
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 
-import requests
-
+from imageserver.paths import ImageKey
 from tests import faults
-from tests.conftest import IMAGES, free_port
+from tests.helpers import free_port, wait_until, worker_pids
+from tests.nginx_server import Nginx
 from tests.storage_servers import Gate, MotoServer
 
 
@@ -78,7 +77,7 @@ class Chaos:
         deadline = time.monotonic() + self.seconds
         while time.monotonic() < deadline:
             time.sleep(self.rng.uniform(0.5, 2))
-            workers = faults.worker_pids(server)
+            workers = worker_pids(server.process.pid)
             if workers:
                 os.kill(self.rng.choice(workers), 9)
                 row.injected += 1
@@ -147,9 +146,10 @@ class Chaos:
                 time.sleep(self.rng.uniform(1, 3))
                 gate.open()
             load.stop()
-            drained = faults.wait_for(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
-                                      seconds=60, step=0.5)
-            if not drained:
+            try:
+                wait_until(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
+                           seconds=60, step=0.5)
+            except AssertionError:
                 row.lost.append("uploads still pending a minute after the store came back")
             row.lost += stored_lost(client, bucket, load)
             self.finish(row, server, load, base, log, explained=(503,), local_copies=False)
@@ -163,18 +163,17 @@ class Chaos:
         folder = self.phase_folder("slow")
         base, log = os.path.join(folder, "public"), os.path.join(folder, "server.log")
         server = faults.launch(base, log)
-        nginx, process = start_nginx(folder, server)
-        slow = faults.SlowClients("127.0.0.1", int(nginx.rsplit(":", 1)[1]), 50)
+        nginx = Nginx(server, folder, worker_connections=1024)
+        slow = faults.SlowClients("127.0.0.1", nginx.port, 50)
         row.injected = 50
         try:
             # A request not answered within 15 s counts as unanswered: a held worker would take 60.
-            load = faults.Load(nginx, timeout=15)
+            load = faults.Load(nginx.url, timeout=15)
             time.sleep(self.seconds)
             load.stop()
         finally:
             slow.stop()
-            process.terminate()
-            process.wait(30)
+            nginx.stop()
         row.lost += [f"{slow.cut} slow clients cut off"] if slow.cut else []
         self.finish(row, server, load, base, log)
         return row
@@ -203,7 +202,7 @@ def stored_lost(client, bucket: str, load: faults.Load) -> list[str]:
     """Acknowledged images and outputs missing from the store, or not byte for byte."""
     lost = []
     for digest in load.uploads:
-        key = "images" + faults.image_url(digest, "original")
+        key = ImageKey("p", digest).remote_file("images", "original")
         try:
             body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except client.exceptions.NoSuchKey:
@@ -213,39 +212,12 @@ def stored_lost(client, bucket: str, load: faults.Load) -> list[str]:
             lost.append(f"not byte for byte in the store: {key}")
     for digest, name in [*((d, n) for d in load.uploads for n in ("info.json", *load.OUTPUTS)),
                          *load.made]:
-        key = "images" + faults.image_url(digest, name)
+        key = ImageKey("p", digest).remote_file("images", name)
         try:
             client.head_object(Bucket=bucket, Key=key)
         except client.exceptions.ClientError:
             lost.append(f"not in the store: {key}")
     return lost
-
-
-def start_nginx(folder: str, server) -> tuple[str, subprocess.Popen]:
-    from tests.system import test_nginx
-    port = free_port()
-    block = subprocess.run(
-        [IMAGES, "--listen", "127.0.0.1", "--port", server.url.rsplit(":", 1)[1],
-         "--local_base_path", server.base_path, "--nginx_listen", f"127.0.0.1:{port}",
-         "--nginx_access_log", os.path.join(folder, "access.log"), "nginx_config"],
-        capture_output=True, text=True, check=True).stdout
-    with open(os.path.join(folder, "imageserver.conf"), "w") as f:
-        f.write(block)
-    with open(os.path.join(folder, "nginx.conf"), "w") as f:
-        f.write(test_nginx.nginx_conf(folder).replace("worker_connections 64", "worker_connections 1024"))
-    process = subprocess.Popen([test_nginx.NGINX, "-p", folder, "-c", "nginx.conf",
-                                "-e", os.path.join(folder, "error.log"), "-g", "daemon off;"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    faults.wait_for(lambda: _answers(url + "/status_check"), seconds=30)
-    return url, process
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 FAULTS = {"worker_kills": Chaos.worker_kills, "crash": Chaos.crash_and_restart,

@@ -1,13 +1,10 @@
 """Fixtures shared by every test: images made on the fly, and real servers on free loopback ports."""
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import uuid
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,34 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
+from imageserver import pipeline
 from tests import pictures
+from tests.helpers import IMAGES, free_port, server_environment, wait_until_up
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
+from tests.trickle import Trickler
 
 # @pytest.mark.only_loopback: the test runs in a network namespace that has loopback only.
 pytest_plugins = ("tests.netns",)
-
-VENV_BIN = os.path.dirname(sys.executable)
-IMAGES = os.path.join(VENV_BIN, "images")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=5)
-            return
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {seconds} s")
-
 
 @dataclass
 class RunningServer:
@@ -76,15 +53,6 @@ class RunningServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
-
-
-# Variables that would send a test server to a real store (or change its settings) if set here.
-FOREIGN_VARIABLES = re.compile(r"(IMG_|AWS_|MANTA_|SDC_).*|SSH_AUTH_SOCK")
-
-
-def server_environment() -> dict:
-    """This environment, less what would point a test server at a real store or change its settings."""
-    return {name: value for name, value in os.environ.items() if not FOREIGN_VARIABLES.fullmatch(name)}
 
 
 def launch(folder, *flags: str, env: dict | None = None, base_path: str | None = None,
@@ -176,6 +144,20 @@ def source_server():
     httpd.server_close()
 
 
+@pytest.fixture
+def trickler():
+    """trickler(reply): a server on loopback that sends `reply` a byte at a time (tests/trickle.py)."""
+    made = []
+
+    def make(reply: bytes) -> Trickler:
+        made.append(Trickler(reply))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.stop()
+
+
 class StatsdListener:
     """A real UDP socket standing in for statsd: collects the metrics the server sends."""
 
@@ -189,16 +171,30 @@ class StatsdListener:
         """Collect datagrams until every one of `lines` (a name, or "name:value|type") has come."""
         deadline = time.monotonic() + seconds
         while not all(self.has(line) for line in lines):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= deadline:
                 raise AssertionError(f"statsd never got {[l for l in lines if not self.has(l)]}; "
                                      f"got {self.lines}")
-            self.sock.settimeout(remaining)
-            try:
-                self.lines.extend(self.sock.recv(65536).decode().splitlines())
-            except socket.timeout:
-                pass
+            self.receive(deadline - time.monotonic())
         return self.lines
+
+    def wait_for_count(self, line: str, count: int, seconds: float = 20) -> None:
+        """Collect datagrams until `line` has come `count` times, then any that follow within 0.5 s,
+        and check that it came exactly `count` times."""
+        deadline = time.monotonic() + seconds
+        while self.count(line) < count and time.monotonic() < deadline:
+            self.receive(deadline - time.monotonic())
+        quiet = time.monotonic() + 0.5
+        while time.monotonic() < quiet:
+            self.receive(quiet - time.monotonic())
+        assert self.count(line) == count, self.lines
+
+    def receive(self, seconds: float) -> None:
+        """Collect one datagram, if one comes within `seconds`."""
+        self.sock.settimeout(max(0.01, seconds))
+        try:
+            self.lines.extend(self.sock.recv(65536).decode().splitlines())
+        except socket.timeout:
+            pass
 
     def has(self, line: str) -> bool:
         return any(got == line or got.split(":")[0] == line for got in self.lines)
@@ -215,6 +211,12 @@ def statsd_listener():
     listener = StatsdListener()
     yield listener
     listener.sock.close()
+
+
+@pytest.fixture(scope="module")
+def pipeline_worker():
+    """ImageMagick's policy and limits in force in this process, as in a server's worker."""
+    pipeline.init_worker()
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,9 @@ import requests
 from wand.image import Image
 
 from tests import pictures
-from tests.conftest import IMAGES, RunningServer, free_port, server_environment, wait_until_up
+from imageserver.paths import ImageKey
+from tests.conftest import RunningServer
+from tests.helpers import IMAGES, free_port, image_url, server_environment, wait_until_up
 
 
 def launch(base: str, log_path: str, *flags: str, workers: int = 2, prefix=(),
@@ -49,20 +51,6 @@ def kill_everything(server: RunningServer) -> None:
     except ProcessLookupError:
         pass
     server.process.wait()
-
-
-def worker_pids(server: RunningServer) -> list[int]:
-    master = server.process.pid
-    with open(f"/proc/{master}/task/{master}/children") as f:
-        return sorted(int(pid) for pid in f.read().split())
-
-
-def image_folder(base: str, digest: str, namespace: str = "p") -> str:
-    return os.path.join(base, namespace, digest[:3], digest[3:6], digest[6:9], digest[9:])
-
-
-def image_url(digest: str, name: str, namespace: str = "p") -> str:
-    return f"/{namespace}/{digest[:3]}/{digest[3:6]}/{digest[6:9]}/{digest[9:]}/{name}"
 
 
 # -- a load to break things under ------------------------------------------------------------------
@@ -145,7 +133,7 @@ class Load:
 
 
 def _lost(base: str, digest: str, name: str) -> list[str]:
-    path = os.path.join(image_folder(base, digest), name)
+    path = ImageKey("p", digest).local_file(base, name)
     if not os.path.exists(path):
         return [f"lost: {os.path.relpath(path, base)}"]
     problem = _whole(path, os.path.relpath(path, base))
@@ -281,13 +269,3 @@ class SlowClients:
         self.stopped.set()
         for sock in self.sockets:
             sock.close()
-
-
-def wait_for(condition, seconds: float = 30, step: float = 0.05):
-    """Poll `condition()` until it is true; its last value."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)

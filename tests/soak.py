@@ -25,7 +25,7 @@ from collections import Counter
 import requests
 
 from tests import hostile, pictures
-from tests.conftest import IMAGES, free_port, wait_until_up
+from tests.helpers import IMAGES, folder_of, free_port, wait_until_up, worker_pids
 from tests.netns import in_own_network, isolated_command
 
 # How often each kind of request is made, out of the total.
@@ -136,9 +136,8 @@ class Soak:
         response = self.request("upload", "POST", "/p?outputs=x100.jpg,w200.webp", data=photo,
                                 expect=200)
         if response is not None and response.status_code == 200:
-            h = response.json()["hash"]
             with self.lock:
-                self.images.append(f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}")
+                self.images.append(folder_of(response.json()["hash"]))
 
     def new_size(self, rng: random.Random) -> None:
         if not self.images:
@@ -229,11 +228,6 @@ class Soak:
                 print("\nthe end of the server log:\n" + "".join(log.readlines()[-30:]))
         print("\nOK" if not problems else "\nPROBLEMS:\n  " + "\n  ".join(problems))
         return 1 if problems else 0
-
-
-def worker_pids(master: int) -> list[int]:
-    with open(f"/proc/{master}/task/{master}/children") as f:
-        return sorted(int(pid) for pid in f.read().split())
 
 
 def sample(pid: int) -> dict:

@@ -21,6 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from tests.helpers import wait_until_up
+
 # -- SSH keys --------------------------------------------------------------------------------------
 
 
@@ -270,17 +272,10 @@ class MotoServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.process.returncode}")
-            try:
-                requests.get(self.url + "/moto-api/", timeout=1)
-                return
-            except requests.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start in 60 s")
-                time.sleep(0.2)
+        try:
+            wait_until_up(self.url + "/moto-api/", self.process, seconds=60)
+        except RuntimeError as error:
+            raise RuntimeError(f"moto_server: {error}") from error
 
     def client(self):
         import boto3

@@ -2,13 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-
-
-def folder_of(digest: str, namespace: str = "p") -> str:
-    return f"{namespace}/{digest[:3]}/{digest[3:6]}/{digest[6:9]}/{digest[9:]}"
 
 
 def md5(data: bytes) -> str:
@@ -73,12 +68,3 @@ class MantaView:
         path = self._path(folder, name)
         return sum(1 for method, where, status in self.server.state.requests
                    if method == "PUT" and where == path and status < 300)
-
-
-def wait_for(check, seconds: float = 60, what: str = "the condition") -> None:
-    """Poll `check` until it is true; fail after `seconds` (a bound, not a timing assertion)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen in {seconds} s")
-        time.sleep(0.1)

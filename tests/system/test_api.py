@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from imageserver.paths import ImageKey
 from tests import pictures
+from tests.helpers import assert_json_error, folder_of
 from tests.pictures import decode, near
 
 TYPES = {"jpg": ("image/jpeg", "JPEG"), "png": ("image/png", "PNG"), "gif": ("image/gif", "GIF"),
@@ -19,21 +21,10 @@ def read(path: str) -> bytes:
         return f.read()
 
 
-def folder_of(h: str, namespace: str = "p") -> str:
-    return f"/{namespace}/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
-
-
 def upload(server, data: bytes, namespace: str = "p", **params) -> str:
     response = server.post(f"/{namespace}", data=data, params=params)
     assert response.status_code == 200, response.text
     return response.json()["hash"]
-
-
-def assert_json_error(response, status: int):
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == "application/json"
-    assert set(response.json()) == {"error"} and response.json()["error"]
-    assert "Traceback" not in response.text
 
 
 def test_upload_stores_original_and_info_where_the_url_says(shared_server):
@@ -147,20 +138,26 @@ def test_bad_output_names_are_404(shared_server, name):
 
 
 def test_bad_uploads(shared_server):
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"/>'
+    mvg = b"push graphic-context\nviewbox 0 0 640 480"
+    # Bytes after the JPEG's end: an image no other test of the shared server uploads.
+    jpeg = pictures.photo(100, 100) + b"test_bad_uploads"
+    half = jpeg[: len(jpeg) // 2]
     assert_json_error(shared_server.post("/p", data=b""), 400)
     assert_json_error(shared_server.post("/p", data=b"not an image at all"), 415)
-    assert_json_error(shared_server.post("/p", data=b'<svg xmlns="http://www.w3.org/2000/svg"/>'), 415)
-    assert_json_error(shared_server.post("/p", data=b"push graphic-context\nviewbox 0 0 640 480"), 415)
-    jpeg = pictures.photo(100, 100)
-    assert_json_error(shared_server.post("/p", data=jpeg[: len(jpeg) // 2]), 422)
+    assert_json_error(shared_server.post("/p", data=svg), 415)
+    assert_json_error(shared_server.post("/p", data=mvg), 415)
+    assert_json_error(shared_server.post("/p", data=half), 422)
     assert_json_error(shared_server.post("/Bad-Name", data=jpeg), 400)
     assert_json_error(shared_server.post("/p", files={"other": ("a.jpg", jpeg)}), 400)
     assert_json_error(shared_server.post("/p", data=jpeg, params={"outputs": "x0.jpg"}), 400)
     assert_json_error(shared_server.get("/p"), 405)
     assert_json_error(shared_server.post("/p", params={"source": "ftp://example.com/a.jpg"}), 400)
-    # Nothing was stored for any of them.
-    stored = glob.glob(f"{shared_server.base_path}/p/*/*/*/*/original")
-    assert hashlib.md5(jpeg[: len(jpeg) // 2]).hexdigest() not in "".join(stored)
+    # Nothing was stored for any of them, in any namespace (a folder, whole or not, is something).
+    sent = {hashlib.md5(body).hexdigest() for body in (b"", b"not an image at all", svg, mvg, half, jpeg)}
+    stored = {ImageKey.from_path(folder, "p").hash
+              for folder in glob.glob(f"{shared_server.base_path}/*/???/???/???/*")}
+    assert sent & stored == set()
 
 
 def test_status_check(shared_server):

@@ -3,52 +3,20 @@ refusals, 304s, metrics and access-log line. What the layer leaves to the app (h
 If-Unmodified-Since) shows the view's answer to compare with."""
 from __future__ import annotations
 
-import socket
-import time
-
 import pytest
 
 from imageserver import signing
 from tests import pictures
+from tests.helpers import folder_of, wait_until
 
 SIGNING_KEY = "a-key-of-at-least-16-characters"
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
-
-
-def folder_of(h: str) -> str:
-    return f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
 
 
 def upload(server) -> str:
     answer = server.post("/p", data=pictures.photo(400, 300))
     assert answer.status_code == 200, answer.text
     return folder_of(answer.json()["hash"])
-
-
-def wait_for_count(listener, line: str, count: int, seconds: float = 20) -> None:
-    """Collect datagrams until `line` has come `count` times, then any that follow within 0.5 s."""
-    deadline = time.monotonic() + seconds
-    while listener.count(line) < count and time.monotonic() < deadline:
-        receive(listener, deadline - time.monotonic())
-    receive(listener, 0.5)
-    assert listener.count(line) == count, listener.lines
-
-
-def receive(listener, seconds: float) -> None:
-    listener.sock.settimeout(max(0.01, seconds))
-    try:
-        while True:
-            listener.lines.extend(listener.sock.recv(65536).decode().splitlines())
-    except socket.timeout:
-        pass
-
-
-def wait_for_log(server, text: str, count: int, seconds: float = 20) -> str:
-    """The server's log once `text` is in it `count` times (gunicorn writes a line after its reply)."""
-    deadline = time.monotonic() + seconds
-    while server.log().count(text) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return server.log()
 
 
 def without_date_and_cache(headers) -> list:
@@ -109,7 +77,7 @@ def test_a_hit_needs_the_signature_the_view_needs(start_server, statsd_listener)
     signed = {"sig": signing.signature(SIGNING_KEY, path)}
     assert server.get(path, params=signed).headers["X-Image-Cache"] == "made"
     assert server.get(path, params=signed).headers["X-Image-Cache"] == "hit"
-    wait_for_count(statsd_listener, "image_server.processing.version.noop:1|c", 1)
+    statsd_listener.wait_for_count("image_server.processing.version.noop:1|c", 1)
     statsd_listener.clear()
     unsigned = server.get(path)
     badly_signed = server.get(path, params={"sig": signing.signature(SIGNING_KEY, path + "x")})
@@ -118,7 +86,7 @@ def test_a_hit_needs_the_signature_the_view_needs(start_server, statsd_listener)
     assert "signed URL" in unsigned.json()["error"]
     assert "does not match" in badly_signed.json()["error"]
     assert "X-Image-Cache" not in unsigned.headers
-    wait_for_count(statsd_listener, "image_server.image_request_fail:1|c", 3)
+    statsd_listener.wait_for_count("image_server.image_request_fail:1|c", 3)
     assert not statsd_listener.has("image_server.processing.version.noop")
 
 
@@ -144,9 +112,11 @@ def test_a_hit_is_counted_and_logged(start_server, statsd_listener):
     server.get(url)
     server.get(url, headers={"If-None-Match": made.headers["ETag"]})
     server.head(url)
-    wait_for_count(statsd_listener, "image_server.processing.version.noop:1|c", 3)
+    statsd_listener.wait_for_count("image_server.processing.version.noop:1|c", 3)
     assert not statsd_listener.has("image_server.image_request")
-    log = wait_for_log(server, "cache=hit", 3)
+    # gunicorn writes a request's line after its reply.
+    wait_until(lambda: server.log().count("cache=hit") >= 3, "three hits logged", seconds=20)
+    log = server.log()
     size = made.headers["Content-Length"]
     assert f'"GET {url} HTTP/1.1" 200 {size} ' in log and f'"HEAD {url} HTTP/1.1" 200 {size} ' in log
     assert f'"GET {url} HTTP/1.1" 304 - ' in log

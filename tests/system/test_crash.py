@@ -3,30 +3,27 @@ on the same folder; a worker killed mid-render. Every file is whole afterwards, 
 upload is there, and what a crash left (temporary and lock files) is cleared at start-up."""
 import os
 import signal
-import subprocess
 import threading
 
 import requests
 from wand.image import Image
 
+from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import VENV_BIN, free_port, server_environment, wait_until_up
-from tests.faults import (Load, check_files, image_folder, image_url as url, kill_everything, launch,
-                          wait_for, worker_pids)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.faults import Load, check_files, kill_everything, launch
+from tests.helpers import image_url as url, plain_gunicorn, wait_until, worker_pids
 
 
 def test_killed_whole_mid_load_then_started_again_everything_is_whole(tmp_path):
     base, log = str(tmp_path / "public"), str(tmp_path / "server.log")
     server = launch(base, log)
     load = Load(server.url)
-    assert wait_for(lambda: len(load.uploads) >= 6, seconds=120)
+    wait_until(lambda: len(load.uploads) >= 6, "six acknowledged uploads", seconds=120)
     kill_everything(server)
     load.stop()
     acknowledged = list(load.uploads)
     # What a crash leaves, for certain (the kill above may or may not have caught one in the act).
-    folder = image_folder(base, acknowledged[0])
+    folder = ImageKey("p", acknowledged[0]).local_folder(base)
     for name in (".w80.jpg.k3j2l1.tmp", ".w80.jpg.lock", ".original.x8y7z6.tmp"):
         with open(os.path.join(folder, name), "wb") as f:
             f.write(b"half an image")
@@ -58,8 +55,8 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file(tmp_path):
     server = launch(base, str(tmp_path / "server.log"), workers=1)
     try:
         digest = server.post("/p", data=large_jpeg()).json()["hash"]
-        folder = image_folder(base, digest)
-        worker = worker_pids(server)[0]
+        folder = ImageKey("p", digest).local_folder(base)
+        worker = worker_pids(server.process.pid)[0]
         result = {}
 
         def render():
@@ -70,7 +67,8 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file(tmp_path):
 
         client = threading.Thread(target=render)
         client.start()
-        assert wait_for(lambda: os.path.exists(os.path.join(folder, ".x1000.png.lock")), step=0.002)
+        wait_until(lambda: os.path.exists(os.path.join(folder, ".x1000.png.lock")), "the render",
+                   seconds=30, step=0.002)
         os.kill(worker, signal.SIGKILL)
         client.join(60)
         assert "error" in result or result["response"].status_code >= 500, "the render finished first"
@@ -78,7 +76,7 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file(tmp_path):
         assert [name for name in os.listdir(folder) if name.endswith(".tmp")] == []
 
         # A new worker takes over, and makes it whole.
-        assert wait_for(lambda: worker_pids(server) not in ([], [worker]), seconds=60)
+        wait_until(lambda: worker_pids(server.process.pid) not in ([], [worker]), "a new worker", seconds=60)
         got = server.get(url(digest, "x1000.png"))
         assert got.status_code == 200 and pictures.decode(got.content).width == 1000
     finally:
@@ -99,14 +97,6 @@ def test_plain_gunicorn_clears_leftovers_at_start_up_too(tmp_path):
     folder.mkdir(parents=True)
     (folder / ".x300.jpg.abc123.tmp").write_bytes(b"half an image")
     (folder / ".x300.jpg.lock").write_bytes(b"")
-    port = free_port()
-    env = {**server_environment(), "IMG_PORT": str(port), "IMG_LOCAL_BASE_PATH": str(tmp_path),
-           "IMG_WORKERS": "1", "IMG_STATUS_PORT": "0"}
-    process = subprocess.Popen([os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/status_check", process)
+    with plain_gunicorn({"IMG_LOCAL_BASE_PATH": str(tmp_path), "IMG_WORKERS": "1"}) as (_, process):
         assert not (tmp_path / "p").exists()
-    finally:
-        process.terminate()
-        assert process.wait(35) == 0
+    assert process.returncode == 0

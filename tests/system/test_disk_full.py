@@ -6,9 +6,11 @@ import os
 
 import pytest
 
+from imageserver.paths import ImageKey
 from tests import pictures
 from tests.conftest import s3_flags
-from tests.faults import can_mount_tmpfs, check_files, fill, image_folder, launch, tmpfs, wait_for
+from tests.faults import can_mount_tmpfs, check_files, fill, launch, tmpfs
+from tests.helpers import image_url as url, wait_until
 
 pytestmark = pytest.mark.skipif(not can_mount_tmpfs(), reason="mounting a tmpfs needs root")
 
@@ -17,10 +19,6 @@ pytestmark = pytest.mark.skipif(not can_mount_tmpfs(), reason="mounting a tmpfs 
 def small_disk(tmp_path):
     with tmpfs(str(tmp_path / "disk"), "3m") as disk:
         yield disk
-
-
-def url(digest: str, name: str) -> str:
-    return f"/p/{digest[:3]}/{digest[3:6]}/{digest[6:9]}/{digest[9:]}/{name}"
 
 
 def assert_disk_full(response) -> None:
@@ -42,7 +40,7 @@ def test_an_upload_that_does_not_fit_whole_leaves_nothing(small_disk, tmp_path):
         posted = server.post("/p", params={"outputs": "x100.jpg,x1000.png"}, data=photo)
         assert_disk_full(posted)
         digest = pictures_hash(photo)
-        assert not os.path.exists(image_folder(base, digest))
+        assert not os.path.exists(ImageKey("p", digest).local_folder(base))
         assert server.get(url(digest, "info.json")).status_code == 404
         # What is there is still served; nothing new can be made.
         assert server.get(url(kept_hash, "x100.jpg")).status_code == 200
@@ -79,7 +77,7 @@ def test_under_the_reserve_new_work_is_refused_and_the_status_says_so(small_disk
         assert status.json()["disk"]["free_bytes"] < 1_000_000
         photo = pictures.photo(200, 150)
         assert_disk_full(server.post("/p", data=photo))
-        assert not os.path.exists(image_folder(base, pictures_hash(photo)))
+        assert not os.path.exists(ImageKey("p", pictures_hash(photo)).local_folder(base))
         assert_disk_full(server.get(url(kept_hash, "w50.jpg")))
         assert server.get(url(kept_hash, "x100.jpg")).status_code == 200
         # Posting an image that is already whole stores nothing: still a 200.
@@ -114,16 +112,16 @@ def test_an_output_that_cannot_be_journalled_for_the_store_is_not_kept(tmp_path,
             filler = fill(journal, leave=0)
             # With the store up, nothing is journalled: the output is stored before the reply.
             assert server.get(url(digest, "x40.jpg")).status_code == 200
-            assert stored(moto_server, s3_bucket, "images" + url(digest, "x40.jpg"))
+            assert stored(moto_server, s3_bucket, ImageKey("p", digest).remote_file("images", "x40.jpg"))
             g.shut()
             assert_disk_full(server.get(url(digest, "x50.jpg")))
-            assert not os.path.exists(os.path.join(image_folder(base, digest), "x50.jpg"))
+            assert not os.path.exists(ImageKey("p", digest).local_file(base, "x50.jpg"))
             os.unlink(filler)
             made = server.get(url(digest, "x50.jpg"))
             assert made.status_code == 200 and made.headers["X-Image-Stored"] == "pending"
             g.open()
-            key = "images" + url(digest, "x50.jpg")
-            assert wait_for(lambda: stored(moto_server, s3_bucket, key), seconds=30)
+            key = ImageKey("p", digest).remote_file("images", "x50.jpg")
+            wait_until(lambda: stored(moto_server, s3_bucket, key), "the output stored", seconds=30)
     finally:
         server.stop()
 

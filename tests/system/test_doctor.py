@@ -2,7 +2,7 @@
 import socket
 import subprocess
 
-from tests.conftest import IMAGES
+from tests.helpers import IMAGES
 
 
 def doctor(*flags: str) -> subprocess.CompletedProcess:

@@ -8,9 +8,11 @@ import signal
 
 import pytest
 
+from imageserver.paths import ImageKey
 from tests import pictures
 from tests.conftest import s3_flags
-from tests.faults import check_files, image_folder, launch
+from tests.faults import check_files, launch
+from tests.helpers import image_url
 
 STRACE = shutil.which("strace")
 pytestmark = pytest.mark.skipif(STRACE is None, reason="strace is not installed")
@@ -79,8 +81,8 @@ def test_an_upload_and_a_new_size_are_on_disk_before_the_reply(tmp_path):
         posted = server.post("/p", params={"outputs": "x300.jpg,x100.webp"}, data=pictures.photo(400, 300))
         assert posted.status_code == 200, posted.text
         digest = posted.json()["hash"]
-        folder = image_folder(server.base_path, digest)
-        got = server.get(f"/p/{digest[:3]}/{digest[3:6]}/{digest[6:9]}/{digest[9:]}/w120.png")
+        folder = ImageKey("p", digest).local_folder(server.base_path)
+        got = server.get(image_url(digest, "w120.png"))
         assert got.status_code == 200 and pictures.decode(got.content).width == 120
     finally:
         stop(server)
@@ -103,7 +105,7 @@ def test_an_output_made_for_a_get_is_journalled_durably_before_the_reply(tmp_pat
     try:
         digest = server.post("/p", data=pictures.photo(300, 200)).json()["hash"]
         g.shut()
-        got = server.get(f"/p/{digest[:3]}/{digest[3:6]}/{digest[6:9]}/{digest[9:]}/x50.jpg")
+        got = server.get(image_url(digest, "x50.jpg"))
         assert got.status_code == 200 and got.headers["X-Image-Stored"] == "pending"
     finally:
         stop(server)

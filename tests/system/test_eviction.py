@@ -13,9 +13,11 @@ from contextlib import contextmanager
 import pytest
 
 from imageserver import eviction
+from imageserver.paths import ImageKey
 from tests import pictures
 from tests.conftest import s3_flags
-from tests.system.remote import S3View, folder_of, md5, wait_for
+from tests.helpers import wait_until
+from tests.system.remote import S3View, md5
 
 LIMIT = 1_500_000
 WIDTHS = range(64, 448, 32)
@@ -47,7 +49,7 @@ def settle(server) -> None:
     """Wait for a sweep that began after everything was written (the second to end from now)."""
     for _ in range(2):
         now = time.time()
-        wait_for(lambda: (status(server)["swept_at"] or 0) > now, what="a sweep")
+        wait_until(lambda: (status(server)["swept_at"] or 0) > now, what="a sweep")
 
 
 @contextmanager
@@ -74,7 +76,7 @@ def upload(server, count: int) -> dict:
     for _ in range(count):
         posted = server.post("/p", data=pictures.photo(480, 360, "jpeg"))
         assert posted.status_code == 200, posted.text
-        uploaded[folder_of(posted.json()["hash"])] = posted.json()
+        uploaded[ImageKey("p", posted.json()["hash"]).folder] = posted.json()
     return uploaded
 
 
@@ -114,8 +116,8 @@ def test_the_folder_stays_under_the_limit_under_load(store, start_server, reques
     slack = 2 * 2 * (eviction.MIN_INTERVAL + eviction.ARM_SECONDS) * written / (
         time.monotonic() - started)
     if store == "s3":
-        wait_for(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
-                 what="every upload")
+        wait_until(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
+                   what="every upload")
     settle(server)
 
     used = local_bytes(server.base_path)
@@ -181,7 +183,7 @@ def test_pending_uploads_are_never_evicted(moto_server, s3_bucket, start_server,
     assert "exceed --maximum_local_bytes" in server.log()
 
     g.open()
-    wait_for(lambda: server.get("/status_check").json()["pending_uploads"] == 0, what="every upload")
+    wait_until(lambda: server.get("/status_check").json()["pending_uploads"] == 0, what="every upload")
     settle(server)
     assert local_bytes(base) <= limit and status(server)["warning"] == ""
     store = S3View(moto_server, s3_bucket)

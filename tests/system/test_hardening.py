@@ -14,27 +14,9 @@ import pytest
 
 from imageserver import signing
 from tests import hostile, pictures
-from tests.conftest import IMAGES
+from tests.helpers import IMAGES, assert_healthy, assert_json_error, folder_of
 
 SIGNING_KEY = "a-test-key-of-some-length"
-
-
-def folder(info: dict) -> str:
-    h = info["hash"]
-    return f"/{'p'}/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
-
-
-def assert_json_error(response, *statuses):
-    assert response.status_code in statuses, (response.status_code, response.text)
-    assert response.headers["Content-Type"] == "application/json"
-    assert response.json()["error"]
-
-
-def assert_healthy(server):
-    status = server.get("/status_check")
-    assert status.status_code == 200, status.text
-    posted = server.post("/p", data=pictures.solid(30, 20, "blue", "png"))
-    assert posted.status_code == 200, posted.text
 
 
 @pytest.fixture
@@ -62,7 +44,7 @@ def test_polyglots_are_read_by_the_sniffed_coder_only(shared_server, source_serv
         "/p", data=hostile.polyglot_jpeg_mvg(source_server.url, str(victim)))
     assert jpeg_then_mvg.status_code == 200, jpeg_then_mvg.text
     assert jpeg_then_mvg.json()["content_type"] == "image/jpeg"
-    made = shared_server.get(folder(jpeg_then_mvg.json()) + "/w32.png")
+    made = shared_server.get(folder_of(jpeg_then_mvg.json()["hash"]) + "/w32.png")
     assert pictures.decode(made.content).width == 32
     png_then_svg = shared_server.post("/p", data=hostile.polyglot_png_svg(source_server.url,
                                                                          str(victim)))
@@ -200,9 +182,9 @@ def test_at_most_twenty_outputs_per_request(shared_server):
     names = ",".join(f"w{width}.jpg" for width in range(1, 22))
     assert_json_error(shared_server.post(f"/p?outputs={names}", data=photo), 400)
     info = shared_server.post("/p", data=photo).json()
-    assert_json_error(shared_server.post(f"{folder(info)}/process?outputs={names}"), 400)
+    assert_json_error(shared_server.post(f"{folder_of(info['hash'])}/process?outputs={names}"), 400)
     twenty = ",".join(f"w{width}.jpg" for width in range(1, 21))
-    assert shared_server.post(f"{folder(info)}/process?outputs={twenty}").status_code == 200
+    assert shared_server.post(f"{folder_of(info['hash'])}/process?outputs={twenty}").status_code == 200
 
 
 @pytest.mark.parametrize("path", [
@@ -248,7 +230,7 @@ def test_allowed_source_hosts(start_server, source_server):
 def test_allowed_outputs(start_server):
     server = start_server("--allowed_outputs", "x300.*,w200.jpg", "--outputs", "x100.png")
     info = server.post("/p", data=pictures.photo(400, 300)).json()
-    base = folder(info)
+    base = folder_of(info["hash"])
     for name in ("x300.jpg", "x300.webp", "w200.jpg", "x100.png"):
         assert server.get(f"{base}/{name}").status_code == 200, name
     for name in ("x301.jpg", "w200.png", "w201.jpg", "x300-q80.jpg"):
@@ -261,17 +243,17 @@ def test_allowed_outputs(start_server):
 def test_signed_urls(start_server):
     server = start_server("--signing_key", SIGNING_KEY)
     info = server.post("/p", data=pictures.photo(400, 300)).json()
-    path = f"{folder(info)}/x120.webp"
+    path = f"{folder_of(info['hash'])}/x120.webp"
     assert_json_error(server.get(path), 403)
     assert_json_error(server.get(path + "?sig=AAAA"), 403)
-    other = f"{folder(info)}/x121.webp"
+    other = f"{folder_of(info['hash'])}/x121.webp"
     assert_json_error(server.get(other + "?sig=" + signing.signature(SIGNING_KEY, path)), 403)
     signed = subprocess.run([IMAGES, "--signing_key", SIGNING_KEY, "sign", path],
                             capture_output=True, text=True, check=True).stdout.strip()
     got = server.get(signed)
     assert got.status_code == 200, got.text
     assert (pictures.decode(got.content).width, pictures.decode(got.content).format) == (120, "WEBP")
-    outputs_path = f"{folder(info)}/process?outputs=w50.jpg,w60.jpg"
+    outputs_path = f"{folder_of(info['hash'])}/process?outputs=w50.jpg,w60.jpg"
     assert_json_error(server.post(outputs_path), 403)
     signed = subprocess.run([IMAGES, "--signing_key", SIGNING_KEY, "sign", outputs_path],
                             capture_output=True, text=True, check=True).stdout.strip()

@@ -10,17 +10,12 @@ import tempfile
 import pytest
 
 from tests import hostile, pictures
-from tests.system.test_hardening import assert_healthy, assert_json_error, folder
+from tests.helpers import assert_healthy, assert_json_error, folder_of, worker_pids
 
 
 @pytest.fixture(scope="module")
 def rgba_bomb() -> bytes:
     return hostile.png_rgba_bomb(7071)
-
-
-def worker_pids(server) -> list[int]:
-    with open(f"/proc/{server.process.pid}/task/{server.process.pid}/children") as f:
-        return [int(pid) for pid in f.read().split()]
 
 
 def test_png_metadata_that_inflates_to_a_gigabyte_is_refused_before_decoding(shared_server):
@@ -47,10 +42,10 @@ def test_full_size_of_a_huge_image_is_refused_before_decoding(shared_server, rgb
     assert posted.status_code == 200, posted.text
     assert (posted.json()["width"], posted.json()["height"]) == (7071, 7071)
     for name in ("full_size.png", "full_size-q50.jpg"):
-        response = shared_server.get(folder(posted.json()) + "/" + name)
+        response = shared_server.get(folder_of(posted.json()["hash"]) + "/" + name)
         assert_json_error(response, 413)
         assert "full_size" in response.json()["error"]
-    small = shared_server.get(folder(posted.json()) + "/x300.jpg")
+    small = shared_server.get(folder_of(posted.json()["hash"]) + "/x300.jpg")
     assert small.status_code == 200, small.text
     assert (pictures.decode(small.content).width, pictures.decode(small.content).height) == (300, 300)
 
@@ -61,13 +56,13 @@ def test_the_outputs_of_one_request_are_bounded_in_work(shared_server, rgba_bomb
     assert_json_error(response, 413)
     assert "megapixels of work" in response.json()["error"]
     posted = shared_server.post("/p", data=rgba_bomb)
-    process = shared_server.post(folder(posted.json()) + f"/process?outputs={names}")
+    process = shared_server.post(folder_of(posted.json()["hash"]) + f"/process?outputs={names}")
     assert_json_error(process, 413)
     # Nothing of the refused outputs was made.
-    image_folder = shared_server.base_path + folder(posted.json())
+    image_folder = shared_server.base_path + folder_of(posted.json()["hash"])
     assert not glob.glob(os.path.join(image_folder, "*.webp"))
     # A reasonable set of outputs is made.
-    fine = shared_server.post(folder(posted.json()) + "/process?outputs=x300.webp,w200.jpg")
+    fine = shared_server.post(folder_of(posted.json()["hash"]) + "/process?outputs=x300.webp,w200.jpg")
     assert fine.status_code == 200, fine.text
 
 
@@ -78,14 +73,14 @@ def test_a_worker_that_imagemagick_failed_on_serves_the_next_image(start_server,
     server = start_server("--maximum_full_size_pixels", "60000000")
     posted = server.post("/p", data=rgba_bomb)
     assert posted.status_code == 200, posted.text
-    response = server.get(folder(posted.json()) + "/full_size.png")
+    response = server.get(folder_of(posted.json()["hash"]) + "/full_size.png")
     if response.status_code != 200:  # ImageMagick 7 may write it within the limits
         assert_json_error(response, 413, 422)
-    for pid in worker_pids(server):
+    for pid in worker_pids(server.process.pid):
         left = os.listdir(os.path.join(tempfile.gettempdir(), f"imageserver-magick-{pid}"))
         assert left == [], (pid, left)
     for _ in range(4):  # whichever worker answers
-        small = server.get(folder(posted.json()) + "/w100.png")
+        small = server.get(folder_of(posted.json()["hash"]) + "/w100.png")
         assert small.status_code == 200, small.text
         assert (pictures.decode(small.content).width, pictures.decode(small.content).height) == (100, 100)
     assert_healthy(server)
@@ -93,7 +88,7 @@ def test_a_worker_that_imagemagick_failed_on_serves_the_next_image(start_server,
 
 
 def test_workers_have_an_address_space_limit(shared_server):
-    for pid in worker_pids(shared_server):
+    for pid in worker_pids(shared_server.process.pid):
         with open(f"/proc/{pid}/limits") as f:
             line = next(line for line in f if line.startswith("Max address space"))
         soft = line.split()[3]

@@ -4,51 +4,23 @@ request is one a well-behaved client would not send."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import time
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from tests import pictures
-from tests.conftest import VENV_BIN, free_port, server_environment, wait_until_up
+from tests.helpers import (assert_raw_json_error, folder_of, free_port, image_url, plain_gunicorn, raw,
+                           wait_until_up)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FOLDER = "/p/6e0/072/682/e66287b662827da75b244a3"
-
-
-def raw(url: str, request: bytes) -> tuple[int, dict, bytes]:
-    """Send these bytes as they are; the status, headers (lower-case names) and body answered."""
-    address = urlsplit(url)
-    with socket.create_connection((address.hostname, address.port), timeout=60) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip()
-               for name, _, value in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
-
-
-def assert_json_error(status: int, headers: dict, body: bytes, expected: int) -> None:
-    assert status == expected, body
-    assert headers["content-type"] == "application/json"
-    assert headers["x-content-type-options"] == "nosniff"
-    assert isinstance(json.loads(body)["error"], str) and json.loads(body)["error"]
-    assert "location" not in headers
 
 
 @pytest.fixture(scope="module")
 def image(shared_server) -> str:
     """The folder URL path of an uploaded PNG."""
     info = shared_server.post("/p", data=pictures.solid(30, 20, "red")).json()
-    h = info["hash"]
-    return f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+    return folder_of(info["hash"])
 
 
 @pytest.mark.parametrize("path", [
@@ -65,7 +37,7 @@ def test_no_redirect_whatever_the_host_says(shared_server, path):
                     f"GET http://evil.example{path} HTTP/1.1\r\nHost: evil.example\r\n\r\n"):
         status, headers, body = raw(shared_server.url, request.encode())
         assert not 300 <= status < 400, (request, status, headers)
-        assert_json_error(status, headers, body, 404)
+        assert_raw_json_error(status, headers, body, 404)
         assert b"evil.example" not in body
 
 
@@ -74,25 +46,25 @@ def test_options_is_a_json_405_naming_the_methods(shared_server, image):
                           (image + "/process", {"GET", "HEAD", "POST"}), ("/p", {"POST"}),
                           ("/openapi.json", {"GET", "HEAD", "POST"})):
         answer = requests.options(shared_server.url + path, timeout=30)
-        assert_json_error(answer.status_code, {k.lower(): v for k, v in answer.headers.items()},
+        assert_raw_json_error(answer.status_code, {k.lower(): v for k, v in answer.headers.items()},
                           answer.content, 405)
         assert set(answer.headers["Allow"].split(", ")) == allowed, path
     status, headers, body = raw(shared_server.url, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status in (404, 405)
-    assert_json_error(status, headers, body, status)
+    assert_raw_json_error(status, headers, body, status)
 
 
 def test_gunicorn_refusals_are_json(shared_server):
     long_line = b"GET /p/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert_json_error(*raw(shared_server.url, long_line), 414)
+    assert_raw_json_error(*raw(shared_server.url, long_line), 414)
     big_header = b"GET /status_check HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
-    assert_json_error(*raw(shared_server.url, big_header), 431)
+    assert_raw_json_error(*raw(shared_server.url, big_header), 431)
     many_headers = b"GET /status_check HTTP/1.1\r\nHost: x\r\n" + b"".join(
         b"X-H%d: 1\r\n" % n for n in range(150)) + b"\r\n"
-    assert_json_error(*raw(shared_server.url, many_headers), 431)
-    assert_json_error(*raw(shared_server.url, b"GARBAGE\r\n\r\n"), 400)
+    assert_raw_json_error(*raw(shared_server.url, many_headers), 431)
+    assert_raw_json_error(*raw(shared_server.url, b"GARBAGE\r\n\r\n"), 400)
     bad_chunk = b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
-    assert_json_error(*raw(shared_server.url, bad_chunk), 400)
+    assert_raw_json_error(*raw(shared_server.url, bad_chunk), 400)
     # The worker that refused carries on.
     assert shared_server.get("/status_check").status_code == 200
 
@@ -125,8 +97,7 @@ def test_the_original_is_a_download(shared_server, image):
 
 def test_a_namespace_named_static_is_served(shared_server):
     info = shared_server.post("/static", data=pictures.solid(12, 10, "green")).json()
-    h = info["hash"]
-    answer = shared_server.get(f"/static/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}/info.json")
+    answer = shared_server.get(image_url(info["hash"], "info.json", namespace="static"))
     assert answer.status_code == 200 and answer.json()["width"] == 12
 
 
@@ -141,26 +112,16 @@ def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_
         return data
 
     source_server.routes["/slow.jpg"] = (200, {}, slow_body)
-    port = free_port()
-    env = {**server_environment(), "IMG_PORT": str(port), "IMG_LOCAL_BASE_PATH": str(tmp_path),
-           "IMG_WORKERS": "1", "IMG_HTTP_TIMEOUT": "30", "IMG_ALLOW_PRIVATE_SOURCES": "1",
-           "IMG_STATUS_PORT": "0"}
-    with open(tmp_path / "gunicorn.log", "wb") as log:
-        process = subprocess.Popen(
-            [os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "--timeout", "5", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url + "/status_check", process)
+    variables = {"IMG_LOCAL_BASE_PATH": str(tmp_path), "IMG_WORKERS": "1", "IMG_HTTP_TIMEOUT": "30",
+                 "IMG_ALLOW_PRIVATE_SOURCES": "1"}
+    with open(tmp_path / "gunicorn.log", "wb") as log, \
+            plain_gunicorn(variables, "--timeout", "5", log=log) as (url, process):
         status, headers, body = raw(url, f"POST /p?source={source_server.url}/slow.jpg HTTP/1.1\r\n"
                                          f"Host: x\r\nContent-Length: 0\r\n\r\n".encode())
-        assert_json_error(status, headers, body, 503)
+        assert_raw_json_error(status, headers, body, 503)
         assert "5 s" in json.loads(body)["error"]
         wait_until_up(url + "/status_check", process)
         assert requests.get(url + "/status_check", timeout=30).status_code == 200
-    finally:
-        process.terminate()
-        process.wait(35)
     logged = (tmp_path / "gunicorn.log").read_text()
     assert "WORKER TIMEOUT" in logged and "Request cut off by the worker timeout" in logged
     assert '"POST /p?source=' in logged and " 503 " in logged
@@ -176,7 +137,7 @@ def test_the_status_port_refuses_in_json_too(start_server):
                               (b"GARBAGE\r\n\r\n", 400),
                               (b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404)]:
         status, headers, body = raw(url, request)
-        assert_json_error(status, headers, body, expected)
+        assert_raw_json_error(status, headers, body, expected)
         assert headers["x-content-type-options"] == "nosniff"
     ok = requests.get(url + "/status_check", timeout=30)
     assert ok.status_code == 200 and ok.headers["X-Content-Type-Options"] == "nosniff"

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests import pictures
-from tests.conftest import IMAGES, free_port
+from tests.helpers import IMAGES, free_port, wait_until
 
 SLOW_SECONDS = 3
 
@@ -43,14 +43,6 @@ def in_flight(server, source) -> dict:
     result["thread"] = thread
     wait_until(lambda: source.hits.get("/slow.png", 0) >= 1, "the slow request never arrived")
     return result
-
-
-def wait_until(condition, message: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.05)
 
 
 def status(port: int) -> requests.Response:

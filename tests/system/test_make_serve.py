@@ -9,9 +9,8 @@ import subprocess
 import pytest
 
 from tests import pictures
-from tests.conftest import free_port, server_environment, wait_until_up
+from tests.helpers import ROOT, free_port, server_environment, wait_until_up
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLE_HASH = "825eb7ec0c3a5b1376aa9fa6ba35c0f2"
 
 

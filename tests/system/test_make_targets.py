@@ -11,12 +11,11 @@ import sys
 import pytest
 import requests
 
-from tests import pictures
 from imageserver import __version__
-from tests.conftest import VENV_BIN, free_port, server_environment, wait_until_up
-from tests.system.remote import MantaView, S3View, folder_of
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from imageserver.paths import ImageKey
+from tests import pictures
+from tests.helpers import ROOT, VENV_BIN, free_port, server_environment, wait_until_up
+from tests.system.remote import MantaView, S3View
 
 
 @pytest.fixture
@@ -50,7 +49,7 @@ def test_dev_server_s3(make_server, moto_server, s3_bucket):
         "IMG_REMOTE_BASE_URL": "https://cdn.example.com"})
     posted = requests.post(url + "/p?outputs=x100.jpg", data=pictures.photo(200, 150, "jpeg"), timeout=60)
     assert posted.status_code == 200, posted.text
-    folder = folder_of(posted.json()["hash"])
+    folder = ImageKey("p", posted.json()["hash"]).folder
     assert S3View(moto_server, s3_bucket).names(folder) == ["info.json", "original", "x100.jpg"]
 
 
@@ -61,7 +60,7 @@ def test_dev_server_manta(make_server, manta_server, manta_keys):
         "SDC_IDENTITY": key.private_path, "IMG_MANTA_BASE_PATH": "public/images"})
     posted = requests.post(url + "/p?outputs=x100.jpg", data=pictures.photo(200, 150, "jpeg"), timeout=60)
     assert posted.status_code == 200, posted.text
-    folder = folder_of(posted.json()["hash"])
+    folder = ImageKey("p", posted.json()["hash"]).folder
     assert MantaView(manta_server).names(folder) == ["info.json", "original", "x100.jpg"]
 
 

@@ -1,34 +1,18 @@
 """Debian's nginx with the block from `images nginx_config` in front of a real `images server`."""
 import os
-import shutil
 import subprocess
-import time
 
 import pytest
 import requests
 
+from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import IMAGES, free_port
+from tests.helpers import IMAGES, assert_raw_json_error, folder_of, image_url, raw, wait_until
+from tests.nginx_server import NGINX, Nginx, nginx_conf
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 LIMIT = 200_000
 
 pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
-
-
-class Nginx:
-    def __init__(self, url: str, folder: str):
-        self.url, self.folder = url, folder
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.url + path, timeout=60, **kwargs)
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return requests.post(self.url + path, timeout=60, **kwargs)
-
-    def access_log(self) -> list[str]:
-        with open(os.path.join(self.folder, "access.log")) as f:
-            return f.read().splitlines()
 
 
 @pytest.fixture
@@ -39,54 +23,11 @@ def app_and_nginx(start_server, tmp_path):
 def nginx_in_front(start_server, tmp_path, *flags: str):
     """An app started with `flags`, and nginx in front of it with the block for the same flags."""
     app = start_server("--maximum_upload_bytes", str(LIMIT), *flags)
-    port = free_port()
-    block = subprocess.run(
-        [IMAGES, "--listen", "127.0.0.1", "--port", app.url.rsplit(":", 1)[1],
-         "--local_base_path", app.base_path, "--maximum_upload_bytes", str(LIMIT),
-         "--nginx_listen", f"127.0.0.1:{port}", "--nginx_access_log", str(tmp_path / "access.log"),
-         *flags, "nginx_config"], capture_output=True, text=True, check=True).stdout
-    (tmp_path / "imageserver.conf").write_text(block)
-    (tmp_path / "nginx.conf").write_text(nginx_conf(tmp_path))
-    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", "nginx.conf",
-                                "-e", str(tmp_path / "error.log"), "-g", "daemon off;"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    nginx = Nginx(f"http://127.0.0.1:{port}", str(tmp_path))
+    nginx = Nginx(app, tmp_path, "--maximum_upload_bytes", str(LIMIT), *flags)
     try:
-        wait_for(nginx, process, tmp_path)
         yield app, nginx
     finally:
-        process.terminate()
-        process.wait(30)
-
-
-def nginx_conf(folder) -> str:
-    """A whole nginx.conf that keeps everything (pid, logs, temporary bodies) in `folder`."""
-    # The test folder is private to its owner: when the master runs as root, so must its workers.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    temp = "\n".join(f"    {kind}_temp_path {folder}/{kind};"
-                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return f"""{user}worker_processes 1;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log;
-events {{ worker_connections 64; }}
-http {{
-{temp}
-    include {folder}/imageserver.conf;
-}}
-"""
-
-
-def wait_for(nginx: Nginx, process, folder) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("nginx exited: " + (folder / "error.log").read_text())
-        try:
-            nginx.get("/status_check")
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("nginx did not answer")
+        nginx.stop()
 
 
 def app_requests(app, path: str) -> int:
@@ -95,13 +36,11 @@ def app_requests(app, path: str) -> int:
 
 
 def nginx_line(nginx: Nginx, path: str, index: int) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def logged():
         lines = [line for line in nginx.access_log() if f'"GET {path} ' in line]
-        if len(lines) > index:
-            return lines[index]
-        time.sleep(0.05)
-    raise AssertionError(f"nginx logged no request {index} for {path}")
+        return lines[index] if len(lines) > index else None
+
+    return wait_until(logged, f"nginx logged request {index} for {path}", seconds=10)
 
 
 def test_made_by_the_app_once_then_served_by_nginx(app_and_nginx, photo_jpeg):
@@ -109,8 +48,7 @@ def test_made_by_the_app_once_then_served_by_nginx(app_and_nginx, photo_jpeg):
     posted = nginx.post("/p", data=photo_jpeg)
     assert posted.status_code == 200, posted.text
     info = posted.json()
-    h = info["hash"]
-    folder = f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+    folder = folder_of(info["hash"])
 
     for name, content_type in (("x100.jpg", "image/jpeg"), ("w80.webp", "image/webp"),
                                ("60x40.png", "image/png"), ("x30.gif", "image/gif")):
@@ -165,11 +103,11 @@ def test_nginx_refuses_what_the_app_would_and_never_serves_dot_files(app_and_ngi
     assert app.post("/p", data=b"\xff" * (LIMIT + 1)).status_code == 413
 
     posted = nginx.post("/p", data=pictures.solid(50, 50, "green", "png")).json()
-    h = posted["hash"]
-    folder = f"p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
-    os.makedirs(os.path.join(app.base_path, folder), exist_ok=True)
+    key = ImageKey("p", posted["hash"])
+    folder = key.folder
+    os.makedirs(key.local_folder(app.base_path), exist_ok=True)
     for name in (".x100.jpg.lock", ".x100.jpg.abc.tmp"):
-        with open(os.path.join(app.base_path, folder, name), "wb") as f:
+        with open(key.local_file(app.base_path, name), "wb") as f:
             f.write(b"half an image")
         got = nginx.get(f"/{folder}/{name}")
         assert got.status_code == 404 and got.json() == {"error": "not found"}
@@ -190,7 +128,7 @@ def test_nginx_refuses_what_the_app_would_and_never_serves_dot_files(app_and_ngi
 def test_every_answer_says_nosniff_once_and_the_original_is_a_download(app_and_nginx, photo_jpeg):
     app, nginx = app_and_nginx
     h = nginx.post("/p", data=photo_jpeg).json()["hash"]
-    folder = f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+    folder = folder_of(h)
     os.makedirs(app.base_path + folder, exist_ok=True)
     with open(app.base_path + folder + "/.x1.jpg.lock", "wb"):
         pass
@@ -235,7 +173,7 @@ def test_with_a_signing_key_nginx_never_sends_an_output_unsigned(start_server, t
     key = "a-signing-key-of-some-length"
     for app, nginx in nginx_in_front(start_server, tmp_path, "--signing_key", key):
         h = nginx.post("/p", data=pictures.photo(120, 90)).json()["hash"]
-        path = f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}/x40.jpg"
+        path = image_url(h, "x40.jpg")
         signed = subprocess.run([IMAGES, "--signing_key", key, "sign", path], capture_output=True,
                                 text=True, check=True).stdout.strip()
         first = nginx.get(signed)
@@ -247,9 +185,8 @@ def test_with_a_signing_key_nginx_never_sends_an_output_unsigned(start_server, t
 
 
 def test_nginx_refuses_broken_requests_in_json(app_and_nginx):
-    from tests.system.test_http_answers import assert_json_error, raw
     app, nginx = app_and_nginx
     for request, expected in [(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
                               (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
                               (b"GET /\x01\x02 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400)]:
-        assert_json_error(*raw(nginx.url, request), expected)
+        assert_raw_json_error(*raw(nginx.url, request), expected)

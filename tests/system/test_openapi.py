@@ -10,8 +10,9 @@ import pytest
 from flask import Flask
 
 from imageserver import web
+from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import VENV_BIN
+from tests.helpers import VENV_BIN
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
@@ -43,8 +44,9 @@ def test_schemathesis_finds_nothing(start_server, tmp_path):
     h = info["hash"]
     # Fixed path parameters: the fuzzing reaches a real image's outputs, not only 404s.
     config = tmp_path / "schemathesis.toml"
-    config.write_text(f'[parameters]\nnamespace = "p"\np1 = "{h[:3]}"\np2 = "{h[3:6]}"\n'
-                      f'p3 = "{h[6:9]}"\nrest = "{h[9:]}"\n')
+    namespace, p1, p2, p3, rest = ImageKey("p", h).folder.split("/")
+    config.write_text(f'[parameters]\nnamespace = "{namespace}"\np1 = "{p1}"\np2 = "{p2}"\n'
+                      f'p3 = "{p3}"\nrest = "{rest}"\n')
     run = subprocess.run(
         [os.path.join(VENV_BIN, "schemathesis"), "--config-file", str(config), "run",
          server.url + "/openapi.json", "--url", server.url, "--checks", CHECKS,

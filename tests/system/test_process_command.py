@@ -9,9 +9,11 @@ import struct
 import subprocess
 import termios
 
+from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import IMAGES, manta_flags, s3_flags, server_environment
-from tests.system.remote import MantaView, S3View, folder_of, md5
+from tests.conftest import manta_flags, s3_flags
+from tests.helpers import IMAGES, server_environment
+from tests.system.remote import MantaView, S3View, md5
 
 OUTPUTS = ["--outputs", "x300.webp,x300.jpg", "--namespace", "p"]
 
@@ -23,7 +25,7 @@ def run(*args: str, stdin: str = "", stderr=subprocess.PIPE) -> subprocess.Compl
 
 def original_file(folder, data: bytes) -> str:
     """The original laid out as the original's Manta task finds it: in its partitioned folder."""
-    path = folder / "input" / folder_of(md5(data)) / "original"
+    path = folder / "input" / ImageKey("p", md5(data)).folder / "original"
     path.parent.mkdir(parents=True)
     path.write_bytes(data)
     return str(path)
@@ -35,7 +37,7 @@ def test_file_mode_stores_the_outputs_and_prints_the_line(moto_server, s3_bucket
     flags = [*s3_flags(moto_server, s3_bucket), "--local_base_path", str(tmp_path / "cache")]
     done = run(*OUTPUTS, *flags, "process", path)
     assert done.returncode == 0, done.stderr
-    folder = folder_of(md5(photo))
+    folder = ImageKey("p", md5(photo)).folder
     url = f"{moto_server.url}/{s3_bucket}/images/{folder}"
     assert done.stdout.decode() == f"{md5(photo)}\t{url}\t640\t480\n"
     store = S3View(moto_server, s3_bucket)
@@ -87,7 +89,8 @@ def test_stdin_mode_takes_hashes_urls_and_both(manta_server, manta_keys, tmp_pat
     assert "such/file" in errors[1] and "partitioned" in errors[1]
     store = MantaView(manta_server)
     for data in (by_url, by_both):
-        assert store.names(folder_of(md5(data))) == ["info.json", "original", "x300.jpg", "x300.webp"]
+        assert store.names(ImageKey("p", md5(data)).folder) == \
+            ["info.json", "original", "x300.jpg", "x300.webp"]
 
 
 def test_a_hash_whose_url_has_other_bytes_fails(manta_server, manta_keys, tmp_path, source_server):
@@ -105,9 +108,9 @@ def test_local_only_process_makes_outputs_on_disk(tmp_path):
     cache = tmp_path / "public"
     done = run(*OUTPUTS, "--local_base_path", str(cache), "process", path)
     assert done.returncode == 0, done.stderr
-    folder = cache / folder_of(md5(photo))
+    folder = cache / ImageKey("p", md5(photo)).folder
     assert sorted(os.listdir(folder)) == ["info.json", "original", "x300.jpg", "x300.webp"]
-    assert done.stdout.decode() == f"{md5(photo)}\t{folder_of(md5(photo))}\t400\t300\n"
+    assert done.stdout.decode() == f"{md5(photo)}\t{ImageKey('p', md5(photo)).folder}\t400\t300\n"
 
 
 def test_a_progress_bar_on_a_terminal_only(tmp_path):

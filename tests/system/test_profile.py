@@ -4,7 +4,7 @@ import threading
 
 import requests
 
-from tests.conftest import free_port
+from tests.helpers import folder_of, free_port
 
 
 def test_a_cpu_profile_of_the_requests_and_the_heap_top(start_server, photo_jpeg, tmp_path):
@@ -12,8 +12,7 @@ def test_a_cpu_profile_of_the_requests_and_the_heap_top(start_server, photo_jpeg
     server = start_server("--workers", "1", "--profile", "--profile_port", str(port))
     debug = f"http://127.0.0.1:{port}"
     info = server.post("/p", data=photo_jpeg).json()
-    h = info["hash"]
-    folder = f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+    folder = folder_of(info["hash"])
 
     result = {}
     taking = threading.Thread(target=lambda: result.update(

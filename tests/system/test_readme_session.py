@@ -1,5 +1,6 @@
 """The README's curl session, against a real `images server`."""
 from tests import pictures
+from tests.helpers import folder_of
 
 
 def test_upload_then_info_then_sizes(shared_server, photo_jpeg):
@@ -8,8 +9,7 @@ def test_upload_then_info_then_sizes(shared_server, photo_jpeg):
     info = posted.json()
     assert list(info) == ["hash", "height", "width", "content_type"]
     assert (info["width"], info["height"], info["content_type"]) == (800, 600, "image/jpeg")
-    h = info["hash"]
-    folder = f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+    folder = folder_of(info["hash"])
     assert shared_server.get(folder + "/info.json").json() == info
     for name, size, fmt in [("w200.jpg", (200, 150), "JPEG"), ("x200.jpg", (200, 200), "JPEG"),
                             ("300x200.jpg", (300, 200), "JPEG"), ("x200-q30.jpg", (200, 200), "JPEG"),

@@ -8,9 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from imageserver.paths import ImageKey
 from tests import pictures
 from tests.conftest import manta_flags, s3_flags
-from tests.system.remote import MantaView, S3View, folder_of, md5, wait_for
+from tests.helpers import image_url, wait_until
+from tests.system.remote import MantaView, S3View, md5
 
 
 @pytest.fixture(params=["s3", "manta"])
@@ -27,7 +29,7 @@ def remote(request):
 
 
 def local_names(server, digest: str) -> list[str]:
-    folder = os.path.join(server.base_path, *folder_of(digest).split("/"))
+    folder = ImageKey("p", digest).local_folder(server.base_path)
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
@@ -38,7 +40,7 @@ def test_upload_is_stored_and_another_server_serves_it_in_any_size(remote, start
     posted = first.post("/p?outputs=x300.jpg,x300.webp", data=photo)
     assert posted.status_code == 200, posted.text
     digest = posted.json()["hash"]
-    folder = folder_of(digest)
+    folder = ImageKey("p", digest).folder
     # The upload returned only once everything was in the store.
     assert store.names(folder) == ["info.json", "original", "x300.jpg", "x300.webp"]
     assert store.read(folder, "original") == photo
@@ -68,7 +70,7 @@ def test_upload_is_stored_and_another_server_serves_it_in_any_size(remote, start
 def test_an_image_the_store_does_not_have_is_404_and_leaves_no_folder(remote, start_server):
     flags, _, _, _ = remote
     server = start_server(*flags)
-    folder = folder_of("0" * 32)
+    folder = ImageKey("p", "0" * 32).folder
     for method, path in (("GET", "x100.jpg"), ("GET", "info.json"), ("GET", "original"),
                          ("POST", "process?outputs=x100.jpg")):
         answer = (server.get if method == "GET" else server.post)(f"/{folder}/{path}")
@@ -82,7 +84,7 @@ def test_post_process_makes_only_the_outputs_missing_in_the_store(remote, start_
     first, second = start_server(*flags), start_server(*flags)
     posted = first.post("/p?outputs=x300.jpg", data=pictures.photo(400, 300, "jpeg"))
     digest = posted.json()["hash"]
-    folder = folder_of(digest)
+    folder = ImageKey("p", digest).folder
     done = second.post(f"/{folder}/process?outputs=x300.jpg,w50.jpg,w60.png")
     assert done.status_code == 200, done.text
     assert store.names(folder) == ["info.json", "original", "w50.jpg", "w60.png", "x300.jpg"]
@@ -106,14 +108,14 @@ def test_a_store_that_is_down_gives_503_and_the_server_keeps_serving(remote, sta
                           "--store_timeout", "3", "--statsd_port", str(statsd_listener.port))
     kept = server.post("/p?outputs=x200.jpg", data=pictures.photo(300, 200, "jpeg"))
     assert kept.status_code == 200, kept.text
-    folder = folder_of(kept.json()["hash"])
+    folder = ImageKey("p", kept.json()["hash"]).folder
     g.shut()
 
     photo = pictures.photo(320, 240, "jpeg")
     refused = server.post("/p?outputs=x100.jpg", data=photo)
     assert refused.status_code == 503 and "cannot be reached" in refused.json()["error"]
     assert local_names(server, md5(photo)) == []          # nothing half-written, no temp files
-    unknown = server.get(f"/{folder_of('1' * 32)}/info.json")
+    unknown = server.get(image_url("1" * 32, "info.json"))
     assert unknown.status_code == 503 and "error" in unknown.json()
 
     # What the server has, it serves: info, outputs made, and new sizes of its originals.
@@ -129,12 +131,12 @@ def test_a_store_that_is_down_gives_503_and_the_server_keeps_serving(remote, sta
     assert hit.headers["X-Image-Cache"] == "hit" and hit.content == made.content
 
     g.open()
-    wait_for(lambda: "w120.webp" in store.names(folder), what="the retried upload")
-    wait_for(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
-             what="the pending upload to be crossed off")
+    wait_until(lambda: "w120.webp" in store.names(folder), what="the retried upload")
+    wait_until(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
+               what="the pending upload to be crossed off")
     assert store.read(folder, "w120.webp") == made.content
     assert server.post("/p?outputs=x100.jpg", data=photo).status_code == 200
-    assert store.names(folder_of(md5(photo))) == ["info.json", "original", "x100.jpg"]
+    assert store.names(ImageKey("p", md5(photo)).folder) == ["info.json", "original", "x100.jpg"]
     assert "upload of" in server.log() and "failed" in server.log()
 
 
@@ -142,7 +144,7 @@ def test_s3_objects_are_public_read_by_default_and_cacheable(moto_server, s3_buc
     server = start_server(*s3_flags(moto_server, s3_bucket))
     digest = server.post("/p?outputs=x50.gif", data=pictures.solid(80, 60, "red", "png")).json()["hash"]
     store = S3View(moto_server, s3_bucket)
-    folder = folder_of(digest)
+    folder = ImageKey("p", digest).folder
     assert store.names(folder) == ["info.json", "original", "x50.gif"]
     assert [store.content_type(folder, name) for name in store.names(folder)] == \
         ["application/json", "image/png", "image/gif"]
@@ -155,8 +157,8 @@ def test_s3_acl_none_sends_no_acl(moto_server, s3_bucket, start_server):
     server = start_server(*s3_flags(moto_server, s3_bucket), "--s3_acl", "none")
     digest = server.post("/p", data=pictures.solid(40, 30, "blue", "png")).json()["hash"]
     store = S3View(moto_server, s3_bucket)
-    assert store.names(folder_of(digest)) == ["info.json", "original"]
-    assert not store.public(folder_of(digest), "original")
+    assert store.names(ImageKey("p", digest).folder) == ["info.json", "original"]
+    assert not store.public(ImageKey("p", digest).folder, "original")
 
 
 def test_a_bucket_that_does_not_exist_is_a_502(moto_server, start_server):
@@ -171,7 +173,8 @@ def test_an_output_the_store_refuses_is_served_and_stored_once_it_takes_it(manta
     # The store answers (it has no such output), then refuses the upload: the client gets its image.
     server = start_server(*manta_flags(manta_server.url, manta_keys["rsa"]), "--store_retries", "0",
                           "--upload_retry_seconds", "0.5")
-    folder = folder_of(server.post("/p", data=pictures.photo(300, 200, "jpeg")).json()["hash"])
+    posted = server.post("/p", data=pictures.photo(300, 200, "jpeg"))
+    folder = ImageKey("p", posted.json()["hash"]).folder
     store = MantaView(manta_server)
     manta_server.state.refuse_puts_with = 500
     made = server.get(f"/{folder}/x80.png")
@@ -181,11 +184,11 @@ def test_an_output_the_store_refuses_is_served_and_stored_once_it_takes_it(manta
     assert "upload of" in server.log() and "Manta answered 500" in server.log()
 
     manta_server.state.refuse_puts_with = 0
-    wait_for(lambda: "x80.png" in store.names(folder), what="the retried upload")
+    wait_until(lambda: "x80.png" in store.names(folder), what="the retried upload")
     assert store.read(folder, "x80.png") == made.content
     assert store.content_type(folder, "x80.png") == "image/png"
-    wait_for(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
-             what="the pending upload to be crossed off")
+    wait_until(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
+               what="the pending upload to be crossed off")
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -219,7 +222,7 @@ def test_manta_key_from_the_ssh_agent_when_the_file_needs_a_passphrase(
     import subprocess
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", socket_path], stdout=subprocess.DEVNULL)
     try:
-        wait_for(lambda: os.path.exists(socket_path), 10, "the ssh-agent")
+        wait_until(lambda: os.path.exists(socket_path), "the ssh-agent", seconds=10)
         subprocess.run(["ssh-add", "-q", key.private_path], env={"SSH_AUTH_SOCK": socket_path},
                        check=True, stderr=subprocess.DEVNULL)
         server = start_server(*manta_flags(manta_server.url, key, identity=locked),
@@ -227,7 +230,7 @@ def test_manta_key_from_the_ssh_agent_when_the_file_needs_a_passphrase(
         answer = server.post("/p", data=pictures.solid(40, 30, "blue", "png"))
         assert answer.status_code == 200, answer.text
         digest = answer.json()["hash"]
-        assert MantaView(manta_server).names(folder_of(digest)) == ["info.json", "original"]
+        assert MantaView(manta_server).names(ImageKey("p", digest).folder) == ["info.json", "original"]
     finally:
         agent.terminate()
         agent.wait()
@@ -238,7 +241,7 @@ def test_the_original_is_fetched_once_however_many_requests_ask(manta_server, ma
     flags = manta_flags(manta_server.url, manta_keys["rsa"])
     first, second = start_server(*flags), start_server(*flags, "--workers", "3")
     digest = first.post("/p", data=pictures.photo(500, 400, "jpeg")).json()["hash"]
-    folder = folder_of(digest)
+    folder = ImageKey("p", digest).folder
     names = [f"w{width}.jpg" for width in range(20, 140, 20)]
     with ThreadPoolExecutor(len(names)) as pool:
         answers = list(pool.map(lambda name: second.get(f"/{folder}/{name}"), names))
@@ -257,5 +260,5 @@ def test_manta_answers_of_503_are_tried_again(manta_server, manta_keys, start_se
     assert answer.status_code == 200, answer.text
     statuses = [status for _, _, status in manta_server.state.requests]
     assert statuses[:2] == [503, 503] and 503 not in statuses[2:]
-    assert MantaView(manta_server).names(folder_of(answer.json()["hash"])) == \
+    assert MantaView(manta_server).names(ImageKey("p", answer.json()["hash"]).folder) == \
         ["info.json", "original", "x20.jpg"]

@@ -1,5 +1,4 @@
 """Ways of running the server: plain gunicorn with IMG_* variables, graceful stops, `images process`."""
-import os
 import signal
 import subprocess
 import threading
@@ -8,28 +7,20 @@ import time
 import pytest
 import requests
 
+from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import IMAGES, VENV_BIN, free_port, wait_until_up
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import IMAGES, plain_gunicorn, wait_until
 
 
 def test_gunicorn_with_settings_from_the_environment(tmp_path):
-    port = free_port()
-    env = {**os.environ, "IMG_PORT": str(port), "IMG_LOCAL_BASE_PATH": str(tmp_path),
-           "IMG_OUTPUTS": "x40.webp", "IMG_WORKERS": "1"}
-    process = subprocess.Popen([os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/status_check", process)
-        response = requests.post(f"http://127.0.0.1:{port}/p", data=pictures.photo(80, 60), timeout=30)
+    variables = {"IMG_LOCAL_BASE_PATH": str(tmp_path), "IMG_OUTPUTS": "x40.webp", "IMG_WORKERS": "1"}
+    with plain_gunicorn(variables) as (url, process):
+        response = requests.post(url + "/p", data=pictures.photo(80, 60), timeout=30)
         assert response.status_code == 200
         h = response.json()["hash"]
-        made = tmp_path / "p" / h[:3] / h[3:6] / h[6:9] / h[9:] / "x40.webp"
+        made = tmp_path / ImageKey("p", h).folder / "x40.webp"
         assert pictures.decode(made.read_bytes()).width == 40
-    finally:
-        process.terminate()
-        assert process.wait(35) == 0
+    assert process.returncode == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -49,8 +40,7 @@ def test_a_stop_lets_the_request_in_flight_finish(start_server, source_server, s
 
     client = threading.Thread(target=post)
     client.start()
-    while not source_server.hits:
-        time.sleep(0.05)
+    wait_until(lambda: source_server.hits, "the slow request")
     server.process.send_signal(sig)
     client.join(30)
     assert result["response"].status_code == 200
@@ -64,7 +54,7 @@ def test_process_command_makes_outputs_for_a_local_original(tmp_path):
     data = pictures.photo(90, 60)
     import hashlib
     h = hashlib.md5(data).hexdigest()
-    original = tmp_path / "incoming" / h[:3] / h[3:6] / h[6:9] / h[9:] / "original"
+    original = tmp_path / "incoming" / ImageKey("p", h).folder / "original"
     original.parent.mkdir(parents=True)
     original.write_bytes(data)
     result = subprocess.run([IMAGES, "--outputs", "x30.jpg,w45.webp", "--local_base_path", str(base),
@@ -73,7 +63,7 @@ def test_process_command_makes_outputs_for_a_local_original(tmp_path):
     assert result.returncode == 0, result.stderr
     fields = result.stdout.strip().split("\t")
     assert fields[0] == h and fields[2:] == ["90", "60"]
-    folder = base / "p" / h[:3] / h[3:6] / h[6:9] / h[9:]
+    folder = base / ImageKey("p", h).folder
     assert pictures.decode((folder / "x30.jpg").read_bytes()).width == 30
     assert pictures.decode((folder / "w45.webp").read_bytes()).height == 30
     missing = subprocess.run([IMAGES, "--outputs", "x30.jpg", "--local_base_path", str(base), "process",

@@ -12,19 +12,9 @@ import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests import pictures
+from tests.helpers import assert_json_error, folder_of
 from tests.ipv4_forms import FORMS, dangerous_ipv4, free_bits
-from tests.trickle import SLOW_HEADERS, Trickler
-
-
-def assert_json_error(response, status):
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["Content-Type"] == "application/json"
-    return response.json()["error"]
-
-
-def folder(info: dict) -> str:
-    h = info["hash"]
-    return f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
+from tests.trickle import SLOW_HEADERS
 
 
 @pytest.mark.only_loopback
@@ -76,20 +66,14 @@ def test_any_form_of_an_inside_address_is_refused(private_refused, source_server
     assert source_server.hits == {}
 
 
-@pytest.fixture
-def trickler():
-    source = Trickler(SLOW_HEADERS)
-    yield source
-    source.stop()
-
-
 def test_a_source_trickling_its_headers_is_cut_off_at_the_timeout(start_server, trickler):
     """At a byte every tenth of a second, the headers alone would take 26 s, no receive ever waiting
     as long as --http_timeout: the server answers 504 long before, and is free for other requests
     while two such downloads are under way."""
+    slow = trickler(SLOW_HEADERS)
     server = start_server("--http_timeout", "2")
     info = server.post("/p", data=pictures.photo(60, 40)).json()
-    source = {"source": f"{trickler.url}/a.png"}
+    source = {"source": f"{slow.url}/a.png"}
     answers = []
 
     def post():
@@ -98,17 +82,17 @@ def test_a_source_trickling_its_headers_is_cut_off_at_the_timeout(start_server, 
     posts = [threading.Thread(target=post) for _ in range(2)]
     for thread in posts:
         thread.start()
-    assert trickler.wait_for_connections(2, seconds=20)
-    other = requests.get(server.url + folder(info) + "/info.json", timeout=(5, 20))
+    assert slow.wait_for_connections(2, seconds=20)
+    other = requests.get(server.url + folder_of(info["hash"]) + "/info.json", timeout=(5, 20))
     assert other.status_code == 200 and other.json()["hash"] == info["hash"]
     for thread in posts:
         thread.join()
     assert len(answers) == 2
     for answer in answers:
         assert "too long" in assert_json_error(answer, 504)
-    sent = trickler.wait_for_clients_gone(2, seconds=20)
+    sent = slow.wait_for_clients_gone(2, seconds=20)
     assert len(sent) == 2 and max(sent) < len(SLOW_HEADERS) / 4, sent
-    assert trickler.finished == 0
+    assert slow.finished == 0
 
 
 def test_records_of_past_downloads_are_swept(start_server, source_server):

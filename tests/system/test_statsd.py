@@ -2,13 +2,9 @@
 import socket
 
 from tests import pictures
+from tests.helpers import folder_of
 
 PREFIX = "image_server."
-
-
-def folder(info: dict) -> str:
-    h = info["hash"]
-    return f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}"
 
 
 def test_an_output_made_then_served_again(start_server, statsd_listener, photo_jpeg):
@@ -16,14 +12,14 @@ def test_an_output_made_then_served_again(start_server, statsd_listener, photo_j
     info = server.post("/p", data=photo_jpeg).json()
     statsd_listener.wait_for(PREFIX + "new_image.request:1|c")
 
-    made = server.get(folder(info) + "/x120.webp")
+    made = server.get(folder_of(info["hash"]) + "/x120.webp")
     assert made.status_code == 200 and made.headers["X-Image-Cache"] == "made"
     lines = statsd_listener.wait_for(PREFIX + "image_request:1|c", PREFIX + "image_request.webp:1|c",
                                      PREFIX + "processing.time.webp")
     timing = next(line for line in lines if line.startswith(PREFIX + "processing.time.webp:"))
     assert timing.endswith("|ms") and float(timing.split(":")[1].split("|")[0]) > 0
 
-    again = server.get(folder(info) + "/x120.webp")
+    again = server.get(folder_of(info["hash"]) + "/x120.webp")
     assert again.headers["X-Image-Cache"] == "hit"
     statsd_listener.wait_for(PREFIX + "processing.version.noop:1|c")
     assert statsd_listener.count(PREFIX + "image_request") == 1
@@ -69,7 +65,7 @@ def test_no_statsd_never_breaks_a_request(start_server, photo_jpeg):
         server = start_server(*flags)
         info = server.post("/p", data=photo_jpeg).json()
         for size in range(50, 60):
-            got = server.get(f"{folder(info)}/x{size}.jpg")
+            got = server.get(f"{folder_of(info['hash'])}/x{size}.jpg")
             assert got.status_code == 200, (flags, got.text)
             assert pictures.decode(got.content).width == size
         assert server.get("/p/000/000/000/00000000000000000000000/x1.jpg").status_code == 404

@@ -149,6 +149,15 @@ class TestStoreContract:
         if backend.keeps:
             backend.store.get(f"{folder}/info.json", str(tmp_path / "got"))
             assert (tmp_path / "got").read_bytes() == b"second"
+            assert backend.store.list(folder) == ["info.json"]
+        else:
+            # Nothing remote keeps nothing: no object to get back, none listed, no file written.
+            with pytest.raises(NotFound):
+                backend.store.get(f"{folder}/info.json", str(tmp_path / "got"))
+            assert backend.store.list(folder) == []
+            assert not (tmp_path / "got").exists()
+        # Whatever the store, the server's local files stay as they were.
+        assert [(tmp_path / "made" / name).read_bytes() for name in "ab"] == [b"first", b"second"]
 
     def test_get_of_a_missing_object_is_not_found_and_leaves_nothing(self, backend, tmp_path):
         target = tmp_path / "back" / "original"

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import requests
 
+from imageserver.paths import ImageKey
 from tests import pictures
 from tests.conftest import s3_flags
-from tests.system.remote import S3View, folder_of, wait_for
+from tests.helpers import wait_until
+from tests.system.remote import S3View
 
 CLIENTS = 6
 SEEDED = 3
@@ -101,21 +103,21 @@ def test_a_store_outage_under_load_loses_nothing_acknowledged(moto_server, s3_bu
     for n in range(SEEDED):
         posted = server.post("/p?outputs=x100.jpg", data=pictures.photo(400 + n, 300))
         assert posted.status_code == 200, posted.text
-        seeded.append(folder_of(posted.json()["hash"]))
+        seeded.append(ImageKey("p", posted.json()["hash"]).folder)
 
     load = Load(server, seeded)
     load.start()
     try:
-        wait_for(lambda: load.count("upload", "up") >= 4 and load.count("new_size", "up") >= 4,
-                 what="requests before the outage")
+        wait_until(lambda: load.count("upload", "up") >= 4 and load.count("new_size", "up") >= 4,
+                   what="requests before the outage")
         g.shut()
         load.phase = "down"
-        wait_for(lambda: load.count("upload", "down") >= 6 and load.count("new_size", "down") >= 6
-                 and load.count("hit", "down") >= 20, what="requests during the outage")
+        wait_until(lambda: load.count("upload", "down") >= 6 and load.count("new_size", "down") >= 6
+                   and load.count("hit", "down") >= 20, what="requests during the outage")
         g.open()
         load.phase = "back"
-        wait_for(lambda: load.count("upload", "back", lambda d: d.status == 200) >= 4
-                 and load.count("new_size", "back") >= 4, what="requests after the outage")
+        wait_until(lambda: load.count("upload", "back", lambda d: d.status == 200) >= 4
+                   and load.count("new_size", "back") >= 4, what="requests after the outage")
     finally:
         load.stop()
     done = load.done
@@ -137,13 +139,13 @@ def test_a_store_outage_under_load_loses_nothing_acknowledged(moto_server, s3_bu
     assert during and all(d.headers.get("X-Image-Stored") == "pending" for d in during)
 
     # Once the store is back, everything made meanwhile reaches it.
-    wait_for(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
-             what="the pending uploads to be stored")
+    wait_until(lambda: server.get("/status_check").json()["pending_uploads"] == 0,
+               what="the pending uploads to be stored")
     for d in done:
         if d.status != 200:
             continue
         if d.kind == "upload":
-            folder = folder_of(json.loads(d.body)["hash"])
+            folder = ImageKey("p", json.loads(d.body)["hash"]).folder
             assert store.read(folder, "original") == d.sent
             assert store.read(folder, "info.json") == d.body
             local = os.path.join(server.base_path, *folder.split("/"), "x100.jpg")

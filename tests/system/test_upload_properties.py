@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests import pictures
+from tests.helpers import image_url
 
 FORMATS = ("jpeg", "png", "gif", "webp")
 MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n", "gif": b"GIF89a",
@@ -48,8 +49,7 @@ def check(server, body: bytes, as_file: bool) -> None:
     if response.status_code != 200:
         assert 400 <= response.status_code < 500 and response.json()["error"]
         return
-    h = response.json()["hash"]
-    made = server.get(f"/p/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}/w20.webp")
+    made = server.get(image_url(response.json()["hash"], "w20.webp"))
     assert made.status_code < 500, made.text
     if made.status_code == 200:
         assert pictures.decode(made.content).width == 20

@@ -17,7 +17,7 @@ import trustme
 from imageserver import fetch
 from imageserver.errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
 from tests import pictures
-from tests.trickle import SLOW_HANDSHAKE, SLOW_HEADERS, Trickler
+from tests.trickle import SLOW_HANDSHAKE, SLOW_HEADERS
 
 RULES = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=True)
 PUBLIC = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=False)
@@ -306,19 +306,6 @@ def test_the_time_limit_holds_for_a_source_that_never_ends(origin):
     rules = fetch.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=True)
     with pytest.raises(GatewayTimeout):
         fetch.download(f"http://127.0.0.1:{origin.port}/drip", rules)
-
-
-@pytest.fixture
-def trickler():
-    made = []
-
-    def make(reply: bytes) -> Trickler:
-        made.append(Trickler(reply))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.stop()
 
 
 @pytest.mark.timeout(60)

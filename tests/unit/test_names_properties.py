@@ -8,6 +8,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from imageserver import signing
 from imageserver.errors import BadRequest, Forbidden, NotFound
+from imageserver.paths import ImageKey
 from imageserver.names import EXTENSIONS, MAXIMUM_OUTPUTS_PER_REQUEST, check_allowed, parse_output, \
     parse_output_list
 from imageserver.settings import Settings
@@ -97,7 +98,7 @@ def test_allowed_outputs_are_matched_as_patterns(case):
         raise AssertionError(f"{name} allowed")
 
 
-paths = st.builds(lambda ns, h, name: f"/{ns}/{h[:3]}/{h[3:6]}/{h[6:9]}/{h[9:]}/{name}",
+paths = st.builds(lambda ns, h, name: f"/{ImageKey(ns, h).folder}/{name}",
                   st.from_regex(r"[a-z0-9_]{1,64}", fullmatch=True),
                   st.from_regex(r"[0-9a-f]{32}", fullmatch=True), output_names().map(lambda c: c[0]))
 

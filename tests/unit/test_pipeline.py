@@ -11,24 +11,18 @@ from imageserver.errors import NotFound, PayloadTooLarge, Unprocessable, Unsuppo
 from imageserver.names import parse_output
 from imageserver.settings import Settings
 from tests import pictures
+from tests.helpers import render
 from tests.pictures import decode, near
 
 SETTINGS = Settings()
 RED, BLUE, WHITE = (255, 0, 0, 255), (0, 0, 255, 255), (255, 255, 255, 255)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def worker():
-    pipeline.init_worker()
+pytestmark = pytest.mark.usefixtures("pipeline_worker")
 
 
 def without_our_policy() -> dict:
     """The environment for the convert CLI: init_worker points ImageMagick at our strict policy."""
     return {name: value for name, value in os.environ.items() if not name.startswith("MAGICK_")}
-
-
-def render(data: bytes, name: str, quality: int = 75):
-    return decode(pipeline.render(data, parse_output(name, SETTINGS), quality))
 
 
 def test_sniff():

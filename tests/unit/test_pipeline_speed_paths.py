@@ -8,13 +8,11 @@ from imageserver import pipeline
 from imageserver.names import parse_output
 from imageserver.settings import Settings
 from tests import pictures
+from tests.helpers import render
 
 SETTINGS = Settings()
 
-
-def render(data: bytes, name: str) -> pictures.Decoded:
-    pipeline.init_worker()
-    return pictures.decode(pipeline.render(data, parse_output(name, SETTINGS), 75))
+pytestmark = pytest.mark.usefixtures("pipeline_worker")
 
 
 @pytest.fixture(scope="module")
@@ -53,33 +51,25 @@ def test_a_large_transparent_png_keeps_alpha_in_webp_and_is_flattened_on_white_i
     assert pictures.near(jpeg.pixel(50, 50), (255, 0, 0, 255))
 
 
-def oriented_jpeg(orientation: str) -> bytes:
-    """Stored 2400x1200, left half red, right half blue, with an EXIF orientation."""
-    with Image(blob=pictures.halves(2400, 1200, "red", "blue", "png")) as image:
-        image.format = "jpeg"
-        image.profiles["exif"] = pictures.exif_orientation(1)
-        image.orientation = orientation  # ImageMagick writes this into the EXIF block
-        return image.make_blob("jpeg")
-
-
-@pytest.mark.parametrize("orientation", ["top_left", "right_top", "left_bottom"])
+@pytest.mark.parametrize("orientation", [1, 6, 8])
 def test_a_jpeg_shrunk_on_load_is_oriented_and_exact(orientation):
-    # right_top (6) is shown turned right, 1200x2400 with red on top; left_bottom (8) is turned
+    # 6 (right_top) is shown turned right, 1200x2400 with red on top; 8 (left_bottom) is turned
     # left, red at the bottom.
-    image = render(oriented_jpeg(orientation), "w101.jpg")
-    if orientation == "top_left":
+    # Stored 2400x1200, left half red, right half blue.
+    image = render(pictures.oriented_jpeg(2400, 1200, orientation), "w101.jpg")
+    if orientation == 1:
         assert (image.width, image.height) == (101, 50)
         first, second = image.pixel(10, 25), image.pixel(90, 25)
     else:
         assert (image.width, image.height) == (101, 202)
         first, second = image.pixel(50, 10), image.pixel(50, 190)
-        if orientation == "left_bottom":
+        if orientation == 8:
             first, second = second, first
     assert pictures.near(first, (255, 0, 0, 255), 60) and pictures.near(second, (0, 0, 255, 255), 60)
 
 
 def test_a_jpeg_shrunk_on_load_is_8_bit_srgb_without_metadata():
-    image = render(oriented_jpeg("right_top"), "x64.jpg")
+    image = render(pictures.oriented_jpeg(2400, 1200, 6), "x64.jpg")
     assert (image.width, image.height) == (64, 64)
     assert image.depth == 8 and image.colorspace == "srgb"
     assert not image.profiles

@@ -4,7 +4,7 @@ import pytest
 
 from imageserver.errors import SettingsError
 from imageserver.settings import Settings, parse_command_line
-from tests.conftest import IMAGES
+from tests.helpers import IMAGES
 
 
 def test_defaults_are_the_original_servers():

@@ -9,7 +9,7 @@ from imageserver.errors import SettingsError
 from imageserver.settings import Settings, parse_command_line
 from imageserver.storage import build_store
 from imageserver.storage.local import NoRemoteStore
-from tests.conftest import IMAGES, server_environment
+from tests.helpers import IMAGES, server_environment
 
 
 def test_nothing_remote_by_default():
