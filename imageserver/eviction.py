@@ -8,8 +8,8 @@ workers, through a small state file (`read_status`).
 
 What may go: outputs always (they are made again on request); originals and info.json only when a
 remote store keeps them (they are fetched back on the next request), and never while an upload of
-theirs is pending. Never: temporary and lock files (names starting with a dot), a file whose lock
-file exists (it is being made or fetched), anything under `.imageserver/`.
+theirs is pending. Never: temporary files and claims (names starting with a dot), a file whose claim
+(`files.exclusive`) exists (it is being made, fetched or uploaded), anything under `.imageserver/`.
 
 "Use" is the file's access time, as nginx and the app leave it by reading the file. Under the
 usual `relatime` mount the kernel records the first read after a write, then at most one read a
@@ -93,7 +93,7 @@ def scan(base: str, remote: bool, pending: set[str]) -> list[LocalFile]:
             if not file_modes.S_ISREG(stat.st_mode):
                 continue
             evictable = (in_image_folder and not name.startswith(".")
-                         and f".{name}.lock" not in present and path not in pending
+                         and files.claim_name(name) not in present and path not in pending
                          and (remote or name not in KEPT_NAMES))
             last_use = max(stat.st_atime_ns, stat.st_mtime_ns)
             found.append(LocalFile(path, stat.st_blocks * 512, last_use, evictable))
@@ -173,7 +173,7 @@ class Sweeper:
     def _remove(self, victim: LocalFile, armed: int, pending: set[str]) -> bool:
         folder, name = os.path.split(victim.path)
         if (read_since(victim.path, armed) or victim.path in pending
-                or os.path.exists(os.path.join(folder, f".{name}.lock"))):
+                or os.path.exists(os.path.join(folder, files.claim_name(name)))):
             return False
         try:
             os.unlink(victim.path)

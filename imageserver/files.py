@@ -1,9 +1,9 @@
-"""Local files that appear whole or not at all, and locks that several worker processes share.
+"""Local files that appear whole or not at all, and claims on them that several processes share.
 
 A file is written to a temporary name in its own folder and renamed into place, so that a reader (this
-server, or nginx serving the same folder) never sees half of it. Temporary and lock files start with
-a dot, which the generated nginx block refuses to serve; those a crash leaves are cleared at start-up
-(clear_leftovers).
+server, or nginx serving the same folder) never sees half of it. Temporary files (claims too) start
+with a dot, which the generated nginx block refuses to serve; those a crash leaves are cleared
+at start-up (clear_leftovers), or taken over by the next process to claim the same file.
 
 Durable before acknowledged: the file is flushed to disk (fsync) before the rename, and its folder
 after it (and the parent of every folder made for it), so that a power cut after the reply cannot
@@ -92,41 +92,103 @@ def read(path: str) -> bytes:
 
 @contextmanager
 def exclusive(path: str, timeout: float):
-    """Hold the lock `<folder>/.<name>.lock` against every other process, for one piece of work.
+    """Hold the right to make `path`, against every other process, for one piece of work; yield
+    the Claim, whose `write` puts the file in place (or use it as a lock only: see below).
 
-    The lock file is removed when the work is done. A waiter may then hold a lock on a file that is
-    gone, so after taking the lock it checks that the path still names the file it locked.
+    The claim is the file `.<name>.tmp` beside `path`, created with O_EXCL and held with flock: the
+    temporary file a render is written to is the lock too (one file made and renamed, where a lock
+    file beside a temporary file took two, and a removal). Another process waits until the holder
+    lets go (at most `timeout`), then makes the file or finds it made. flock goes with its holder,
+    so a claim that no one holds any more is the leftover of a process killed mid-work (or one
+    just made and not yet locked, whose maker then finds it gone): the waiter removes it and
+    claims afresh, at once, as it would have taken a lock file that flock had let go of.
+
+    When the work leaves the claim unwritten (the file was made meanwhile, came from the store, or
+    the claim only guards other work), the claim file is removed on the way out, still held.
     """
     folder, name = os.path.split(path)
-    lock_path = os.path.join(folder, f".{name}.lock")
-    deadline = time.monotonic() + timeout
+    claim = Claim(path, os.path.join(folder, claim_name(name)))
+    claim.fd = _claim(folder, claim.temp, name, time.monotonic() + timeout)
+    try:
+        yield claim
+    finally:
+        try:
+            if not claim.written:
+                _remove(claim.temp)
+        finally:
+            os.close(claim.fd)
+
+
+def claim_name(name: str) -> str:
+    """The name of the file that claims the file `name` (see `exclusive`)."""
+    return f".{name}.tmp"
+
+
+class Claim:
+    """The right to make one file, held (see `exclusive`)."""
+
+    def __init__(self, path: str, temp: str):
+        self.path, self.temp = path, temp
+        self.fd = -1
+        self.written = False
+
+    def write(self, data: bytes) -> None:
+        """Put `data` in place as the file, as `write_atomically` does: the claim file is filled,
+        flushed, renamed into place, and the folder flushed."""
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+            os.fchmod(self.fd, 0o644)
+            if _durable:
+                os.fsync(self.fd)
+            os.replace(self.temp, self.path)
+        except OSError as error:
+            if _no_space(error):
+                raise DiskFull(f"the disk is full: {os.path.basename(self.path)} could not be "
+                               f"stored") from error
+            raise
+        self.written = True
+        _flush(os.path.dirname(self.path))
+
+
+def _claim(folder: str, temp: str, name: str, deadline: float) -> int:
+    """Create and lock the claim file `temp`, or wait for its holder; the descriptor held."""
     while True:
-        fd = _in_folder(folder, lambda: os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644))
+        try:
+            fd = _in_folder(folder, lambda: os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                                                    0o644))
+            made = True
+        except FileExistsError:
+            try:
+                fd = os.open(temp, os.O_RDONLY)
+            except FileNotFoundError:
+                continue        # let go of meanwhile: claim it
+            made = False
         try:
             _lock(fd, deadline, name)
             try:
-                same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+                same = os.path.samestat(os.fstat(fd), os.stat(temp))
             except FileNotFoundError:
                 same = False
         except BaseException:
             os.close(fd)
             raise
+        if same and made:
+            return fd
         if same:
-            break
+            # Unheld and still there: its maker is dead (or will find it gone and claim again).
+            _remove(temp)
         os.close(fd)
-    try:
-        yield
-    finally:
-        try:
-            os.unlink(lock_path)
-        finally:
-            os.close(fd)
+        # Renamed into place or removed by its holder: the caller finds the file made, or not.
+        if time.monotonic() >= deadline:
+            raise Unavailable(f"{name} is being made by another request; try again")
 
 
 def remove_empty_folders(folder: str, stop: str) -> None:
     """Remove `folder`, then its parents up to `stop` (kept), as long as they are empty: a request for
     an image nobody has leaves no trace (else anyone could fill the disk with empty folders, one per
-    made-up hash). A folder in use holds a lock or temporary file, so it is never empty."""
+    made-up hash). A folder in use holds a claim or temporary file, so it is never empty."""
     stop = os.path.abspath(stop)
     folder = os.path.abspath(folder)
     while folder.startswith(stop + os.sep):
@@ -138,16 +200,15 @@ def remove_empty_folders(folder: str, stop: str) -> None:
 
 
 def clear_leftovers(base: str) -> int:
-    """Remove the temporary files and free lock files under `base` that a crash left (and the
-    folders they leave empty); the number removed. Run before any worker starts: a temporary file
-    then belongs to no one. A lock file is removed only when no process holds it."""
+    """Remove the temporary files under `base` that a crash left (and the folders they leave
+    empty); the number removed. Run before any worker starts: a temporary file then belongs to no
+    one, unless another process (an `images process` run) holds it as its claim: that one is kept.
+    `.lock` files are the locks of earlier versions, removed as well when no process holds them."""
     removed = 0
     for folder, _, names in os.walk(base, topdown=False):
         here = 0
         for name in names:
-            if name.startswith(".") and name.endswith(".tmp"):
-                here += _remove(os.path.join(folder, name))
-            elif name.startswith(".") and name.endswith(".lock"):
+            if name.startswith(".") and name.endswith((".tmp", ".lock")):
                 here += _remove_if_free(os.path.join(folder, name))
         if here:
             remove_empty_folders(folder, stop=base)
@@ -164,7 +225,7 @@ def _remove(path: str) -> int:
 
 
 def _remove_if_free(lock_path: str) -> int:
-    """As `exclusive` does when it is done: a waiter that opened the file before finds it gone."""
+    """As `exclusive` does with an unheld claim: a waiter that opened it before finds it gone."""
     try:
         fd = os.open(lock_path, os.O_RDWR)
     except FileNotFoundError:

@@ -191,7 +191,7 @@ class Images:
         if not self.store.is_remote:
             # Known image first: a request for an unknown hash must leave nothing behind on disk.
             self._local_copy(key, ORIGINAL)
-        with files.exclusive(path, self.settings.lock_timeout):
+        with files.exclusive(path, self.settings.lock_timeout) as claim:
             if os.path.exists(path):
                 return Output(path, made=False)
             store_answer = self._fetch(key, spec.name, path) if from_store else "absent"
@@ -205,7 +205,7 @@ class Images:
             if from_store and self.store.is_remote:
                 stored = self._keep_and_store(key, spec, path, rendered, store_answer != "down")
             else:
-                files.write_atomically(path, rendered)
+                claim.write(rendered)
                 stored = True
         self.metrics.incr("image_request")
         self.metrics.incr(f"image_request.{spec.ext}")

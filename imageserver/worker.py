@@ -1,4 +1,5 @@
-"""The gunicorn worker: gunicorn's sync worker, with the answers gunicorn writes itself in JSON.
+"""The gunicorn worker: gunicorn's sync worker, with the answers gunicorn writes itself in JSON, and
+a connection closed at once after its reply when the client has sent nothing more.
 
 gunicorn answers some requests before the app sees them (a request line over `limit_request_line`
 is a 414, headers over their limits a 431, a malformed request a 400) and one the app could not
@@ -8,6 +9,7 @@ This worker has them written as the app writes its errors: {"error": "..."}, wit
 from __future__ import annotations
 
 import datetime
+import socket
 
 from gunicorn import util
 from gunicorn.http.wsgi import Response, default_environ
@@ -28,6 +30,16 @@ def write_json_error(sock, status: int, reason: str, message: str) -> None:
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+def nothing_unread(client: socket.socket) -> bool:
+    """True when the client has sent nothing left unread (or has closed); never waits."""
+    try:
+        return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 class JsonErrorWorker(SyncWorker):
     timed_out = False
 
@@ -36,6 +48,17 @@ class JsonErrorWorker(SyncWorker):
         # one function that writes them all (HTML) for ours (JSON), before it serves anything.
         util.write_error = write_json_error
         super().init_process()
+
+    def handle_request(self, listener, req, client, addr):
+        super().handle_request(listener, req, client, addr)
+        # The reply is sent. gunicorn then closes gracefully: it half-closes and waits for the
+        # client to close first, draining what it sent, because closing with unread bytes in the
+        # socket makes the kernel reset the connection, which can cut the reply short (RFC 9112,
+        # 9.6). So a worker waits a round trip to the client before it takes the next connection.
+        # With nothing unread a close cannot reset: close at once; gunicorn's close that follows
+        # (`util.close_graceful`) then finds the socket closed and does nothing.
+        if not self.cfg.is_ssl and nothing_unread(client):
+            client.close()
 
     def handle_abort(self, sig, frame):
         # The master sends SIGABRT to a worker whose request has run past the timeout; gunicorn

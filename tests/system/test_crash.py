@@ -67,15 +67,17 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file(tmp_path):
 
         client = threading.Thread(target=render)
         client.start()
-        wait_until(lambda: os.path.exists(os.path.join(folder, ".x1000.png.lock")), "the render",
-                   seconds=30, step=0.002)
+        claim = os.path.join(folder, ".x1000.png.tmp")
+        wait_until(lambda: os.path.exists(claim), "the render", seconds=30, step=0.002)
         os.kill(worker, signal.SIGKILL)
         client.join(60)
         assert "error" in result or result["response"].status_code >= 500, "the render finished first"
         assert not os.path.exists(os.path.join(folder, "x1000.png"))
-        assert [name for name in os.listdir(folder) if name.endswith(".tmp")] == []
+        # Only the claim is left, empty (nothing of the render was written), and never served.
+        assert [name for name in os.listdir(folder) if name.startswith(".")] == [".x1000.png.tmp"]
+        assert os.path.getsize(claim) == 0
 
-        # A new worker takes over, and makes it whole.
+        # A new worker takes the claim over, and makes it whole.
         wait_until(lambda: worker_pids(server.process.pid) not in ([], [worker]), "a new worker", seconds=60)
         got = server.get(url(digest, "x1000.png"))
         assert got.status_code == 200 and pictures.decode(got.content).width == 1000

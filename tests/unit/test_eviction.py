@@ -51,7 +51,7 @@ def test_files_that_may_not_go_are_never_chosen_and_are_reported():
 @pytest.mark.parametrize("remote", [False, True])
 def test_scan_marks_what_may_go(tmp_path, remote):
     image = tmp_path / FOLDER
-    names = ["original", "info.json", "x300.jpg", "w200.webp", "w100.png", ".w100.png.lock",
+    names = ["original", "info.json", "x300.jpg", "w200.webp", "w100.png", ".w100.png.tmp",
              ".x50.jpg.abc.tmp"]
     for name in names:
         put(image / name, 10)
@@ -59,7 +59,7 @@ def test_scan_marks_what_may_go(tmp_path, remote):
     put(tmp_path / "p" / "stray.jpg", 10)
     pending = {str(image / "w200.webp")}
     evictable = {os.path.basename(f.path) for f in scan(str(tmp_path), remote, pending) if f.evictable}
-    # Not: a file being made (its lock exists), temporary and lock files, a pending upload, the
+    # Not: a file being made (its claim exists), temporary files and claims, a pending upload, the
     # state folder, a file outside an image folder; originals and info.json only with a store.
     assert evictable == {"x300.jpg", *(["original", "info.json"] if remote else [])}
     seen = {f.path for f in scan(str(tmp_path), remote, pending)}

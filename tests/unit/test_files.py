@@ -38,7 +38,7 @@ def test_exclusive_keeps_other_processes_out_then_lets_them_in(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_a_lock_is_released_when_its_holder_dies(tmp_path):
+def test_a_claim_is_taken_over_at_once_when_its_holder_dies(tmp_path):
     path = str(tmp_path / "x300.jpg")
     started = multiprocessing.Event()
     holder = multiprocessing.Process(target=_hold, args=(path, 60, started))
@@ -46,8 +46,57 @@ def test_a_lock_is_released_when_its_holder_dies(tmp_path):
     assert started.wait(10)
     holder.kill()
     holder.join()
-    with files.exclusive(path, 5):
-        pass
+    assert os.listdir(tmp_path) == [".x300.jpg.tmp"]     # what a worker killed mid-render leaves
+    with files.exclusive(path, 2) as claim:     # not a wait for the dead holder's timeout
+        claim.write(b"whole")
+    assert os.listdir(tmp_path) == ["x300.jpg"] and files.read(path) == b"whole"
+
+
+def test_an_unheld_claim_file_is_taken_over(tmp_path):
+    # Left by a process killed between creating its claim and locking it, or by an older crash.
+    (tmp_path / ".x300.jpg.tmp").write_bytes(b"half an image")
+    with files.exclusive(str(tmp_path / "x300.jpg"), 0.5) as claim:
+        claim.write(b"whole")
+    assert os.listdir(tmp_path) == ["x300.jpg"]
+    assert files.read(str(tmp_path / "x300.jpg")) == b"whole"
+
+
+def test_a_claim_written_puts_the_file_in_place_with_nothing_beside_it(tmp_path):
+    path = str(tmp_path / "a" / "b" / "x300.jpg")
+    with files.exclusive(path, 5) as claim:
+        assert os.listdir(tmp_path / "a" / "b") == [".x300.jpg.tmp"]
+        claim.write(b"one")
+    assert files.read(path) == b"one"
+    assert os.listdir(tmp_path / "a" / "b") == ["x300.jpg"]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+
+
+def _make(path, seconds, started):
+    with files.exclusive(path, 5) as claim:
+        started.set()
+        time.sleep(seconds)
+        claim.write(b"made by the holder")
+
+
+def test_a_waiter_finds_the_file_its_holder_made(tmp_path):
+    path = str(tmp_path / "x300.jpg")
+    started = multiprocessing.Event()
+    holder = multiprocessing.Process(target=_make, args=(path, 0.5, started))
+    holder.start()
+    assert started.wait(10)
+    with files.exclusive(path, 10):
+        assert files.read(path) == b"made by the holder"
+    holder.join()
+    assert holder.exitcode == 0
+    assert os.listdir(tmp_path) == ["x300.jpg"]
+
+
+def test_a_claim_that_fails_leaves_nothing(tmp_path):
+    path = str(tmp_path / "x300.jpg")
+    with pytest.raises(RuntimeError):
+        with files.exclusive(path, 5):
+            raise RuntimeError("the render failed")
+    assert os.listdir(tmp_path) == []
 
 
 def test_remove_empty_folders_removes_the_empty_chain_and_keeps_the_rest(tmp_path):
@@ -101,7 +150,7 @@ def test_clear_leftovers_removes_temporary_and_free_lock_files_only(tmp_path):
         assert files.clear_leftovers(str(tmp_path)) == 3
         assert os.listdir(folder) == ["original"]
         assert not lonely.exists()      # emptied by the clean-up, so gone
-        assert os.listdir(tmp_path / "p" / "ddd") == [".w10.jpg.lock"]   # in use: kept
+        assert os.listdir(tmp_path / "p" / "ddd") == [".w10.jpg.tmp"]   # in use: kept
     finally:
         holder.kill()
         holder.join()
