@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 FETCHED, ABSENT, DOWN = "fetched", "absent", "down"
 
 
-def local_disk(settings, store: Store, metrics, uploads=None) -> "LocalOnly":
-    """Local disk alone when nothing is remote, else in front of `store`."""
+def local_disk(settings, store: Store, metrics, uploads=None) -> LocalOnly | LocalCache:
+    """Local disk alone when nothing is remote, else in front of `store`. Both answer the same
+    methods; the use cases (images.py) never ask which one they have."""
     if isinstance(store, NoRemoteStore):
         return LocalOnly(settings, metrics)
     return LocalCache(settings, metrics, store, uploads or NoPendingUploads())
@@ -49,7 +50,7 @@ class LocalOnly:
         """The local path of an image's file; NotFound when there is no such image."""
         path = key.local_file(self.base, name)
         if not os.path.exists(path):
-            raise self._unknown(key, name)
+            raise _no_such_image(key, name, self.metrics)
         return path
 
     def check_known(self, key: ImageKey) -> None:
@@ -83,19 +84,15 @@ class LocalOnly:
         files.write_atomically(path, rendered)
         return True
 
-    def _unknown(self, key: ImageKey, name: str) -> NotFound:
-        """The error for an image that is nowhere, counted when it is the original that is missing."""
-        if name == ORIGINAL:
-            self.metrics.incr("original_unavailable")
-        return NotFound(f"no image {key.hash} in namespace {key.namespace}")
 
-
-class LocalCache(LocalOnly):
+class LocalCache:
     """Local disk as a cache of the remote store, which has every image: what is not on disk is
     fetched from it, and what is made here is stored in it."""
 
     def __init__(self, settings, metrics, store: Store, uploads):
-        super().__init__(settings, metrics)
+        self.base = settings.base_path
+        self.lock_timeout = settings.lock_timeout
+        self.metrics = metrics
         self.remote_base = settings.remote_base_path
         self.retry_seconds = settings.upload_retry_seconds
         self.store = store
@@ -115,7 +112,7 @@ class LocalCache(LocalOnly):
                 try:
                     self.store.get(self._remote(key, name), path)
                 except NotFound:
-                    raise self._unknown(key, name) from None
+                    raise _no_such_image(key, name, self.metrics) from None
                 self.metrics.incr("original_downloaded")
         return path
 
@@ -197,6 +194,13 @@ class LocalCache(LocalOnly):
 
     def _remote_folder(self, key: ImageKey) -> str:
         return self._remote(key, "").rstrip("/")
+
+
+def _no_such_image(key: ImageKey, name: str, metrics) -> NotFound:
+    """The error for an image that is nowhere, counted when it is the original that is missing."""
+    if name == ORIGINAL:
+        metrics.incr("original_unavailable")
+    return NotFound(f"no image {key.hash} in namespace {key.namespace}")
 
 
 def _write(path: str, data: bytes) -> None:
