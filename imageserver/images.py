@@ -21,6 +21,7 @@ from .storage.pending import NoPendingUploads
 
 @dataclass(frozen=True)
 class Output:
+    """An output on local disk, and how this request came by it."""
     path: str
     cache: str              # for the X-Image-Cache header: "hit" (on local disk), "fetched" (from
                             # the store, made by another server) or "made" (here, now)
@@ -59,6 +60,8 @@ class Images:
                                      reuse=lambda key: self._created_already(key, outputs))
 
     def _created_already(self, key: ImageKey, outputs: Iterable[OutputSpec]) -> bytes:
+        """The same URL's image, made a moment ago by a request this one waited for: only the
+        outputs this request adds are left to make."""
         self.process(key, self._outputs_of_new_image(outputs))
         return self.info(key)
 
