@@ -111,7 +111,7 @@ class Nginx:
         self.url = f"http://127.0.0.1:{self.port}"
         usage = subprocess.run([IMAGES, "--help"], capture_output=True, text=True, timeout=30).stdout
         if "nginx_config" not in usage:
-            raise Unavailable("this build has no `images nginx_config` command (issue 4)")
+            raise Unavailable("this build has no `images nginx_config` command")
         block = subprocess.run(
             [IMAGES, *server.flags, "--nginx_listen", f"127.0.0.1:{self.port}", "nginx_config"],
             capture_output=True, text=True, timeout=30)

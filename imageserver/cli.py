@@ -16,12 +16,9 @@ def main(argv=None) -> int:
     try:
         command, args, settings = parse_command_line(argv)
         return COMMANDS.get(command, process)(settings, args)
-    except SettingsError as error:
-        print(f"images: {error.message}", file=sys.stderr)
-        return 2
     except ImageServerError as error:
         print(f"images: {error.message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, SettingsError) else 1
 
 
 def version(settings, args: list[str]) -> int:
@@ -57,18 +54,14 @@ def sign(settings, paths: list[str]) -> int:
     """Print each URL path with its ?sig= for --signing_key (`images sign /p/6e0/.../x300.jpg`)."""
     from . import signing
     if not settings.signing_key:
-        print("images: sign needs --signing_key (or IMG_SIGNING_KEY)", file=sys.stderr)
-        return 2
+        raise SettingsError("sign needs --signing_key (or IMG_SIGNING_KEY)")
     if not paths:
-        print("images: sign needs one or more URL paths, e.g. /p/6e0/072/682/e66.../x300.jpg",
-              file=sys.stderr)
-        return 2
-    try:
-        for path in paths:
+        raise SettingsError("sign needs one or more URL paths, e.g. /p/6e0/072/682/e66.../x300.jpg")
+    for path in paths:
+        try:
             print(signing.sign_url(settings.signing_key, path))
-    except ImageServerError as error:  # a path that is not one of ours: a bad argument
-        print(f"images: {error.message}", file=sys.stderr)
-        return 2
+        except ImageServerError as error:  # a path that is not one of ours: a bad argument
+            raise SettingsError(error.message) from None
     return 0
 
 

@@ -124,8 +124,7 @@ def _check_store(settings, report: Report) -> None:
         report.problem("store", problem)
     if problems:
         return
-    report.line("store", f"{type(store).__name__} answers" if store.is_remote else
-                "none: local disk holds the only copy of every image")
+    report.line("store", store.describe())
 
 
 def _check_statsd(settings, report: Report) -> None:

@@ -109,7 +109,7 @@ def check_url(url: str, rules: SourceRules) -> Target:
     host = parts.hostname.rstrip(".")
     if rules.allowed_hosts and not host_allowed(host, rules.allowed_hosts):
         raise Forbidden(f"source host {host} is not one of --allowed_source_hosts")
-    addresses = resolve(host, port)
+    addresses = addresses_of(host, port)
     for address in addresses:
         check_address(host, address, rules.allow_private)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -128,7 +128,7 @@ def host_allowed(host: str, allowed: tuple) -> bool:
     return False
 
 
-def resolve(host: str, port: int) -> list[str]:
+def addresses_of(host: str, port: int) -> list[str]:
     """Every address of `host`, IPv4 first: the first is the one connected to."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

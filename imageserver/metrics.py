@@ -43,7 +43,7 @@ class StatsdMetrics(NullMetrics):
     """The statsd client of this process, created once (per worker) from the settings."""
 
     def __init__(self, host: str, port: int, prefix: str):
-        family, address = resolve(host, port)
+        family, address = udp_address(host, port)
         # The statsd package joins prefix and name with a dot; the original's prefix ends with one.
         self.client = statsd.StatsClient(address[0], address[1], prefix.rstrip(".") or None,
                                          ipv6=family == socket.AF_INET6)
@@ -67,7 +67,7 @@ class StatsdMetrics(NullMetrics):
         self.timing(name, (time.perf_counter() - start) * 1000)
 
 
-def resolve(host: str, port: int) -> tuple[int, tuple]:
+def udp_address(host: str, port: int) -> tuple[int, tuple]:
     """The address family and socket address for a UDP host, IPv4 or IPv6."""
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
     return family, address
@@ -93,7 +93,7 @@ def probe(settings, wait_seconds: float = 0.5) -> str:
     statsd package's client sends unconnected and drops every error, so this probe has its own socket.
     """
     try:
-        family, address = resolve(settings.statsd_host, settings.statsd_port)
+        family, address = udp_address(settings.statsd_host, settings.statsd_port)
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.settimeout(wait_seconds)
             sock.connect(address)

@@ -1,6 +1,7 @@
 """Storage backends behind one contract (`base.Store`); `build_store` picks one from the settings."""
 from __future__ import annotations
 
+from typing import Optional
 
 from ..errors import SettingsError
 from ..paths import state_folder
@@ -14,11 +15,13 @@ def build_store(settings, metrics=None) -> Store:
     """S3 when --aws_bucket is set, Manta when --manta_url is, else nothing remote; with `metrics`,
     a remote store reports the time of its transfers. A bad combination of settings is a
     SettingsError."""
-    store = _backend(settings)
-    return TimedStore(store, metrics) if metrics is not None and store.is_remote else store
+    remote = _remote_store(settings)
+    if remote is None:
+        return NoRemoteStore()
+    return TimedStore(remote, metrics) if metrics is not None else remote
 
 
-def _backend(settings) -> Store:
+def _remote_store(settings) -> Optional[Store]:
     if settings.aws_bucket and settings.manta_url:
         raise SettingsError("give --aws_bucket or --manta_url, not both: one store at a time")
     if settings.aws_bucket:
@@ -27,14 +30,14 @@ def _backend(settings) -> Store:
     if settings.manta_url:
         from .manta import MantaStore
         return MantaStore(settings)
-    return NoRemoteStore()
+    return None
 
 
 def build_uploads(settings, metrics):
     """The store, and the uploads still to do: outputs made for a GET that the store did not take at
     once, retried by a thread of this worker (when there is a remote store)."""
     store = build_store(settings, metrics)
-    if not store.is_remote:
+    if isinstance(store, NoRemoteStore):
         return store, NoPendingUploads()
     folder = state_folder(settings.base_path, "uploads")
     return store, PendingUploads(store, folder, settings.upload_retry_seconds, metrics,

@@ -13,9 +13,6 @@ from abc import ABC, abstractmethod
 
 
 class Store(ABC):
-    #: False only for the store that keeps nothing; the server then never waits on a remote copy.
-    is_remote = True
-
     @abstractmethod
     def put(self, local_path: str, remote_path: str, content_type: str) -> None:
         """Store the local file at `remote_path`, creating its folders where the store needs it."""
@@ -39,3 +36,7 @@ class Store(ABC):
     def problems(self) -> list[str]:
         """What stops the store from working now (for doctor); empty when it answers."""
         return []
+
+    def describe(self) -> str:
+        """What doctor says of a store that answers."""
+        return f"{type(self).__name__} answers"

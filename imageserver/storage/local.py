@@ -6,8 +6,6 @@ from .base import Store
 
 
 class NoRemoteStore(Store):
-    is_remote = False
-
     def put(self, local_path: str, remote_path: str, content_type: str) -> None:
         pass
 
@@ -19,3 +17,6 @@ class NoRemoteStore(Store):
 
     def make_folder(self, remote_folder: str) -> None:
         pass
+
+    def describe(self) -> str:
+        return "none: local disk holds the only copy of every image"

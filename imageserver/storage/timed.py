@@ -9,7 +9,6 @@ class TimedStore(Store):
 
     def __init__(self, store: Store, metrics):
         self.store, self.metrics = store, metrics
-        self.is_remote = store.is_remote
 
     def put(self, local_path: str, remote_path: str, content_type: str) -> None:
         with self.metrics.timer("upload.time.store"):
@@ -30,3 +29,6 @@ class TimedStore(Store):
 
     def problems(self) -> list[str]:
         return self.store.problems()
+
+    def describe(self) -> str:
+        return self.store.describe()

@@ -14,10 +14,10 @@ blueprint = image_blueprint("process", __name__)
 def output(key: ImageKey, name: str):
     spec = parse_output(name, service().settings)
     guard_outputs([spec])
-    made = service().output(key, spec)
-    response = send_image_file(made.path, spec.content_type)
-    response.headers["X-Image-Cache"] = made.cache
-    if made.pending:    # made and kept here, not yet in the remote store (retried until it is)
+    result = service().output(key, spec)
+    response = send_image_file(result.path, spec.content_type)
+    response.headers["X-Image-Cache"] = result.cache
+    if result.pending:    # made and kept here, not yet in the remote store (retried until it is)
         response.headers["X-Image-Stored"] = "pending"
     return response
 

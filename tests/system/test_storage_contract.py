@@ -17,7 +17,7 @@ import pytest
 
 from imageserver.errors import NotFound, StoreError, Unavailable
 from imageserver.settings import Settings
-from imageserver.storage import Store, build_store
+from imageserver.storage import NoRemoteStore, Store, build_store
 
 FOLDER = "images/p/6e0/072/682/e66287b662827da75b244a3"
 BACKENDS = ["nothing remote", "s3", "s3 live", "manta rsa", "manta ecdsa"]
@@ -35,7 +35,7 @@ class Backend:
 
     @property
     def keeps(self) -> bool:
-        return self.store.is_remote
+        return not isinstance(self.store, NoRemoteStore)
 
 
 def settings_for(name: str, endpoint: str, request, base_path: str) -> Settings:
