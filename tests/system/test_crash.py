@@ -27,8 +27,10 @@ def test_killed_whole_mid_load_then_started_again_everything_is_whole(tmp_path):
     for name in (".w80.jpg.k3j2l1.tmp", ".w80.jpg.lock", ".original.x8y7z6.tmp"):
         with open(os.path.join(folder, name), "wb") as f:
             f.write(b"half an image")
-    os.makedirs(os.path.join(base, "p", "fff", "fff"))
-    with open(os.path.join(base, "p", "fff", "fff", ".original.abc.tmp"), "wb") as f:
+    # And a folder that only ever held a temporary file (a namespace the load does not use, so that
+    # no acknowledged image shares the folder).
+    os.makedirs(os.path.join(base, "left", "fff", "fff"))
+    with open(os.path.join(base, "left", "fff", "fff", ".original.abc.tmp"), "wb") as f:
         f.write(b"half")
 
     again = launch(base, log)
@@ -36,7 +38,7 @@ def test_killed_whole_mid_load_then_started_again_everything_is_whole(tmp_path):
         # Cleared before the first request, by the master.
         checked, problems = check_files(base)
         assert problems == []
-        assert not os.path.exists(os.path.join(base, "p", "fff"))
+        assert not os.path.exists(os.path.join(base, "left", "fff"))
         assert "temporary and lock files left" in again.log()
         assert load.lost(base) == []
         for digest in acknowledged:
