@@ -15,7 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from flask import Flask
+from flask.testing import FlaskClient
 
+from imageserver import create_app, init_worker
+from imageserver.settings import Settings, parse_command_line
 from tests import pictures
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
 
@@ -78,8 +82,9 @@ class RunningServer:
         return self.process.returncode
 
 
-# Variables that would send a test server to a real store (or change its settings) if set here.
-FOREIGN_VARIABLES = re.compile(r"(IMG_|AWS_|MANTA_|SDC_).*|SSH_AUTH_SOCK")
+# Variables that would send a test server to a real store (or change its settings) if set here,
+# and this process's own set-up of ImageMagick (a server's workers must make theirs).
+FOREIGN_VARIABLES = re.compile(r"(IMG_|AWS_|MANTA_|SDC_|MAGICK_).*|SSH_AUTH_SOCK|OMP_NUM_THREADS")
 
 
 def server_environment() -> dict:
@@ -136,6 +141,74 @@ def shared_server(tmp_path_factory):
     yield server
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the app in this process (tests/app): Flask's test client, no gunicorn --------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def imagemagick():
+    """ImageMagick set up in this process once, as a gunicorn worker sets up its own (our policy, the
+    limits, the formats it reads and writes). Before any test: a picture made here with Wand would
+    otherwise have ImageMagick read its policy files without ours, for the rest of the run."""
+    init_worker(Settings())
+
+
+def app_settings(folder, *flags: str, private_sources: bool = True,
+                 base_path: str | None = None) -> Settings:
+    """The settings `images [flags] server` would have (IMG_* variables ignored, as for launch)."""
+    argv = ["--local_base_path", base_path or str(folder / "public"), *flags, "server"]
+    if private_sources:
+        argv.insert(-1, "--allow_private_sources")
+    return parse_command_line(argv, environ={})[2]
+
+
+class WholeAnswers(FlaskClient):
+    """Flask's test client, reading each answer whole and closing it as a WSGI server does (an
+    answer sent from a file holds the file open until then)."""
+
+    def open(self, *args, buffered: bool = True, **kwargs):
+        return super().open(*args, buffered=buffered, **kwargs)
+
+
+@pytest.fixture
+def make_app(tmp_path_factory):
+    """A factory: make_app("--outputs", "x300.jpg") builds the app in this process with those flags
+    (and --allow_private_sources, unless private_sources=False), storing under a new folder."""
+    made = []
+
+    def make(*flags: str, **options) -> Flask:
+        app = create_app(app_settings(tmp_path_factory.mktemp("app"), *flags, **options))
+        app.config.update(TESTING=True)
+        app.test_client_class = WholeAnswers
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        statsd_client = getattr(app.extensions["images"].metrics, "client", None)
+        if statsd_client is not None:
+            statsd_client.close()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    """The app with the default settings (and --allow_private_sources), storing under a new folder."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def base_path(app) -> str:
+    """Where `app` stores its images."""
+    return app.extensions["images"].settings.base_path
+
+
+# -- what servers and apps under test talk to: sources, statsd --------------------------------------
 
 
 class SourceHandler(BaseHTTPRequestHandler):
