@@ -55,7 +55,7 @@ def assert_json_error(response, *statuses: int) -> str:
     traceback. Returns the message."""
     assert response.status_code in statuses, (response.status_code, response.text)
     assert response.headers["Content-Type"] == "application/json"
-    body = response.json()
+    body = response.json() if callable(response.json) else response.json   # requests' or Flask's
     assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
     assert "Traceback" not in response.text
     return body["error"]
