@@ -6,12 +6,27 @@ from flask import Flask
 from .version import __version__
 
 
+def init_worker(settings) -> None:
+    """The set-up of a process that handles images, which concerns the whole process: ImageMagick's
+    policy and limits (pipeline.init_worker) and whether files are flushed to disk (--no_fsync).
+
+    Once per process, after any fork: in each gunicorn worker (gunicorn_conf.post_worker_init), and in
+    `images process`; never in gunicorn's master. ImageMagick is not fork-safe, and reads its policy
+    once, at its first use.
+    """
+    from . import files, pipeline
+    files.set_durable(not settings.no_fsync)
+    pipeline.init_worker(pipeline.Limits.from_settings(settings))
+
+
 def create_app(settings=None, stopping=None) -> Flask:
-    """The WSGI app. Build it in each worker, after the fork: it loads ImageMagick.
+    """The WSGI app. Building it changes nothing outside it (a test builds one in its own process):
+    a process that serves it runs `init_worker` before its first request. Build it after the fork:
+    it loads ImageMagick's library.
 
     `stopping` is the master's flag, set once a graceful stop has begun (see `listeners.StopFlag`).
     """
-    from . import files, pipeline, web
+    from . import web
     from .images import Images
     from .listeners import StopFlag
     from .metrics import build_metrics
@@ -20,8 +35,6 @@ def create_app(settings=None, stopping=None) -> Flask:
     from .web.hits import Outputs
 
     settings = settings or Settings.from_env()
-    files.set_durable(not settings.no_fsync)
-    pipeline.init_worker(pipeline.Limits.from_settings(settings))
     # No static folder: its route would answer OPTIONS, and shadow the images of namespace "static".
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.maximum_upload_bytes
@@ -35,4 +48,4 @@ def create_app(settings=None, stopping=None) -> Flask:
     return app
 
 
-__all__ = ["create_app", "__version__"]
+__all__ = ["create_app", "init_worker", "__version__"]

@@ -4,8 +4,8 @@ gunicorn, with Settings from the environment alone. (Nothing here reads the envi
 `images server` has flags that the environment does not know.)
 
 Sync workers, one per core: each request is CPU work in ImageMagick, so more workers than cores only
-add memory. ImageMagick is loaded by each worker after the fork (the app is not preloaded), because
-its OpenMP threads do not survive a fork.
+add memory. ImageMagick is loaded by each worker after the fork (the app is not preloaded), and set
+up there (post_worker_init), because its OpenMP threads do not survive a fork.
 """
 import signal
 
@@ -36,11 +36,23 @@ def post_worker_init(worker):
     # Ctrl-C reaches the whole process group: let the master turn it into a graceful stop, so that
     # the worker finishes the request it is on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # In the worker only (ImageMagick is loaded by now, after the fork): a worker in which
-    # ImageMagick kept the remains of a failed image finishes its request and is replaced.
-    from imageserver import magick
+    # In the worker only, after the fork, with the app loaded and before its first request:
+    # ImageMagick's policy and limits, then a worker in which ImageMagick kept the remains of a
+    # failed image finishes its request and is replaced.
+    from imageserver import init_worker, magick
+    init_worker(worker_settings(worker))
     magick.when_leaked(lambda: setattr(worker, "alive", False))
     magick.limit_address_space(WORKER_ADDRESS_SPACE)
+
+
+def worker_settings(worker):
+    """The settings the worker's app was built with: those of `images server` (its application
+    object holds them), or, under plain gunicorn (wsgi.py), those of the environment."""
+    settings = getattr(worker.app, "settings", None)
+    if settings is None:
+        from imageserver.settings import Settings
+        settings = Settings.from_env()
+    return settings
 
 
 def from_settings(settings) -> dict:

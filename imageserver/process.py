@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Optional
 
 from tqdm import tqdm
 
-from . import files, pipeline
+from . import files, init_worker
 from .errors import BadRequest, ImageServerError
 from .images import Images
 from .metrics import build_metrics
@@ -48,8 +48,7 @@ class Result:
 
 
 def run_process(settings, args: list[str]) -> int:
-    files.set_durable(not settings.no_fsync)
-    pipeline.init_worker(pipeline.Limits.from_settings(settings))
+    init_worker(settings)
     metrics = build_metrics(settings)
     service = Images(settings, build_store(settings, metrics), metrics)
     outputs = parse_output_list(",".join(settings.outputs), settings)

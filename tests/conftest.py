@@ -12,8 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from flask import Flask
+from flask.testing import FlaskClient
 
-from imageserver import pipeline
+from imageserver import create_app, init_worker
+from imageserver.settings import Settings, parse_command_line
 from tests import pictures
 from tests.helpers import IMAGES, free_port, server_environment, wait_until_up
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
@@ -104,6 +107,74 @@ def shared_server(tmp_path_factory):
     yield server
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the app in this process (tests/app): Flask's test client, no gunicorn --------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def imagemagick():
+    """ImageMagick set up in this process once, as a gunicorn worker sets up its own (our policy, the
+    limits, the formats it reads and writes). Before any test: a picture made here with Wand would
+    otherwise have ImageMagick read its policy files without ours, for the rest of the run."""
+    init_worker(Settings())
+
+
+def app_settings(folder, *flags: str, private_sources: bool = True,
+                 base_path: str | None = None) -> Settings:
+    """The settings `images [flags] server` would have (IMG_* variables ignored, as for launch)."""
+    argv = ["--local_base_path", base_path or str(folder / "public"), *flags, "server"]
+    if private_sources:
+        argv.insert(-1, "--allow_private_sources")
+    return parse_command_line(argv, environ={})[2]
+
+
+class WholeAnswers(FlaskClient):
+    """Flask's test client, reading each answer whole and closing it as a WSGI server does (an
+    answer sent from a file holds the file open until then)."""
+
+    def open(self, *args, buffered: bool = True, **kwargs):
+        return super().open(*args, buffered=buffered, **kwargs)
+
+
+@pytest.fixture
+def make_app(tmp_path_factory):
+    """A factory: make_app("--outputs", "x300.jpg") builds the app in this process with those flags
+    (and --allow_private_sources, unless private_sources=False), storing under a new folder."""
+    made = []
+
+    def make(*flags: str, **options) -> Flask:
+        app = create_app(app_settings(tmp_path_factory.mktemp("app"), *flags, **options))
+        app.config.update(TESTING=True)
+        app.test_client_class = WholeAnswers
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        statsd_client = getattr(app.extensions["images"].metrics, "client", None)
+        if statsd_client is not None:
+            statsd_client.close()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    """The app with the default settings (and --allow_private_sources), storing under a new folder."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def base_path(app) -> str:
+    """Where `app` stores its images."""
+    return app.extensions["images"].settings.base_path
+
+
+# -- what servers and apps under test talk to: sources, statsd --------------------------------------
 
 
 class SourceHandler(BaseHTTPRequestHandler):
@@ -211,12 +282,6 @@ def statsd_listener():
     listener = StatsdListener()
     yield listener
     listener.sock.close()
-
-
-@pytest.fixture(scope="module")
-def pipeline_worker():
-    """ImageMagick's policy and limits in force in this process, as in a server's worker."""
-    pipeline.init_worker()
 
 
 @pytest.fixture(scope="session")

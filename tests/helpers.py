@@ -24,8 +24,9 @@ from tests import pictures
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 IMAGES = os.path.join(VENV_BIN, "images")
-# Variables that would send a test server to a real store (or change its settings) if set here.
-FOREIGN_VARIABLES = re.compile(r"(IMG_|AWS_|MANTA_|SDC_).*|SSH_AUTH_SOCK")
+# Variables that would send a test server to a real store (or change its settings) if set here,
+# and this process's own set-up of ImageMagick (a server's workers must make theirs).
+FOREIGN_VARIABLES = re.compile(r"(IMG_|AWS_|MANTA_|SDC_|MAGICK_).*|SSH_AUTH_SOCK|OMP_NUM_THREADS")
 
 
 def free_port() -> int:
@@ -54,7 +55,7 @@ def assert_json_error(response, *statuses: int) -> str:
     traceback. Returns the message."""
     assert response.status_code in statuses, (response.status_code, response.text)
     assert response.headers["Content-Type"] == "application/json"
-    body = response.json()
+    body = response.json() if callable(response.json) else response.json   # requests' or Flask's
     assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
     assert "Traceback" not in response.text
     return body["error"]
@@ -94,8 +95,8 @@ def assert_healthy(server) -> None:
 
 
 def render(data: bytes, name: str, quality: int = 75) -> pictures.Decoded:
-    """The output `name` of `data`, made by the pipeline in this process and decoded (the
-    `pipeline_worker` fixture readies the pipeline)."""
+    """The output `name` of `data`, made by the pipeline in this process and decoded (conftest's
+    `imagemagick` fixture readies the pipeline)."""
     return pictures.decode(pipeline.render(data, parse_output(name, Settings()), quality))
 
 

@@ -180,7 +180,10 @@ def problems(required_formats) -> list[str]:
         return [f"ImageMagick (MagickWand) cannot be loaded: {IMPORT_ERROR}. {install_hint()}"]
     missing = [name for name in required_formats if not reads(name)]
     found = [f"ImageMagick lacks the {name} format. {install_hint()}" for name in missing]
-    if _policy == [False]:
+    if not _policy:
+        found.append("ImageMagick was not set up in this process (imageserver.init_worker did not "
+                     "run; plain gunicorn needs -c gunicorn.conf.py)")
+    elif _policy == [False]:
         found.append(f"ImageMagick's policy from {POLICY_FOLDER} is not in force (ImageMagick was "
                      "used before init_worker ran)")
     return found

@@ -1,6 +1,6 @@
 """Every answer, whoever writes it (the app or gunicorn), is JSON on error, carries `nosniff`, and
-is never a redirect; originals are downloads. Against a real gunicorn, over raw sockets where the
-request is one a well-behaved client would not send."""
+is never a redirect. Against a real gunicorn, over raw sockets where the request is one a
+well-behaved client would not send (the app's own answers: tests/app/test_http_answers.py)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests import pictures
-from tests.helpers import (assert_raw_json_error, folder_of, free_port, image_url, plain_gunicorn, raw,
+from tests.helpers import (assert_raw_json_error, folder_of, free_port, plain_gunicorn, raw,
                            wait_until_up)
 
 FOLDER = "/p/6e0/072/682/e66287b662827da75b244a3"
@@ -67,38 +67,6 @@ def test_gunicorn_refusals_are_json(shared_server):
     assert_raw_json_error(*raw(shared_server.url, bad_chunk), 400)
     # The worker that refused carries on.
     assert shared_server.get("/status_check").status_code == 200
-
-
-def test_every_answer_says_nosniff(shared_server, image):
-    answers = [
-        shared_server.get(image + "/x20.png"), shared_server.head(image + "/x20.png"),
-        shared_server.get(image + "/x20.png", headers={"If-None-Match": shared_server.get(
-            image + "/x20.png").headers["ETag"]}),
-        shared_server.get(image + "/info.json"), shared_server.get(image + "/original"),
-        shared_server.post(image + "/process?outputs=x10.jpg"),
-        shared_server.post("/p", data=pictures.solid(10, 10, "blue")),
-        shared_server.get("/status_check"), shared_server.get("/openapi.json"),
-        shared_server.get(image + "/x20.bmp"), shared_server.post("/p", data=b"not an image"),
-        shared_server.post("/BAD", data=b"x"), shared_server.get("/nothing"),
-    ]
-    assert {answer.status_code for answer in answers} == {200, 304, 400, 404, 405, 415}
-    for answer in answers:
-        assert answer.headers["X-Content-Type-Options"] == "nosniff", answer.url
-
-
-def test_the_original_is_a_download(shared_server, image):
-    answer = shared_server.get(image + "/original")
-    assert answer.status_code == 200 and answer.content == pictures.solid(30, 20, "red")
-    assert answer.headers["Content-Type"] == "image/png"
-    h = image.replace("/", "")[1:]
-    assert answer.headers["Content-Disposition"] == f"attachment; filename={h}.png"
-    assert answer.headers["X-Content-Type-Options"] == "nosniff"
-
-
-def test_a_namespace_named_static_is_served(shared_server):
-    info = shared_server.post("/static", data=pictures.solid(12, 10, "green")).json()
-    answer = shared_server.get(image_url(info["hash"], "info.json", namespace="static"))
-    assert answer.status_code == 200 and answer.json()["width"] == 12
 
 
 def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_server):

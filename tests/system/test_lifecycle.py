@@ -1,4 +1,8 @@
-"""Graceful stops and reloads, the status port, and a master that never loads ImageMagick."""
+"""Ways of running the server and its life: plain gunicorn with IMG_* variables, `images process`,
+graceful stops and reloads, the status port, a master that never loads ImageMagick, and a server
+without ImageMagick."""
+import hashlib
+import os
 import signal
 import socket
 import subprocess
@@ -8,8 +12,10 @@ import time
 import pytest
 import requests
 
+from imageserver.paths import ImageKey
 from tests import pictures
-from tests.helpers import IMAGES, free_port, wait_until
+from tests.conftest import launch
+from tests.helpers import IMAGES, free_port, plain_gunicorn, wait_until, worker_pids
 
 SLOW_SECONDS = 3
 
@@ -69,6 +75,8 @@ def test_a_stop_lets_the_request_in_flight_finish(start_server, slow_source, sig
     finished_well(request)
     assert server.process.wait(40) == 0
     assert "Shutting down: Master" in server.log()
+    with pytest.raises(requests.ConnectionError):
+        server.get("/status_check")
 
 
 def test_the_drain_keeps_serving_while_the_status_says_shutting_down(start_server, photo_jpeg):
@@ -110,12 +118,23 @@ def booted_workers(server) -> list:
     return [line for line in server.log().splitlines() if "Booting worker" in line]
 
 
-def test_the_master_never_loads_imagemagick(start_server, photo_jpeg):
-    server = start_server("--status_port", str(free_port()))
+@pytest.fixture(scope="module")
+def with_status_port(tmp_path_factory):
+    """One server with a status port, and that port, for the tests that leave the server running."""
+    status_port = free_port()
+    server = launch(tmp_path_factory.mktemp("status"), "--status_port", str(status_port))
+    yield server, status_port
+    server.stop()
+
+
+def test_the_master_never_loads_imagemagick(with_status_port, photo_jpeg):
+    server, _ = with_status_port
     assert server.post("/p?outputs=x50.jpg", data=photo_jpeg).status_code == 200
+    # The workers set ImageMagick up themselves (our policy in force, the formats found): whichever
+    # answers says so.
+    assert [server.get("/status_check").json()["message"] for _ in range(4)] == ["OK"] * 4
     master = server.process.pid
-    with open(f"/proc/{master}/task/{master}/children") as f:
-        workers = [int(pid) for pid in f.read().split()]
+    workers = worker_pids(master)
     assert workers
     assert "libMagick" not in maps(master)
     # A worker loads it while it boots; the second one may still be booting.
@@ -142,12 +161,58 @@ def test_a_busy_status_port_stops_start_up(tmp_path):
     assert f"--status_port: cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
-def test_the_status_port_answers_json_for_other_paths(start_server):
-    status_port = free_port()
-    start_server("--status_port", str(status_port))
+def test_the_status_port_answers_json_for_other_paths(with_status_port):
+    _, status_port = with_status_port
     got = requests.get(f"http://127.0.0.1:{status_port}/nothing", timeout=10)
     assert got.status_code == 404 and "error" in got.json()
     body = status(status_port).json()
     assert body["workers"] == 2 and set(body) == {"version", "message", "workers"}
     head = requests.head(f"http://127.0.0.1:{status_port}/status_check", timeout=10)
     assert head.status_code == 200 and head.content == b""
+
+
+def test_gunicorn_with_settings_from_the_environment(tmp_path):
+    """Plain gunicorn with gunicorn.conf.py: its workers set ImageMagick up as `images server`'s do."""
+    variables = {"IMG_LOCAL_BASE_PATH": str(tmp_path), "IMG_OUTPUTS": "x40.webp", "IMG_WORKERS": "1"}
+    with plain_gunicorn(variables) as (url, process):
+        status = requests.get(url + "/status_check", timeout=30)
+        assert (status.status_code, status.json()["message"]) == (200, "OK")
+        response = requests.post(url + "/p", data=pictures.photo(80, 60), timeout=30)
+        assert response.status_code == 200
+        h = response.json()["hash"]
+        made = tmp_path / ImageKey("p", h).folder / "x40.webp"
+        assert pictures.decode(made.read_bytes()).width == 40
+    assert process.returncode == 0
+
+
+def test_status_check_is_501_without_imagemagick(start_server):
+    # A `wand` that fails to import as the real one does when MagickWand is not installed.
+    fake = os.path.join(os.path.dirname(__file__), "no_imagemagick")
+    server = start_server(env={"PYTHONPATH": fake})
+    response = server.get("/status_check")
+    assert response.status_code == 501
+    assert "ImageMagick" in response.json()["message"]
+    refused = server.post("/p", data=pictures.photo(20, 20))
+    assert refused.status_code == 501 and refused.json()["error"]
+    assert refused.headers["Content-Type"] == "application/json"
+
+
+def test_process_command_makes_outputs_for_a_local_original(tmp_path):
+    base = tmp_path / "public"
+    data = pictures.photo(90, 60)
+    h = hashlib.md5(data).hexdigest()
+    original = tmp_path / "incoming" / ImageKey("p", h).folder / "original"
+    original.parent.mkdir(parents=True)
+    original.write_bytes(data)
+    result = subprocess.run([IMAGES, "--outputs", "x30.jpg,w45.webp", "--local_base_path", str(base),
+                             "--namespace", "p", "process", str(original)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    fields = result.stdout.strip().split("\t")
+    assert fields[0] == h and fields[2:] == ["90", "60"]
+    folder = base / ImageKey("p", h).folder
+    assert pictures.decode((folder / "x30.jpg").read_bytes()).width == 30
+    assert pictures.decode((folder / "w45.webp").read_bytes()).height == 30
+    missing = subprocess.run([IMAGES, "--outputs", "x30.jpg", "--local_base_path", str(base), "process",
+                              str(tmp_path / "nothing" / "original")], capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.startswith("images: ")

@@ -1,8 +1,9 @@
 """statsd: the original's counter names and the timers, as datagrams on a real UDP socket."""
 import socket
 
+from imageserver import signing
 from tests import pictures
-from tests.helpers import folder_of
+from tests.helpers import folder_of, wait_until
 
 PREFIX = "image_server."
 
@@ -70,3 +71,53 @@ def test_no_statsd_never_breaks_a_request(start_server, photo_jpeg):
             assert pictures.decode(got.content).width == size
         assert server.get("/p/000/000/000/00000000000000000000000/x1.jpg").status_code == 404
     assert "no metrics will be sent" in server.log()
+
+
+# -- outputs answered before Flask (web/hits.py): counted, logged and refused as the view does them --
+
+SIGNING_KEY = "a-key-of-at-least-16-characters"
+
+
+def upload(server) -> str:
+    answer = server.post("/p", data=pictures.photo(400, 300))
+    assert answer.status_code == 200, answer.text
+    return folder_of(answer.json()["hash"])
+
+
+def test_a_hit_needs_the_signature_the_view_needs(start_server, statsd_listener):
+    server = start_server("--signing_key", SIGNING_KEY, "--statsd_port", str(statsd_listener.port))
+    path = upload(server) + "/x100.jpg"
+    signed = {"sig": signing.signature(SIGNING_KEY, path)}
+    assert server.get(path, params=signed).headers["X-Image-Cache"] == "made"
+    assert server.get(path, params=signed).headers["X-Image-Cache"] == "hit"
+    statsd_listener.wait_for_count("image_server.processing.version.noop:1|c", 1)
+    statsd_listener.clear()
+    unsigned = server.get(path)
+    badly_signed = server.get(path, params={"sig": signing.signature(SIGNING_KEY, path + "x")})
+    other_sig = server.get(path, params={"sig": "x", "sig2": signed["sig"]})
+    assert [a.status_code for a in (unsigned, badly_signed, other_sig)] == [403, 403, 403]
+    assert "signed URL" in unsigned.json()["error"]
+    assert "does not match" in badly_signed.json()["error"]
+    assert "X-Image-Cache" not in unsigned.headers
+    statsd_listener.wait_for_count("image_server.image_request_fail:1|c", 3)
+    assert not statsd_listener.has("image_server.processing.version.noop")
+
+
+def test_a_hit_is_counted_and_logged(start_server, statsd_listener):
+    server = start_server("--statsd_port", str(statsd_listener.port))
+    url = upload(server) + "/x64.jpg"
+    made = server.get(url)
+    statsd_listener.wait_for("image_server.image_request:1|c")
+    statsd_listener.clear()
+    server.get(url)
+    server.get(url, headers={"If-None-Match": made.headers["ETag"]})
+    server.head(url)
+    statsd_listener.wait_for_count("image_server.processing.version.noop:1|c", 3)
+    assert not statsd_listener.has("image_server.image_request")
+    # gunicorn writes a request's line after its reply.
+    wait_until(lambda: server.log().count("cache=hit") >= 3, "three hits logged", seconds=20)
+    log = server.log()
+    size = made.headers["Content-Length"]
+    assert f'"GET {url} HTTP/1.1" 200 {size} ' in log and f'"HEAD {url} HTTP/1.1" 200 {size} ' in log
+    assert f'"GET {url} HTTP/1.1" 304 - ' in log
+    assert log.count(" cache=hit") == 3

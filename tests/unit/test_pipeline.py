@@ -17,8 +17,6 @@ from tests.pictures import decode, near
 SETTINGS = Settings()
 RED, BLUE, WHITE = (255, 0, 0, 255), (0, 0, 255, 255), (255, 255, 255, 255)
 
-pytestmark = pytest.mark.usefixtures("pipeline_worker")
-
 
 def without_our_policy() -> dict:
     """The environment for the convert CLI: init_worker points ImageMagick at our strict policy."""

@@ -12,8 +12,6 @@ from tests.helpers import render
 
 SETTINGS = Settings()
 
-pytestmark = pytest.mark.usefixtures("pipeline_worker")
-
 
 @pytest.fixture(scope="module")
 def wide_halves_png() -> bytes:
