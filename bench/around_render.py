@@ -31,7 +31,7 @@ import requests
 
 from . import inputs
 from .server import WORKERS, Workers
-from tests.conftest import free_port, wait_until_up  # as the soak test does
+from tests.helpers import free_port, wait_until_up  # as the soak test does
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -80,14 +80,6 @@ class StubbedServer(Workers):
                                             cwd=os.path.dirname(base))
         wait_until_up(self.url + "/status_check", self.process)
         self.workers = self._wait_for_workers(WORKERS)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(40)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def wrk(url: str, mode: str, offset: int, mode_args: list, seconds: float) -> dict:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import time
 
-from tests.conftest import IMAGES, free_port, wait_until_up  # as the soak test does
+from tests.helpers import IMAGES, free_port, wait_until_up  # as the soak test does
 
 WORKERS = 2
 
@@ -18,6 +18,16 @@ class Workers:
 
     process: subprocess.Popen
     workers: list[int]
+
+    def stop(self) -> None:
+        """Stop the server gracefully, or kill it after 40 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def _wait_for_workers(self, count: int) -> list[int]:
         deadline = time.monotonic() + 30
@@ -70,15 +80,6 @@ class ImageServer(Workers):
                                             stderr=subprocess.STDOUT)
         wait_until_up(self.url + "/status_check", self.process)
         self.workers = self._wait_for_workers(WORKERS)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 NGINX_CONF = """\

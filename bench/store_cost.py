@@ -23,7 +23,7 @@ import time
 import requests
 
 from tests import pictures
-from tests.conftest import IMAGES, free_port, server_environment, wait_until_up
+from tests.helpers import IMAGES, free_port, server_environment, wait_until_up
 from tests.storage_servers import MotoServer
 
 BUCKET = "store-cost"

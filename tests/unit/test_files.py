@@ -17,23 +17,25 @@ def test_write_atomically_leaves_only_the_file(tmp_path):
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
 
 
-def _hold(path, seconds, started):
+def _hold(path, seconds, started, done=None):
     with files.exclusive(path, 5):
         started.set()
         time.sleep(seconds)
+        if done is not None:    # the holder's work is over; it lets go next
+            done.set()
 
 
 def test_exclusive_keeps_other_processes_out_then_lets_them_in(tmp_path):
     path = str(tmp_path / "x300.jpg")
-    started = multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold, args=(path, 1.0, started))
+    started, done = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold, args=(path, 1.0, started, done))
     holder.start()
     assert started.wait(10)
     with pytest.raises(Unavailable):
         with files.exclusive(path, 0.2):
             pass
     with files.exclusive(path, 10):
-        assert not holder.is_alive()
+        assert done.is_set()
     holder.join()
     assert os.listdir(tmp_path) == []
 
