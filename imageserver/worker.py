@@ -1,5 +1,6 @@
-"""The gunicorn worker: gunicorn's sync worker, with the answers gunicorn writes itself in JSON, and
-a connection closed at once after its reply when the client has sent nothing more.
+"""The gunicorn worker: gunicorn's sync worker, with the answers gunicorn writes itself in JSON, a
+reply's headers and body sent together, and a connection closed at once after its reply when the
+client has sent nothing more.
 
 gunicorn answers some requests before the app sees them (a request line over `limit_request_line`
 is a 414, headers over their limits a 431, a malformed request a 400) and one the app could not
@@ -40,6 +41,15 @@ def nothing_unread(client: socket.socket) -> bool:
         return False
 
 
+def cork(client: socket.socket, on: bool) -> None:
+    """Hold back partial segments (Linux's TCP_CORK) until uncorked; nothing where there is none."""
+    if hasattr(socket, "TCP_CORK"):
+        try:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+        except OSError:     # the client has gone (or the socket is closed): nothing to send
+            pass
+
+
 class JsonErrorWorker(SyncWorker):
     timed_out = False
 
@@ -50,7 +60,12 @@ class JsonErrorWorker(SyncWorker):
         super().init_process()
 
     def handle_request(self, listener, req, client, addr):
+        # gunicorn writes the headers, then the body (sendfile for a file): two segments and two
+        # wake-ups of the client for a small output. Corked, the kernel sends them as one, when
+        # uncorked right after the reply.
+        cork(client, True)
         super().handle_request(listener, req, client, addr)
+        cork(client, False)
         # The reply is sent. gunicorn then closes gracefully: it half-closes and waits for the
         # client to close first, draining what it sent, because closing with unread bytes in the
         # socket makes the kernel reset the connection, which can cut the reply short (RFC 9112,
