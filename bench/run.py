@@ -93,9 +93,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=10,
                         help=f"measured seconds per workload and server (in {ROUNDS} passes)")
     parser.add_argument("--only", default="", help="comma-separated workload keys (e.g. 1,2)")
-    parser.add_argument("--output", default=HERE, help="folder for results.json and results.png")
+    parser.add_argument("--output", default=None,
+                        help="folder for results.json and results.png (default: bench/ for a full "
+                             "run, bench/work/ for a part, which never replaces the full run's)")
     args = parser.parse_args(argv)
     work = os.path.join(HERE, "work")
+    output = args.output or (work if args.only else HERE)
     print("Making the sources (once, kept in bench/work/) ...", flush=True)
     sources = inputs.make_all(work)
     print(f"Installing thumbor {peer.PINNED} (once, in bench/work/thumbor-venv) ...", flush=True)
@@ -130,13 +133,13 @@ def main(argv=None) -> int:
                             results="bench/work/thumbor-results")},
                "memory_largest_source": memory,
                "workloads": [{"key": w.key, "title": w.title, **w.results} for w in chosen]}
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "results.json"), "w") as f:
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
     print(report.table(results))
-    report.chart(results, os.path.join(args.output, "results.png"))
-    print(f"Wrote {args.output}/results.json and results.png")
+    report.chart(results, os.path.join(output, "results.png"))
+    print(f"Wrote {output}/results.json and results.png")
     return 0
 
 
