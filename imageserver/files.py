@@ -62,7 +62,7 @@ def replacing(path: str):
         except FileNotFoundError:
             pass
         if _no_space(error):
-            raise DiskFull(f"the disk is full: {name} could not be stored") from error
+            raise _not_stored(name) from error
         raise
 
 
@@ -145,8 +145,7 @@ class Claim:
             os.replace(self.temp, self.path)
         except OSError as error:
             if _no_space(error):
-                raise DiskFull(f"the disk is full: {os.path.basename(self.path)} could not be "
-                               f"stored") from error
+                raise _not_stored(os.path.basename(self.path)) from error
             raise
         self.written = True
         _flush(os.path.dirname(self.path))
@@ -182,7 +181,7 @@ def _claim(folder: str, temp: str, name: str, deadline: float) -> int:
         os.close(fd)
         # Renamed into place or removed by its holder: the caller finds the file made, or not.
         if time.monotonic() >= deadline:
-            raise Unavailable(f"{name} is being made by another request; try again")
+            raise _busy(name)
 
 
 def remove_empty_folders(folder: str, stop: str) -> None:
@@ -282,6 +281,14 @@ def _flush(path: str) -> None:
         os.close(fd)
 
 
+def _not_stored(name: str) -> DiskFull:
+    return DiskFull(f"the disk is full: {name} could not be stored")
+
+
+def _busy(name: str) -> Unavailable:
+    return Unavailable(f"{name} is being made by another request; try again")
+
+
 def _no_space(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in NO_SPACE
 
@@ -296,6 +303,6 @@ def _lock(fd: int, deadline: float, name: str) -> None:
             if error.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
         if time.monotonic() >= deadline:
-            raise Unavailable(f"{name} is being made by another request; try again")
+            raise _busy(name)
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
