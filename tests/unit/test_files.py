@@ -25,12 +25,19 @@ def _hold(path, seconds, started, done=None):
             done.set()
 
 
-def test_exclusive_keeps_other_processes_out_then_lets_them_in(tmp_path):
-    path = str(tmp_path / "x300.jpg")
-    started, done = multiprocessing.Event(), multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold, args=(path, 1.0, started, done))
+def holding(target, path, seconds, *more) -> multiprocessing.Process:
+    """A process running `target(path, seconds, started, *more)`, once it holds the claim."""
+    started = multiprocessing.Event()
+    holder = multiprocessing.Process(target=target, args=(path, seconds, started, *more))
     holder.start()
     assert started.wait(10)
+    return holder
+
+
+def test_exclusive_keeps_other_processes_out_then_lets_them_in(tmp_path):
+    path = str(tmp_path / "x300.jpg")
+    done = multiprocessing.Event()
+    holder = holding(_hold, path, 1.0, done)
     with pytest.raises(Unavailable):
         with files.exclusive(path, 0.2):
             pass
@@ -42,10 +49,7 @@ def test_exclusive_keeps_other_processes_out_then_lets_them_in(tmp_path):
 
 def test_a_claim_is_taken_over_at_once_when_its_holder_dies(tmp_path):
     path = str(tmp_path / "x300.jpg")
-    started = multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold, args=(path, 60, started))
-    holder.start()
-    assert started.wait(10)
+    holder = holding(_hold, path, 60)
     holder.kill()
     holder.join()
     assert os.listdir(tmp_path) == [".x300.jpg.tmp"]     # what a worker killed mid-render leaves
@@ -82,10 +86,7 @@ def _make(path, seconds, started):
 
 def test_a_waiter_finds_the_file_its_holder_made(tmp_path):
     path = str(tmp_path / "x300.jpg")
-    started = multiprocessing.Event()
-    holder = multiprocessing.Process(target=_make, args=(path, 0.5, started))
-    holder.start()
-    assert started.wait(10)
+    holder = holding(_make, path, 0.5)
     with files.exclusive(path, 10):
         assert files.read(path) == b"made by the holder"
     holder.join()
@@ -144,10 +145,7 @@ def test_clear_leftovers_removes_temporary_and_free_lock_files_only(tmp_path):
     lonely.mkdir()
     (lonely / ".original.abcd.tmp").write_bytes(b"half")
     held = str(tmp_path / "p" / "ddd" / "w10.jpg")
-    started = multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold, args=(held, 60, started))
-    holder.start()
-    assert started.wait(10)
+    holder = holding(_hold, held, 60)
     try:
         assert files.clear_leftovers(str(tmp_path)) == 3
         assert os.listdir(folder) == ["original"]
