@@ -46,13 +46,9 @@ def post_worker_init(worker):
 
 
 def worker_settings(worker):
-    """The settings the worker's app was built with: those of `images server` (its application
-    object holds them), or, under plain gunicorn (wsgi.py), those of the environment."""
-    settings = getattr(worker.app, "settings", None)
-    if settings is None:
-        from imageserver.settings import Settings
-        settings = Settings.from_env()
-    return settings
+    """The settings the worker's app was built with (by `images server`, or by wsgi.py from the
+    environment): the app is loaded by the time post_worker_init runs."""
+    return worker.wsgi.extensions["images"].settings
 
 
 def from_settings(settings) -> dict:
