@@ -24,21 +24,24 @@ class AccessLogger(Logger):
         if self.cfg.access_log_format != FORMAT:
             super().access(resp, req, environ, request_time)
             return
+        self.answered(resp.status, resp.headers, environ, request_time)
+
+    def answered(self, status, headers: list[tuple[str, str]], environ: dict, request_time) -> None:
+        """FORMAT's line for a request answered with `status` and `headers`."""
         if not self.access_log_enabled:
             return
         try:
-            self.access_log.info(line(resp, environ, request_time, self.now()))
+            self.access_log.info(line(status, headers, environ, request_time, self.now()))
         except Exception:
             self.error(traceback.format_exc())
 
 
-def line(resp, environ: dict, request_time, now: str) -> str:
+def line(status, headers: list[tuple[str, str]], environ: dict, request_time, now: str) -> str:
     """FORMAT's line, as gunicorn writes it ("-" for a header the response lacks)."""
-    status = resp.status
     if isinstance(status, str):
         status = status.split(None, 1)[0]
     length = cache = "-"
-    for name, value in resp.headers:
+    for name, value in headers:
         lowered = name.lower()
         if lowered == "content-length":
             length = value

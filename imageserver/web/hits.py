@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Iterable, Optional
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterable, Optional
 from urllib.parse import parse_qsl
 from zlib import adler32
 
@@ -63,6 +64,22 @@ class Outputs:
             return None   # the app refuses it, with its message and the failure metric
         return key, spec
 
+    def hit(self, environ: dict) -> Optional[Answer]:
+        """The answer to a GET or HEAD of an output already on disk here; None for any other request
+        (which __call__ answers, or the app)."""
+        method = environ["REQUEST_METHOD"]
+        found = self._output(environ) if method == "GET" or method == "HEAD" else None
+        if found is None:
+            return None
+        key, spec = found
+        path = key.local_file(self.images.base, spec.name)
+        try:
+            answer = _file_answer(environ, spec, path, os.stat(path), "hit", False, method == "HEAD")
+        except OSError:   # not made yet (or removed a moment ago)
+            return None
+        self.images.metrics.incr("processing.version.noop")
+        return answer
+
     def _answer(self, environ: dict, start_response: Callable, key: ImageKey, spec: OutputSpec,
                 head: bool) -> Iterable[bytes]:
         path, cache, pending = key.local_file(self.images.base, spec.name), "hit", False
@@ -76,28 +93,14 @@ class Outputs:
                 stat = os.stat(path)
             except Exception as error:   # answered as the app's error handlers answer
                 return self._failure(error)(environ, start_response)
-        etag = quote_etag(f"{stat.st_mtime}-{stat.st_size}-{adler32(path.encode()) & 0xFFFFFFFF}")
-        last_modified = http_date(stat.st_mtime)
-        headers = [("Content-Disposition", dump_options_header("inline", {"filename": spec.name}))]
+        try:
+            answer = _file_answer(environ, spec, path, stat, cache, pending, head)
+        except OSError:   # removed a moment ago (by hand): the app answers as it would
+            return self.app(environ, start_response)
         body: Iterable[bytes] = []
-        revalidating = "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ
-        if not revalidating or is_resource_modified(environ, etag, last_modified=last_modified):
-            status = "200 OK"
-            headers += [("Content-Type", spec.content_type), ("Content-Length", str(stat.st_size)),
-                        ("Last-Modified", last_modified)]
-            if not head:
-                try:
-                    opened = open(path, "rb")
-                except OSError:   # removed a moment ago (by hand): the app answers as it would
-                    return self.app(environ, start_response)
-                body = environ.get("wsgi.file_wrapper", FileWrapper)(opened, _FILE_BUFFER)
-        else:
-            status = "304 NOT MODIFIED"
-        headers += [("Cache-Control", CACHE_CONTROL), ("ETag", etag), ("Accept-Ranges", "bytes"),
-                    ("Date", http_date()), ("X-Image-Cache", cache), *NO_SNIFFING.items()]
-        if pending:    # made and kept here, not yet in the remote store (retried until it is)
-            headers.append(("X-Image-Stored", "pending"))
-        start_response(status, headers)
+        if answer.body is not None:
+            body = environ.get("wsgi.file_wrapper", FileWrapper)(answer.body, _FILE_BUFFER)
+        start_response(answer.status, answer.headers + [("Date", http_date())])
         return body
 
     def _failure(self, error: Exception):
@@ -107,6 +110,38 @@ class Outputs:
         response = failure_response(error, self.logger)
         response.headers.update(NO_SNIFFING)
         return response
+
+
+@dataclass
+class Answer:
+    """An output's answer: status, headers (all but Date, which the server adds) and the body, the
+    output's file opened (None for a HEAD or a 304)."""
+    status: str
+    headers: list[tuple[str, str]]
+    body: Optional[BinaryIO]
+
+
+def _file_answer(environ: dict, spec: OutputSpec, path: str, stat: os.stat_result, cache: str,
+                 pending: bool, head: bool) -> Answer:
+    """The answer that sends the output `path` (`cache`: how it came to be there), or 304 to a
+    client whose copy is still good. OSError when the file cannot be opened."""
+    etag = quote_etag(f"{stat.st_mtime}-{stat.st_size}-{adler32(path.encode()) & 0xFFFFFFFF}")
+    last_modified = http_date(stat.st_mtime)
+    headers = [("Content-Disposition", dump_options_header("inline", {"filename": spec.name}))]
+    body = None
+    revalidating = "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ
+    if not revalidating or is_resource_modified(environ, etag, last_modified=last_modified):
+        status = "200 OK"
+        headers += [("Content-Type", spec.content_type), ("Content-Length", str(stat.st_size)),
+                    ("Last-Modified", last_modified)]
+        body = None if head else open(path, "rb")
+    else:
+        status = "304 NOT MODIFIED"
+    headers += [("Cache-Control", CACHE_CONTROL), ("ETag", etag), ("Accept-Ranges", "bytes"),
+                ("X-Image-Cache", cache), *NO_SNIFFING.items()]
+    if pending:    # made and kept here, not yet in the remote store (retried until it is)
+        headers.append(("X-Image-Stored", "pending"))
+    return Answer(status, headers, body)
 
 
 def _sig(environ: dict) -> Optional[str]:
