@@ -83,7 +83,13 @@ class JsonErrorWorker(SyncWorker):
                 and "SCRIPT_NAME" not in os.environ and "SCRIPT_NAME" not in cfg.env)
 
     def handle(self, listener, client, addr):
-        if self.outputs is None or not self._answered_early(client, addr):
+        try:
+            answered = self.outputs is not None and self._answered_early(client, addr)
+        except SystemExit as stop:   # the worker timeout, while the client had sent nothing
+            self.handle_error(None, client, addr, stop)    # answered as gunicorn's handle does
+            util.close(client)
+            return
+        if not answered:
             super().handle(listener, client, addr)
 
     def _answered_early(self, client: socket.socket, addr) -> bool:

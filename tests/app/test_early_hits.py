@@ -4,16 +4,18 @@ other request is gunicorn's. Our worker, with gunicorn's own settings for it, on
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 from types import SimpleNamespace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gunicorn.http
 import pytest
+from flask import Flask
 from gunicorn.config import Config
 
-from imageserver import gunicorn_conf
+from imageserver import gunicorn_conf, signing
 from imageserver.access_log import AccessLogger
 from imageserver.worker import JsonErrorWorker
 from tests import pictures
@@ -22,6 +24,7 @@ from tests.helpers import folder_of
 CLIENT = ("127.0.0.1", 50123)
 LISTENER = SimpleNamespace(getsockname=lambda: ("127.0.0.1", 8000))
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
+SIGNING_KEY = "early-hits-test-key"
 
 
 @pytest.fixture
@@ -30,20 +33,34 @@ def access_log(tmp_path) -> str:
 
 
 @pytest.fixture
-def worker(app, access_log) -> Iterator[JsonErrorWorker]:
-    cfg = Config()
-    for name, value in vars(gunicorn_conf).items():
-        if name in cfg.settings:
-            cfg.set(name, value)
-    cfg.set("accesslog", access_log)
-    log = AccessLogger(cfg)
-    worker = JsonErrorWorker(1, os.getpid(), [], SimpleNamespace(wsgi=lambda: app), 30, cfg, log)
-    worker.load_wsgi()
-    assert worker.outputs is not None
-    yield worker
-    worker.tmp.close()
-    for handler in log.access_log.handlers + log.error_log.handlers:
-        handler.close()
+def make_worker(access_log) -> Iterator[Callable[[Flask], JsonErrorWorker]]:
+    """Our worker for an app, with the settings gunicorn_conf gives it and its access log."""
+    made = []
+
+    def make(app: Flask) -> JsonErrorWorker:
+        cfg = Config()
+        for name, value in vars(gunicorn_conf).items():
+            if name in cfg.settings:
+                cfg.set(name, value)
+        cfg.set("accesslog", access_log)
+        log = AccessLogger(cfg)
+        worker = JsonErrorWorker(1, os.getpid(), [], SimpleNamespace(wsgi=lambda: app), 30, cfg,
+                                 log)
+        worker.load_wsgi()
+        assert worker.outputs is not None
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.tmp.close()
+        for handler in worker.log.access_log.handlers + worker.log.error_log.handlers:
+            handler.close()
+
+
+@pytest.fixture
+def worker(make_worker, app) -> JsonErrorWorker:
+    return make_worker(app)
 
 
 @pytest.fixture
@@ -144,3 +161,43 @@ def test_a_client_gone_before_its_answer_costs_nothing(worker, output, access_lo
         worker.handle(LISTENER, server, CLIENT)
     assert worker.alive and worker.nr == 1
     assert log_lines(access_log)[-1].endswith(" cache=hit")
+
+
+def test_signatures_and_allowed_outputs_hold_early(make_worker, make_app, parsed):
+    app = make_app("--signing_key", SIGNING_KEY, "--allowed_outputs", "x120.webp")
+    worker = make_worker(app)
+    path = folder_of(app.test_client().post("/p", data=pictures.photo(400, 300)).json["hash"])
+    signed = signing.sign_url(SIGNING_KEY, path + "/x120.webp")
+    assert "?sig=" in signed
+    assert ask(worker, f"GET {signed} HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(parsed) == 1          # made now: gunicorn's
+    head, body = parts(ask(worker, f"GET {signed} HTTP/1.1\r\n\r\n"))
+    assert len(parsed) == 1 and b"X-Image-Cache: hit" in head and pictures.decode(body).width == 120
+    unsigned = ask(worker, f"GET {path}/x120.webp HTTP/1.1\r\n\r\n")
+    forged = ask(worker, f"GET {signed[:-2]}xx HTTP/1.1\r\n\r\n")
+    not_allowed = ask(worker, f"GET {signing.sign_url(SIGNING_KEY, path + '/x60.webp')} "
+                              f"HTTP/1.1\r\n\r\n")
+    assert len(parsed) == 4
+    assert [reply.split(b"\r\n", 1)[0] for reply in (unsigned, forged, not_allowed)] == \
+        [b"HTTP/1.1 403 FORBIDDEN"] * 3
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_a_client_that_sends_nothing_gets_the_timeout_answer(worker, early):
+    """The master aborts a worker past its timeout (SIGABRT, gunicorn's handle_abort); here a timer
+    stands in for the master's signal, while the worker waits for a request that never comes."""
+    if not early:
+        worker.outputs = None
+    server, client = socket.socketpair()
+    previous = signal.signal(signal.SIGALRM, worker.handle_abort)
+    try:
+        with server, client:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            worker.handle(LISTENER, server, CLIENT)
+            reply = client.recv(65536)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert reply.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b'"error": "the request took longer than the 60 s' in reply
+    assert not worker.alive
