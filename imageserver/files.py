@@ -3,7 +3,7 @@
 A file is written to a temporary name in its own folder and renamed into place, so that a reader (this
 server, or nginx serving the same folder) never sees half of it. Temporary files (claims too) start
 with a dot, which the generated nginx block refuses to serve; those a crash leaves are cleared
-at start-up (clear_leftovers), or taken over by the next process to claim the same file.
+after start-up (clear_leftovers), or taken over by the next process to claim the same file.
 
 Durable before acknowledged: the file is flushed to disk (fsync) before the rename, and its folder
 after it (and the parent of every folder made for it), so that a power cut after the reply cannot
@@ -198,17 +198,18 @@ def remove_empty_folders(folder: str, stop: str) -> None:
         folder = os.path.dirname(folder)
 
 
-def clear_leftovers(base: str) -> int:
+def clear_leftovers(base: str, made_before: float) -> int:
     """Remove the temporary files under `base` that a crash left (and the folders they leave
-    empty); the number removed. Run before any worker starts: a temporary file then belongs to no
-    one, unless another process (an `images process` run) holds it as its claim: that one is kept.
-    `.lock` files are the locks of earlier versions, removed as well when no process holds them."""
+    empty); the number removed. Only files last written before `made_before` (the time this server
+    started) and that no process holds: workers may be running, and what they write now is newer;
+    a claim another process holds (an `images process` run) is kept. `.lock` files are the locks of
+    earlier versions, removed as well when no process holds them."""
     removed = 0
     for folder, _, names in os.walk(base, topdown=False):
         here = 0
         for name in names:
             if name.startswith(".") and name.endswith((".tmp", ".lock")):
-                here += _remove_if_free(os.path.join(folder, name))
+                here += _remove_if_free(os.path.join(folder, name), made_before)
         if here:
             remove_empty_folders(folder, stop=base)
         removed += here
@@ -223,19 +224,20 @@ def _remove(path: str) -> int:
         return 0
 
 
-def _remove_if_free(lock_path: str) -> int:
-    """As `exclusive` does with an unheld claim: a waiter that opened it before finds it gone."""
+def _remove_if_free(lock_path: str, made_before: float) -> int:
+    """As `exclusive` does with an unheld claim (a waiter that opened it before finds it gone), when
+    it was last written before `made_before`."""
     try:
         fd = os.open(lock_path, os.O_RDWR)
     except FileNotFoundError:
         return 0
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return 0
-    try:
+        if os.fstat(fd).st_mtime >= made_before:
+            return 0
         return _remove(lock_path)
+    except OSError:     # held by a live process
+        return 0
     finally:
         os.close(fd)
 

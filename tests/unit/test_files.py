@@ -147,15 +147,27 @@ def test_clear_leftovers_removes_temporary_and_free_lock_files_only(tmp_path):
     held = str(tmp_path / "p" / "ddd" / "w10.jpg")
     holder = holding(_hold, held, 60)
     try:
-        assert files.clear_leftovers(str(tmp_path)) == 3
+        started = time.time() + 1    # the server started after all of those were written
+        assert files.clear_leftovers(str(tmp_path), made_before=started) == 3
         assert os.listdir(folder) == ["original"]
         assert not lonely.exists()      # emptied by the clean-up, so gone
         assert os.listdir(tmp_path / "p" / "ddd") == [".w10.jpg.tmp"]   # in use: kept
     finally:
         holder.kill()
         holder.join()
-    assert files.clear_leftovers(str(tmp_path)) == 1
-    assert files.clear_leftovers(str(tmp_path / "none")) == 0
+    assert files.clear_leftovers(str(tmp_path), made_before=started) == 1
+    assert files.clear_leftovers(str(tmp_path / "none"), made_before=started) == 0
+
+
+def test_clear_leftovers_keeps_what_was_written_since_the_server_started(tmp_path):
+    folder = tmp_path / "p" / "aaa"
+    folder.mkdir(parents=True)
+    for name in (".x300.jpg.k2j4.tmp", ".w10.jpg.tmp", ".x300.jpg.lock"):
+        (folder / name).write_bytes(b"being written")
+    old = folder / ".x300.jpg.k2j4.tmp"
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    assert files.clear_leftovers(str(tmp_path), made_before=time.time() - 30) == 1
+    assert sorted(os.listdir(folder)) == [".w10.jpg.tmp", ".x300.jpg.lock"]
 
 
 def test_whole_or_not_at_all_removes_what_a_failed_block_made_and_keeps_what_was_there(tmp_path):
