@@ -17,6 +17,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import Optional
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -75,7 +76,7 @@ def download(url: str, rules: SourceRules) -> bytes:
     """The body at `url`, following up to 5 redirects, each hop's address checked again."""
     with Deadline(rules.timeout) as deadline:
         for _ in range(MAXIMUM_REDIRECTS + 1):
-            target = check_url(url, rules)
+            target = check_url(url, rules, deadline)
             with _pinned_session(target, deadline) as session, _get(session, url, target, deadline) \
                     as response:
                 location = response.headers.get("Location")
@@ -93,8 +94,9 @@ def download(url: str, rules: SourceRules) -> bytes:
 # -- the address guard ------------------------------------------------------------------------------
 
 
-def check_url(url: str, rules: SourceRules) -> Target:
-    """The hop to make for `url`, or the error that refuses it."""
+def check_url(url: str, rules: SourceRules, deadline: Optional[Deadline] = None) -> Target:
+    """The hop to make for `url`, or the error that refuses it; its name looked up within what is
+    left of the download's time (all of --http_timeout without a deadline)."""
     if len(url) > MAXIMUM_URL_LENGTH:
         raise BadRequest(f"the source URL is longer than {MAXIMUM_URL_LENGTH} characters")
     try:
@@ -109,7 +111,7 @@ def check_url(url: str, rules: SourceRules) -> Target:
     host = parts.hostname.rstrip(".")
     if rules.allowed_hosts and not host_allowed(host, rules.allowed_hosts):
         raise Forbidden(f"source host {host} is not one of --allowed_source_hosts")
-    addresses = addresses_of(host, port)
+    addresses = addresses_of(host, port, deadline.remaining() if deadline else rules.timeout)
     for address in addresses:
         check_address(host, address, rules.allow_private)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -128,12 +130,33 @@ def host_allowed(host: str, allowed: tuple) -> bool:
     return False
 
 
-def addresses_of(host: str, port: int) -> list[str]:
-    """Every address of `host`, IPv4 first: the first is the one connected to."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError):
-        raise NotFound(f"the source host {host!r} cannot be resolved") from None
+def addresses_of(host: str, port: int, seconds: float) -> list[str]:
+    """Every address of `host`, IPv4 first: the first is the one connected to. GatewayTimeout when
+    the lookup takes longer than `seconds`.
+
+    The resolver (getaddrinfo) has timeouts of its own, per name server and attempt, that add up to
+    tens of seconds for a name server that never answers, and a lookup cannot be interrupted: so it
+    runs in a thread of its own, which the request waits for only `seconds` (a lookup given up on
+    ends later in its thread, which holds nothing else)."""
+    found: dict = {}
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            found["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except Exception as error:
+            found["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=look_up, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(seconds):
+        raise GatewayTimeout(f"the source host {host!r} was not resolved in time")
+    if isinstance(found.get("error"), (socket.gaierror, UnicodeError, OSError)):
+        raise NotFound(f"the source host {host!r} cannot be resolved")
+    if "error" in found:
+        raise found["error"]
+    infos = found["infos"]
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not addresses:
         raise NotFound(f"the source host {host!r} has no address")

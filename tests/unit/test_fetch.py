@@ -1,13 +1,19 @@
 """The source URL guard and downloader, against real HTTP(S) servers on loopback.
 
 Host names other than localhost are given addresses by a stand-in resolver (there is no DNS server
-here to play tricks with); everything else is real: sockets, TLS, redirects, slow and huge bodies.
+here to play tricks with), but for the name server that never answers (a real lookup, in a mount
+namespace whose resolv.conf names a silent one on loopback); everything else is real: sockets, TLS,
+redirects, slow and huge bodies.
 """
 from __future__ import annotations
 
 import ipaddress
+import os
+import shlex
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,6 +25,7 @@ from imageserver.errors import BadRequest, Forbidden, GatewayTimeout, NotFound, 
 from tests import pictures
 from tests.trickle import SLOW_HANDSHAKE, SLOW_HEADERS
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=True)
 PUBLIC = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=False)
 
@@ -376,3 +383,36 @@ def test_https_refuses_an_unknown_authority(resolver, tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# What the lookup runs in: this machine's resolver, pointed (for that process only, by a mount
+# namespace of its own) at a name server on loopback that takes every query and never answers.
+LOOKUP = """
+import sys, time
+from imageserver import fetch
+from imageserver.errors import GatewayTimeout
+started = time.monotonic()
+try:
+    fetch.addresses_of("never.answered.test", 80, float(sys.argv[1]))
+except GatewayTimeout as error:
+    print(round(time.monotonic() - started, 1), error)
+"""
+
+
+@pytest.mark.only_loopback
+@pytest.mark.timeout(60)
+def test_a_name_server_that_never_answers_is_waited_for_only_the_time_allowed(tmp_path):
+    resolv_conf = tmp_path / "resolv.conf"
+    resolv_conf.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as name_server:
+        name_server.bind(("127.0.0.1", 53))
+        command = (f"mount --bind {shlex.quote(str(resolv_conf))} /etc/resolv.conf && "
+                   f"exec {shlex.quote(sys.executable)} -c {shlex.quote(LOOKUP)} 1.5")
+        looked_up = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                    command], capture_output=True, text=True, timeout=50, cwd=ROOT)
+        name_server.settimeout(5)
+        query, _ = name_server.recvfrom(512)
+    assert b"never" in query and b"answered" in query       # the lookup did ask it
+    seconds, message = looked_up.stdout.split(" ", 1)
+    assert 1.5 <= float(seconds) < 5, looked_up.stdout + looked_up.stderr
+    assert "'never.answered.test' was not resolved in time" in message
