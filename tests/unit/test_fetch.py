@@ -1,15 +1,14 @@
 """The source URL guard and downloader, against real HTTP(S) servers on loopback.
 
 Host names other than localhost are given addresses by a stand-in resolver (there is no DNS server
-here to play tricks with), but for the name server that never answers (a real lookup, in a mount
-namespace whose resolv.conf names a silent one on loopback); everything else is real: sockets, TLS,
-redirects, slow and huge bodies.
+here to play tricks with), but for the name server that never answers (a real lookup, its name
+server played on loopback by a silent socket); everything else is real: sockets, TLS, redirects,
+slow and huge bodies.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
-import shlex
 import socket
 import ssl
 import subprocess
@@ -385,8 +384,9 @@ def test_https_refuses_an_unknown_authority(resolver, tmp_path):
         httpd.server_close()
 
 
-# What the lookup runs in: this machine's resolver, pointed (for that process only, by a mount
-# namespace of its own) at a name server on loopback that takes every query and never answers.
+# A real lookup through this machine's resolver, in a process of its own, whose first name server
+# (from /etc/resolv.conf) is played, in this test's network namespace, by a socket on loopback that
+# takes every query and never answers; the resolver told to wait 30 s for it (RES_OPTIONS).
 LOOKUP = """
 import sys, time
 from imageserver import fetch
@@ -399,20 +399,36 @@ except GatewayTimeout as error:
 """
 
 
+def first_name_server() -> str:
+    with open("/etc/resolv.conf") as conf:
+        for line in conf:
+            words = line.split()
+            if words[:1] == ["nameserver"] and len(words) > 1:
+                return words[1]
+    return "127.0.0.1"      # the resolver's default
+
+
 @pytest.mark.only_loopback
 @pytest.mark.timeout(60)
-def test_a_name_server_that_never_answers_is_waited_for_only_the_time_allowed(tmp_path):
-    resolv_conf = tmp_path / "resolv.conf"
-    resolv_conf.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as name_server:
-        name_server.bind(("127.0.0.1", 53))
-        command = (f"mount --bind {shlex.quote(str(resolv_conf))} /etc/resolv.conf && "
-                   f"exec {shlex.quote(sys.executable)} -c {shlex.quote(LOOKUP)} 1.5")
-        looked_up = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                    command], capture_output=True, text=True, timeout=50, cwd=ROOT)
-        name_server.settimeout(5)
-        query, _ = name_server.recvfrom(512)
-    assert b"never" in query and b"answered" in query       # the lookup did ask it
-    seconds, message = looked_up.stdout.split(" ", 1)
-    assert 1.5 <= float(seconds) < 5, looked_up.stdout + looked_up.stderr
-    assert "'never.answered.test' was not resolved in time" in message
+def test_a_name_server_that_never_answers_is_waited_for_only_the_time_allowed():
+    address = ipaddress.ip_address(first_name_server())
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    on_loopback = f"{address}/{address.max_prefixlen}"
+    if not address.is_loopback:   # this network namespace's loopback answers for it
+        subprocess.run(["ip", "addr", "add", on_loopback, "dev", "lo"], check=True)
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as name_server:
+            name_server.bind((str(address), 53))
+            looked_up = subprocess.run([sys.executable, "-c", LOOKUP, "1.5"], capture_output=True,
+                                       text=True, timeout=50, cwd=ROOT,
+                                       env={**os.environ, "RES_OPTIONS": "timeout:30 attempts:1"})
+            assert looked_up.stdout, looked_up.stderr
+            seconds, message = looked_up.stdout.split(" ", 1)
+            assert 1.5 <= float(seconds) < 5, looked_up.stdout
+            assert "'never.answered.test' was not resolved in time" in message
+            name_server.settimeout(5)
+            query, _ = name_server.recvfrom(512)
+        assert b"never" in query and b"answered" in query       # the lookup did ask it
+    finally:
+        if not address.is_loopback:
+            subprocess.run(["ip", "addr", "del", on_loopback, "dev", "lo"], check=True)
