@@ -40,15 +40,38 @@ class Outputs:
         self.logger = logger
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        method = environ["REQUEST_METHOD"]
-        if method == "GET" or method == "HEAD":
-            found = self._output(environ)
-            if found is not None:
-                return self._answer(environ, start_response, *found, head=method == "HEAD")
-        return self.app(environ, start_response)
+        found = self._output(environ)
+        if found is None:
+            return self.app(environ, start_response)
+        key, spec = found
+        answer = self._on_disk(environ, key, spec)
+        if answer is None:
+            try:
+                output = self.images.output(key, spec)
+                stat = os.stat(output.path)
+            except Exception as error:   # answered as the app's error handlers answer
+                return self._failure(error)(environ, start_response)
+            try:
+                answer = _file_answer(environ, spec, output.path, stat, output.cache,
+                                      output.pending)
+            except OSError:   # removed a moment ago (by hand): the app answers as it would
+                return self.app(environ, start_response)
+        body: Iterable[bytes] = []
+        if answer.body is not None:
+            body = environ.get("wsgi.file_wrapper", FileWrapper)(answer.body, _FILE_BUFFER)
+        start_response(answer.status, answer.headers + [("Date", http_date())])
+        return body
+
+    def hit(self, environ: dict) -> Optional[Answer]:
+        """The answer to a GET or HEAD of an output already on disk here; None for any other request
+        (which __call__ answers, or the app)."""
+        found = self._output(environ)
+        return None if found is None else self._on_disk(environ, *found)
 
     def _output(self, environ: dict) -> Optional[tuple[ImageKey, OutputSpec]]:
-        """The output a request asks for, when it is one this layer may answer."""
+        """The output a GET or HEAD asks for, when it is one this layer may answer."""
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return None
         path = environ.get("PATH_INFO", "")
         parts = path.split("/")
         if len(parts) != 7 or parts[0] or any(name in environ for name in _LEFT_TO_THE_APP):
@@ -64,44 +87,16 @@ class Outputs:
             return None   # the app refuses it, with its message and the failure metric
         return key, spec
 
-    def hit(self, environ: dict) -> Optional[Answer]:
-        """The answer to a GET or HEAD of an output already on disk here; None for any other request
-        (which __call__ answers, or the app)."""
-        method = environ["REQUEST_METHOD"]
-        found = self._output(environ) if method == "GET" or method == "HEAD" else None
-        if found is None:
-            return None
-        key, spec = found
+    def _on_disk(self, environ: dict, key: ImageKey, spec: OutputSpec) -> Optional[Answer]:
+        """The answer that sends the output made already, None when it is not (or was removed a
+        moment ago)."""
         path = key.local_file(self.images.base, spec.name)
         try:
-            answer = _file_answer(environ, spec, path, os.stat(path), "hit", False, method == "HEAD")
-        except OSError:   # not made yet (or removed a moment ago)
+            answer = _file_answer(environ, spec, path, os.stat(path), "hit", False)
+        except OSError:
             return None
         self.images.metrics.incr("processing.version.noop")
         return answer
-
-    def _answer(self, environ: dict, start_response: Callable, key: ImageKey, spec: OutputSpec,
-                head: bool) -> Iterable[bytes]:
-        path, cache, pending = key.local_file(self.images.base, spec.name), "hit", False
-        try:
-            stat = os.stat(path)
-            self.images.metrics.incr("processing.version.noop")
-        except FileNotFoundError:
-            try:
-                output = self.images.output(key, spec)
-                path, cache, pending = output.path, output.cache, output.pending
-                stat = os.stat(path)
-            except Exception as error:   # answered as the app's error handlers answer
-                return self._failure(error)(environ, start_response)
-        try:
-            answer = _file_answer(environ, spec, path, stat, cache, pending, head)
-        except OSError:   # removed a moment ago (by hand): the app answers as it would
-            return self.app(environ, start_response)
-        body: Iterable[bytes] = []
-        if answer.body is not None:
-            body = environ.get("wsgi.file_wrapper", FileWrapper)(answer.body, _FILE_BUFFER)
-        start_response(answer.status, answer.headers + [("Date", http_date())])
-        return body
 
     def _failure(self, error: Exception):
         """The JSON answer and metric of web.register's error handlers, for a failed output (the
@@ -122,7 +117,7 @@ class Answer:
 
 
 def _file_answer(environ: dict, spec: OutputSpec, path: str, stat: os.stat_result, cache: str,
-                 pending: bool, head: bool) -> Answer:
+                 pending: bool) -> Answer:
     """The answer that sends the output `path` (`cache`: how it came to be there), or 304 to a
     client whose copy is still good. OSError when the file cannot be opened."""
     etag = quote_etag(f"{stat.st_mtime}-{stat.st_size}-{adler32(path.encode()) & 0xFFFFFFFF}")
@@ -134,7 +129,7 @@ def _file_answer(environ: dict, spec: OutputSpec, path: str, stat: os.stat_resul
         status = "200 OK"
         headers += [("Content-Type", spec.content_type), ("Content-Length", str(stat.st_size)),
                     ("Last-Modified", last_modified)]
-        body = None if head else open(path, "rb")
+        body = None if environ["REQUEST_METHOD"] == "HEAD" else open(path, "rb")
     else:
         status = "304 NOT MODIFIED"
     headers += [("Cache-Control", CACHE_CONTROL), ("ETag", etag), ("Accept-Ranges", "bytes"),
