@@ -51,6 +51,16 @@ def worker_settings(worker):
     return worker.wsgi.extensions["images"].settings
 
 
+def configure(cfg, settings) -> None:
+    """gunicorn's `cfg` as `images server` runs it: the fixed settings of this module, then those
+    that come from ours."""
+    for name, value in list(globals().items()):
+        if name in cfg.settings:
+            cfg.set(name, value)
+    for name, value in from_settings(settings).items():
+        cfg.set(name, value)
+
+
 def from_settings(settings) -> dict:
     """The gunicorn settings that come from ours."""
     return {"bind": [f"{settings.listen}:{settings.port}"], "workers": settings.worker_count,

@@ -58,11 +58,7 @@ class Server(BaseApplication):
 
     def load_config(self):
         from . import gunicorn_conf
-        for name, value in vars(gunicorn_conf).items():
-            if name in self.cfg.settings:
-                self.cfg.set(name, value)
-        for name, value in gunicorn_conf.from_settings(self.settings).items():
-            self.cfg.set(name, value)
+        gunicorn_conf.configure(self.cfg, self.settings)
 
     def load(self):
         """The app, in a worker after the fork; with the profiler and its listener under --profile."""

@@ -34,14 +34,13 @@ def access_log(tmp_path) -> str:
 
 @pytest.fixture
 def make_worker(access_log) -> Iterator[Callable[[Flask], JsonErrorWorker]]:
-    """Our worker for an app, with the settings gunicorn_conf gives it and its access log."""
+    """Our worker for an app, with gunicorn's settings as `images server` makes them, and its access
+    log."""
     made = []
 
     def make(app: Flask) -> JsonErrorWorker:
         cfg = Config()
-        for name, value in vars(gunicorn_conf).items():
-            if name in cfg.settings:
-                cfg.set(name, value)
+        gunicorn_conf.configure(cfg, app.extensions["images"].settings)
         cfg.set("accesslog", access_log)
         log = AccessLogger(cfg)
         worker = JsonErrorWorker(1, os.getpid(), [], SimpleNamespace(wsgi=lambda: app), 30, cfg,
