@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import time
 
 from tests.helpers import IMAGES, free_port, wait_until_up  # as the soak test does
+from tests.nginx_server import workers_user
 
 WORKERS = 2
 
@@ -83,12 +83,8 @@ class ImageServer(Workers):
         self.workers = self._wait_for_workers(WORKERS)
 
 
-# nginx's workers read the store as the bench's own user: started as root they would run as nobody,
-# which cannot read a store under a private home (/root in the Debian 13 root), and every hit would
-# be passed on to the app. (Not root, nginx ignores the line, with a warning in its error log.)
 NGINX_CONF = """\
-user {user};
-worker_processes {workers};
+{user}worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -131,8 +127,8 @@ class Nginx:
         os.makedirs(prefix)
         conf = os.path.join(prefix, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(user=pwd.getpwuid(os.geteuid()).pw_name, workers=WORKERS,
-                                      prefix=prefix, block=block.stdout))
+            f.write(NGINX_CONF.format(user=workers_user(), workers=WORKERS, prefix=prefix,
+                                      block=block.stdout))
         with open(os.path.join(prefix, "nginx.log"), "wb") as log:
             self.process = subprocess.Popen([nginx, "-p", prefix, "-c", conf], stdout=log,
                                             stderr=subprocess.STDOUT)

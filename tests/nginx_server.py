@@ -58,10 +58,16 @@ class Nginx:
         self.process.wait(30)
 
 
+def workers_user() -> str:
+    """nginx's `user` line. Test and bench folders are private to their owner (under /root in the
+    Debian 13 root): when the master runs as root, so must its workers, who would otherwise run as
+    nobody, fail to read the store, and pass every request for a file on to the app."""
+    return "user root;\n" if os.geteuid() == 0 else ""
+
+
 def nginx_conf(folder, worker_connections: int = 64) -> str:
     """A whole nginx.conf that keeps everything (pid, logs, temporary bodies) in `folder`."""
-    # The test folder is private to its owner: when the master runs as root, so must its workers.
-    user = "user root;\n" if os.geteuid() == 0 else ""
+    user = workers_user()
     temp = "\n".join(f"    {kind}_temp_path {folder}/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""{user}worker_processes 1;
