@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import time
 
-from tests.helpers import IMAGES, free_port, wait_until_up  # as the soak test does
+from tests.helpers import IMAGES, free_port, stop_process, wait_until_up  # as the soak test does
 from tests.nginx_server import workers_user
 
 WORKERS = 2
@@ -22,13 +22,7 @@ class Workers:
 
     def stop(self) -> None:
         """Stop the server gracefully, or kill it after 40 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 40)
 
     def _wait_for_workers(self, count: int) -> list[int]:
         deadline = time.monotonic() + 30

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import uuid
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from flask.testing import FlaskClient
 from imageserver import create_app, init_worker
 from imageserver.settings import Settings, parse_command_line
 from tests import pictures
-from tests.helpers import IMAGES, free_port, server_environment, wait_until_up
+from tests.helpers import IMAGES, free_port, server_environment, stop_process, wait_until_up
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair
 from tests.trickle import Trickler
 
@@ -48,14 +49,7 @@ class RunningServer:
             return f.read()
 
     def stop(self, sig=None) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig or 15)
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, 40, sig or signal.SIGTERM)
 
 
 def launch(folder, *flags: str, env: dict | None = None, base_path: str | None = None,

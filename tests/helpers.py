@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -142,6 +143,19 @@ def plain_gunicorn(variables: dict, *options: str, log=subprocess.DEVNULL):
     finally:
         process.terminate()
         process.wait(35)
+
+
+def stop_process(process: subprocess.Popen, seconds: float, sig: int = signal.SIGTERM) -> int:
+    """Stop `process` with `sig` (a graceful stop for our servers), or kill it after `seconds`; its
+    exit status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def worker_pids(master: int) -> list[int]:

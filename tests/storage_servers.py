@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from tests.helpers import wait_until_up
+from tests.helpers import stop_process, wait_until_up
 
 # -- SSH keys --------------------------------------------------------------------------------------
 
@@ -284,12 +284,7 @@ class MotoServer:
             aws_secret_access_key="testing")
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 20)
         self.log.close()
 
 
