@@ -48,6 +48,13 @@ def line(status, headers: list[tuple[str, str]], environ: dict, request_time, no
         elif lowered == "x-image-cache":
             cache = value
     milliseconds = request_time.seconds * 1000 + int(request_time.microseconds / 1000)
-    return (f'{now} {environ.get("REMOTE_ADDR", "-")} "{environ["REQUEST_METHOD"]} '
-            f'{environ["RAW_URI"]} {environ["SERVER_PROTOCOL"]}" {status} {length} '
-            f'{milliseconds}ms cache={cache}')
+    request = f'{environ["REQUEST_METHOD"]} {environ["RAW_URI"]} {environ["SERVER_PROTOCOL"]}'
+    return (f'{now} {_escaped(environ.get("REMOTE_ADDR", "-"))} "{_escaped(request)}" '
+            f'{_escaped(status)} {_escaped(length)} {milliseconds}ms cache={_escaped(cache)}')
+
+
+def _escaped(text: str) -> str:
+    """A field as gunicorn's own log writes it (glogging.SafeAtoms): a `"` in a path would otherwise
+    end the quoted request early and let a client write fields of its own into the line. Control
+    characters never reach here: gunicorn's parser and the early path's both refuse them."""
+    return str(text).replace('"', '\\"')

@@ -11,7 +11,7 @@ import requests
 
 from tests import pictures
 from tests.helpers import (assert_raw_json_error, folder_of, free_port, plain_gunicorn, raw,
-                           wait_until_up)
+                           wait_until, wait_until_up)
 
 FOLDER = "/p/6e0/072/682/e66287b662827da75b244a3"
 
@@ -109,3 +109,11 @@ def test_the_status_port_refuses_in_json_too(start_server):
         assert headers["x-content-type-options"] == "nosniff"
     ok = requests.get(url + "/status_check", timeout=30)
     assert ok.status_code == 200 and ok.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_quote_in_the_path_is_escaped_in_the_access_log(shared_server):
+    path = f'/p/{time.time_ns()}"%20200%20"/forged.jpg'    # a request line has no spaces
+    status, _, _ = raw(shared_server.url, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert status == 404
+    escaped = '"GET ' + path.replace('"', '\\"') + ' HTTP/1.1" 404 '
+    wait_until(lambda: escaped in shared_server.log(), "the escaped line in the access log", 10)

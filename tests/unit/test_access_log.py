@@ -48,3 +48,17 @@ def test_the_line_is_the_one_gunicorn_writes_for_the_format(status, headers):
     assert ours == written(Logger, resp, ENVIRON)
     assert ours.startswith('[26/Nov/2026:10:00:00 +0000] 127.0.0.1 "GET /p/6e0/')
     assert " 1234ms cache=" in ours
+
+
+@pytest.mark.parametrize("raw_uri", [
+    '/p/x" 200 1 0ms cache=hit "/forged.jpg',   # a quote would end the request's field early
+    '/a\\"b',
+    '/a"\x1b[2J\x00\r\nforged line',          # control characters: gunicorn's parser refuses them
+])
+def test_quotes_in_a_request_are_escaped_as_gunicorn_escapes_them(raw_uri):
+    resp = SimpleNamespace(status="404 NOT FOUND", headers=[("Content-Length", "50")], sent=None)
+    environ = {**ENVIRON, "RAW_URI": raw_uri}
+    ours = written(AccessLogger, resp, environ)
+    assert ours == written(Logger, resp, environ)
+    request_field = ours.split(" ", 3)[3].rsplit(" 404 ", 1)[0]
+    assert request_field == '"GET ' + raw_uri.replace('"', '\\"') + ' HTTP/1.1"'
