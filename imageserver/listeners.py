@@ -1,5 +1,6 @@
 """The small HTTP listeners beside the app: the status port (in the gunicorn master) and the --profile
-debug port (in each worker). Plain `http.server` in a daemon thread each.
+debug port (in each worker). Plain `http.server` in a daemon thread each, with a thread for each
+connection, bounded in number and time.
 
 They live outside `web/` on purpose: importing `web` loads ImageMagick, and the master must never
 load it (its threads do not survive a fork). Nothing here imports the pipeline.
@@ -9,8 +10,10 @@ from __future__ import annotations
 import mmap
 import os
 import socket
+import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,14 +50,113 @@ def bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-class _Server(ThreadingHTTPServer):
-    """An HTTP server on a socket bound beforehand (in the master, before the fork)."""
-    daemon_threads = True
+# What one listener holds at once (the status port in the master, the debug port in each worker):
+# connections, each with its own thread. A load balancer's check is one short request, answered at
+# once; a connection that has sent nothing is dropped to make room for a new one.
+MAX_CONNECTIONS = 16
+# The time a client has to send its whole request, and again to take the answer: one that sends
+# nothing, or trickles, is dropped.
+REQUEST_SECONDS = 5
+# How long a new connection waits for the thread of a dropped one to end, at the cap.
+ROOM_SECONDS = 1
+
+
+class _Server(HTTPServer):
+    """An HTTP server on a socket bound beforehand (in the master, before the fork), a thread for
+    each connection, at most MAX_CONNECTIONS of them.
+
+    Nothing it holds reaches a forked child: gunicorn forks every worker from the master while the
+    status listener runs, and a child keeps its copies of the parent's descriptors forever."""
 
     def __init__(self, sock: socket.socket, handler):
         super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
+        # Workers share the debug port: whichever listener is woken second must not wait in accept().
+        sock.setblocking(False)
+        # Each accepted connection, in the order accepted: the time by which its request must have
+        # been read, or None once it has been (or once it was dropped).
+        self._connections: dict[socket.socket, float | None] = {}
+        self._lock = threading.Condition()
+        os.register_at_fork(before=self._lock.acquire, after_in_parent=self._lock.release,
+                            after_in_child=self._close_in_child)
+
+    def get_request(self):
+        with self._lock:     # a fork never falls between the accept and the record of it
+            connection, address = self.socket.accept()
+            self._connections[connection] = time.monotonic() + REQUEST_SECONDS
+        return connection, address
+
+    def process_request(self, connection, address):
+        if self._make_room():
+            threading.Thread(target=self._serve, args=(connection, address), daemon=True).start()
+        else:
+            self.shutdown_request(connection)
+
+    def _make_room(self) -> bool:
+        """Whether the connection just accepted may have its thread. At the cap, the oldest
+        connection still to send its request is dropped for it; when every other one is being
+        answered, the new one is closed."""
+        with self._lock:
+            if len(self._connections) <= MAX_CONNECTIONS:
+                return True
+            waiting = [each for each, deadline in self._connections.items() if deadline is not None]
+            if len(waiting) < 2:     # the new one itself is the last
+                return False
+            self._drop(waiting[0])
+            return self._lock.wait_for(lambda: len(self._connections) <= MAX_CONNECTIONS,
+                                       ROOM_SECONDS)
+
+    def _serve(self, connection, address):
+        try:
+            self.finish_request(connection, address)
+        except Exception:
+            self.handle_error(connection, address)
+        finally:
+            self.shutdown_request(connection)
+
+    def request_read(self, connection) -> None:
+        """The connection's request is in: it is being answered, and no longer dropped for time."""
+        with self._lock:
+            if connection in self._connections:
+                self._connections[connection] = None
+
+    def service_actions(self):
+        """Drops the connections whose request is not in by its time (serve_forever calls this at
+        least every half second)."""
+        now = time.monotonic()
+        with self._lock:
+            late = [each for each, deadline in self._connections.items()
+                    if deadline is not None and deadline < now]
+            for connection in late:
+                self._drop(connection)
+
+    def _drop(self, connection) -> None:
+        """Ends the connection under its thread, which is reading it (the thread closes it)."""
+        self._connections[connection] = None
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def shutdown_request(self, connection):
+        with self._lock:     # forgotten and closed at once, as a fork sees it
+            self._connections.pop(connection, None)
+            super().shutdown_request(connection)
+            self._lock.notify_all()
+
+    def handle_error(self, connection, address):
+        if not isinstance(sys.exc_info()[1], OSError):    # a client gone, or dropped: nothing to say
+            super().handle_error(connection, address)
+
+    def _close_in_child(self):
+        """In a forked child (a new worker): the listening socket and every connection closed. The
+        child is one thread, so the objects are as the fork found them; detached first, so that no
+        later collection of them closes a number the child has reused."""
+        for sock in [self.socket, *self._connections]:
+            os.close(sock.detach())
+        self._connections.clear()
+        self._lock.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -63,6 +165,13 @@ class _Handler(BaseHTTPRequestHandler):
     # A request line too broken to name its version is answered with a status line and headers
     # (http.server's default, HTTP/0.9, would send the JSON body bare).
     default_request_version = "HTTP/1.0"
+    # The socket's timeout: for each read of the request, and for the whole answer's write.
+    timeout = REQUEST_SECONDS
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()       # reads the headers too
+        self.server.request_read(self.connection)
+        return parsed
 
     def do_HEAD(self):
         self.do_GET(send_body=False)

@@ -6,7 +6,6 @@ by a thread in the master) and the debug port (served by a thread in each worker
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -83,8 +82,6 @@ class Server(BaseApplication):
         arbiter = GracefulArbiter(self)
         clear_leftovers(settings.base_path, arbiter.log)
         if status_socket is not None:
-            # Workers have no use for the master's status socket: they close their copy.
-            os.register_at_fork(after_in_child=status_socket.close)
             listeners.serve_in_thread(status_socket, listeners.status_routes(
                 self.stopping, lambda: len(arbiter.WORKERS)), "status-listener")
         eviction.start(settings)
