@@ -154,7 +154,8 @@ class _Server(HTTPServer):
         child is one thread, so the objects are as the fork found them; detached first, so that no
         later collection of them closes a number the child has reused."""
         for sock in [self.socket, *self._connections]:
-            os.close(sock.detach())
+            if sock.fileno() >= 0:     # not a listener closed before (in a test)
+                os.close(sock.detach())
         self._connections.clear()
         self._lock.release()
 

@@ -162,3 +162,28 @@ def worker_pids(master: int) -> list[int]:
     """The process ids of a gunicorn master's workers (its children), in order."""
     with open(f"/proc/{master}/task/{master}/children") as f:
         return sorted(int(pid) for pid in f.read().split())
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process `pid` holds open."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[len("socket:["):-1])
+    return found
+
+
+def port_inodes(port: int) -> set[str]:
+    """The inodes of every TCP socket on this machine whose local port is `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                    found.add(fields[9])
+    return found

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import requests
 
 from imageserver.listeners import MAX_CONNECTIONS
-from tests.helpers import assert_healthy, free_port, wait_until, worker_pids
+from tests.helpers import assert_healthy, free_port, port_inodes, socket_inodes, wait_until, worker_pids
 
 # A server's usual limit of open files (the test process may have more): with it, main's status
 # listener took the master down after ~1,000 idle connections and a worker's replacement.
@@ -77,30 +77,6 @@ def threads_and_files(pid: int) -> tuple[int, int]:
     with open(f"/proc/{pid}/status") as f:
         threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
     return threads, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def socket_inodes(pid: int) -> set[str]:
-    found = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found.add(target[len("socket:["):-1])
-    return found
-
-
-def port_inodes(port: int) -> set[str]:
-    """The inodes of every TCP socket on this machine whose local port is `port`."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
-                    found.add(fields[9])
-    return found
 
 
 def replace_a_worker(server) -> int:
