@@ -64,7 +64,7 @@ def test_a_client_that_sends_nothing_or_trickles_is_dropped(status_port):
             trickling.send(b"a")               # one byte every half second, a header never ended
             if trickling.recv(1) == b"":
                 break
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break
