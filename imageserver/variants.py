@@ -28,6 +28,8 @@ from .paths import INFO, ORIGINAL, ImageKey
 
 RECORD = ".variants"
 FAILED = ".failed-"
+# How the names of an image's records start (its files that are neither outputs nor temporary).
+RECORDS = (RECORD, FAILED)
 # The failures that depend on the original and the settings alone, so stay the same when asked
 # again; a 5xx (a store, a lock, a full disk) is transient, and never remembered.
 REMEMBERED = {error.status: error for error in (PayloadTooLarge, Unprocessable)}
