@@ -148,7 +148,7 @@ class LocalCache:
 
     def store_output(self, key: ImageKey, spec: OutputSpec, path: str) -> None:
         """Store an output that is on local disk; a failure is the caller's (an upload's) to report."""
-        self.store.put(path, self._remote(key, spec.name), spec.content_type)
+        self.store.put(path, self._remote(key, spec.file), spec.content_type)
 
     def fetch(self, key: ImageKey, name: str, path: str) -> str:
         """Copy an output another server made from the store: FETCHED; ABSENT when it has none;
@@ -169,7 +169,7 @@ class LocalCache:
         render succeeded, and the upload is written down first, to be tried again until it is done.
 
         Stored before it appears, a crash in between leaves no local copy the store lacks."""
-        path, remote = claim.path, self._remote(key, spec.name)
+        path, remote = claim.path, self._remote(key, spec.file)
         with files.replacing(path) as temp:
             _write(temp, rendered)
             failure = (self._put_now(temp, remote, spec.content_type) if store_answer != DOWN

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import cache, counters, files, pipeline, space
+from .errors import ImageServerError
 from .json_text import pretty
 from .names import OutputSpec, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
 from .sources import SourceDownloads
 from .storage.pending import NoPendingUploads
+from .variants import RECORD, Failures, VariantBudget
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Images:
         self.posting = counters.POSTING
         # --outputs: made for every new image, besides those a request asks for.
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
+        self.budget = VariantBudget(settings, exempt={spec.file for spec in self.default_outputs})
+        self.failures = Failures(settings, self.limits)
 
     # -- creating -----------------------------------------------------------------------------
 
@@ -71,13 +75,14 @@ class Images:
         info = info_json(key, source)
         outputs = self._outputs_of_new_image(outputs)
         pipeline.check_work(outputs, source, self.limits)
-        names = [ORIGINAL, INFO, *(spec.name for spec in outputs)]
+        names = [ORIGINAL, INFO, *(spec.file for spec in outputs)]
         # A client told that its upload failed (a full disk, a store down) finds no half of it.
-        with files.whole_or_not_at_all(key.local_folder(self.base), names,
+        with files.whole_or_not_at_all(key.local_folder(self.base), [*names, RECORD],
                                        os.path.join(self.base, key.namespace), self.settings.lock_timeout):
             missing = self.disk.missing(key, names)
             if missing:
                 space.check_reserve(self.base, self.settings.minimum_free_bytes, needed=len(data))
+            self.budget.admit(key, [spec.file for spec in outputs if spec.file in missing])
             self.disk.keep(key, {ORIGINAL: (data, source.content_type), INFO: (info, "application/json")},
                            missing)
             self._store_outputs(key, outputs, missing)
@@ -87,11 +92,12 @@ class Images:
         """Make and store the outputs that the store (or local disk, with no store) lacks, and wait
         until they are stored."""
         specs = list(specs)
-        missing = self.disk.missing(key, [spec.name for spec in specs]) if specs else set()
+        missing = self.disk.missing(key, [spec.file for spec in specs]) if specs else set()
         with self.disk.forgetting_unknown(key):
-            to_make = [spec for spec in specs if spec.name in missing]
+            to_make = [spec for spec in specs if spec.file in missing]
             if to_make:
                 original = files.read(self.disk.local_copy(key, ORIGINAL))
+                self.budget.admit(key, [spec.file for spec in to_make])
                 pipeline.check_work(to_make, pipeline.read_header(original, self.limits), self.limits)
             self._store_outputs(key, specs, missing)
 
@@ -99,7 +105,7 @@ class Images:
         """Make the outputs the store lacks (it was just asked: no need to fetch) and store them; a
         store that fails fails the whole request."""
         for spec in specs:
-            if spec.name in missing:
+            if spec.file in missing:
                 output = self._once(key, spec, self._make)
                 self.disk.store_output(key, spec, output.path)
 
@@ -108,7 +114,7 @@ class Images:
 
     def missing(self, key: ImageKey, specs: Iterable[OutputSpec]) -> set:
         """The names, among the original, info.json and these outputs, that the store lacks."""
-        return self.disk.missing(key, [ORIGINAL, INFO, *(spec.name for spec in specs)])
+        return self.disk.missing(key, [ORIGINAL, INFO, *(spec.file for spec in specs)])
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -136,7 +142,7 @@ class Images:
               get: Callable[[ImageKey, OutputSpec, files.Claim], Output]) -> Output:
         """The output from local disk, else from `get`, run by one request at a time (holding the
         claim on the output, which `get` fills): the others wait, then find it on disk."""
-        path = key.local_file(self.base, spec.name)
+        path = key.local_file(self.base, spec.file)
         if os.path.exists(path):
             self.metrics.incr("processing.version.noop")
             return Output(path, "hit")
@@ -144,6 +150,7 @@ class Images:
         with files.exclusive(path, self.settings.lock_timeout) as claim:
             if os.path.exists(path):
                 return Output(path, "hit")
+            self.failures.check(key, spec.file)
             output = get(key, spec, claim)
         if output.cache == "made":
             self.metrics.incr("image_request")
@@ -153,10 +160,17 @@ class Images:
     def _fetch_or_make(self, key: ImageKey, spec: OutputSpec, claim: files.Claim) -> Output:
         """For a GET: copied from the store if another server made it; else made here, and stored
         before it appears on local disk."""
-        store_answer = self.disk.fetch(key, spec.name, claim.path)
+        store_answer = self.disk.fetch(key, spec.file, claim.path)
         if store_answer == cache.FETCHED:
             return Output(claim.path, "fetched")
-        stored = self.disk.keep_made(key, spec, claim, self._render(key, spec), store_answer)
+        self.disk.local_copy(key, ORIGINAL)   # an unknown image is refused before its budget is kept
+        self.budget.admit(key, [spec.file])
+        try:
+            rendered = self._render(key, spec)
+        except ImageServerError as error:   # asked again, a bomb fails at once (variants.py)
+            self.failures.remember(key, spec.file, error)
+            raise
+        stored = self.disk.keep_made(key, spec, claim, rendered, store_answer)
         return Output(claim.path, "made", pending=not stored)
 
     def _make(self, key: ImageKey, spec: OutputSpec, claim: files.Claim) -> Output:

@@ -4,14 +4,19 @@
     x<S>        S x S, cropped to fill, centred
     <W>x<H>     W x H, cropped to fill, centred
     full_size   the original's size
-followed by an optional -q<1..100> and an extension. Numbers have no leading zeros, so that one
-output has one name (and one file on disk).
+followed by an optional -q<1..100> and an extension. Numbers have no leading zeros.
+
+One output, one file: a name has aliases (`300x300.jpg` and `x300-q75.jpg` are `x300.jpg` when 75 is
+--default_quality), and every alias is answered from the one file of its canonical name
+(`OutputSpec.file`), the shortest the grammar gives: `x<S>` for a square, no -q at the default
+quality. The shortest, so that the names sites use most (and the files already made, on disk, in the
+store and behind --remote_base_url) stay the files.
 """
 from __future__ import annotations
 
 import re
 from fnmatch import fnmatchcase
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .errors import BadRequest, Forbidden, NotFound
@@ -34,13 +39,27 @@ class OutputSpec:
     kind: str                 # "width", "fill" (square included) or "full"
     width: Optional[int]      # None for full_size
     height: Optional[int]     # None for full_size and w<W>
-    quality: Optional[int]    # None: the server's default quality
+    quality: Optional[int]    # None: the server's default quality (-q<default> parses to None)
     ext: str
-    name: str                 # the file name it was parsed from, e.g. "x300-q80.webp"
+    # The name it was parsed from, e.g. "300x300-q80.webp": aliases of one output are equal.
+    name: str = field(compare=False)
 
     @property
     def content_type(self) -> str:
         return CONTENT_TYPES[self.ext]
+
+    @property
+    def file(self) -> str:
+        """The canonical name, of the one file of this output (on disk and in the store)."""
+        if self.kind == "full":
+            stem = "full_size"
+        elif self.kind == "width":
+            stem = f"w{self.width}"
+        elif self.width == self.height:
+            stem = f"x{self.width}"
+        else:
+            stem = f"{self.width}x{self.height}"
+        return stem + (f"-q{self.quality}" if self.quality else "") + f".{self.ext}"
 
 
 def parse_output(name: str, settings) -> OutputSpec:
@@ -57,6 +76,8 @@ def parse_output(name: str, settings) -> OutputSpec:
     quality = int(g["quality"]) if g["quality"] else None
     if quality is not None and quality > 100:
         raise NotFound(f"{name!r}: quality must be 1..100")
+    if quality == settings.default_quality:
+        quality = None
     if g["width"]:
         kind, width, height = "width", int(g["width"]), None
     elif g["square"]:
@@ -73,20 +94,23 @@ def parse_output(name: str, settings) -> OutputSpec:
 
 
 def parse_output_list(text: str, settings) -> list[OutputSpec]:
-    """Parse "x300.jpg,x300.webp" (from ?outputs= or --outputs); a bad name is a 400 here."""
+    """Parse "x300.jpg,x300.webp" (from ?outputs= or --outputs), aliases of one output once; a bad
+    name is a 400 here."""
     names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if len(names) > MAXIMUM_OUTPUTS_PER_REQUEST:
         raise BadRequest(f"at most {MAXIMUM_OUTPUTS_PER_REQUEST} outputs per request, not {len(names)}")
     try:
-        return [parse_output(name, settings) for name in names]
+        return list(dict.fromkeys(parse_output(name, settings) for name in names))
     except NotFound as error:
         raise BadRequest(error.message) from None
 
 
 def check_allowed(spec: OutputSpec, settings) -> None:
-    """Raise Forbidden unless --allowed_outputs is empty, or matches the name, or --outputs has it."""
+    """Raise Forbidden unless --allowed_outputs is empty, or matches the name or its canonical name,
+    or --outputs has either: an alias of an output allowed is answered from the same file."""
     patterns = settings.allowed_outputs
-    if not patterns or spec.name in settings.outputs:
+    names = {spec.name, spec.file}
+    if not patterns or names & set(settings.outputs):
         return
-    if not any(fnmatchcase(spec.name, pattern) for pattern in patterns):
+    if not any(fnmatchcase(name, pattern) for name in names for pattern in patterns):
         raise Forbidden(f"{spec.name!r} is not one of the outputs made here ({','.join(patterns)})")

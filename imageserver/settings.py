@@ -101,6 +101,12 @@ class Settings:
         (), "hosts that source URLs may name (.example.com: any host under it); empty: any public host")
     allowed_outputs: tuple = setting(
         (), "patterns of the output names that may be made, e.g. x300.*,w200.jpg; empty: any")
+    maximum_variants: int = setting(
+        50, "most outputs of one image, by canonical name; past it a new name gets 403 unless signed "
+        "(--signing_key) or in --outputs (0: no limit)")
+    failure_seconds: float = setting(
+        300.0, "seconds an output whose render failed with 413 or 422 answers that again without "
+        "rendering (0: not remembered)")
     signing_key: str = setting("", "when set, outputs need ?sig=, the HMAC-SHA256 of the path "
                                    "(see `images sign`)")
     # durability and disk space
@@ -118,6 +124,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
+        for name in ("maximum_variants", "failure_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"--{name} must be 0 (none) or more, not {getattr(self, name)}")
         if self.maximum_local_bytes < 0:
             raise SettingsError("--maximum_local_bytes must be 0 (no limit) or more, "
                                 f"not {self.maximum_local_bytes}")

@@ -90,7 +90,7 @@ class Outputs:
     def _on_disk(self, environ: dict, key: ImageKey, spec: OutputSpec) -> Optional[Answer]:
         """The answer that sends the output made already, None when it is not (or was removed a
         moment ago)."""
-        path = key.local_file(self.images.base, spec.name)
+        path = key.local_file(self.images.base, spec.file)
         try:
             answer = _file_answer(environ, spec, path, os.stat(path), "hit", False)
         except OSError:

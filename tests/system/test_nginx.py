@@ -190,3 +190,20 @@ def test_nginx_refuses_broken_requests_in_json(app_and_nginx):
                               (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
                               (b"GET /\x01\x02 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400)]:
         assert_raw_json_error(*raw(nginx.url, request), expected)
+
+
+def test_an_alias_goes_to_the_app_which_answers_from_the_canonical_file(app_and_nginx, photo_jpeg):
+    app, nginx = app_and_nginx
+    folder = folder_of(nginx.post("/p", data=photo_jpeg).json()["hash"])
+    canonical = nginx.get(f"{folder}/x50.jpg")
+    assert canonical.headers["X-Image-Cache"] == "made"
+    for alias in ("50x50.jpg", "x50-q75.jpg", "50x50-q75.jpg"):
+        answer = nginx.get(f"{folder}/{alias}")
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Image-Cache"] == "hit"   # from the app: the file is x50.jpg
+        assert answer.content == canonical.content
+        assert app_requests(app, f"{folder}/{alias}") == 1
+    files = os.listdir(os.path.join(app.base_path, *folder.strip("/").split("/")))
+    assert not any(name.endswith(".jpg") and name != "x50.jpg" for name in files), files
+    assert ".variants" in files
+    assert nginx.get(f"{folder}/.variants").status_code == 404

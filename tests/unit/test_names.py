@@ -50,3 +50,18 @@ def test_output_list():
         parse_output_list("x300.jpg,x0.jpg", SETTINGS)
     with pytest.raises(BadRequest):
         parse_output_list(",".join(f"w{n}.jpg" for n in range(1, 22)), SETTINGS)
+
+
+def test_aliases_of_one_output_are_one_file():
+    settings = Settings(default_quality=75)
+    specs = [parse_output(name, settings) for name in ("x300.jpg", "300x300.jpg", "x300-q75.jpg",
+                                                         "300x300-q75.jpg")]
+    assert {spec.file for spec in specs} == {"x300.jpg"}
+    assert len(set(specs)) == 1
+    assert [spec.name for spec in specs][1] == "300x300.jpg"
+    assert parse_output("x300-q80.jpg", settings).file == "x300-q80.jpg"
+    assert parse_output("300x200-q75.png", settings).file == "300x200.png"
+    assert parse_output("x300.jpg", Settings(default_quality=80)).file == "x300.jpg"
+    assert parse_output("x300-q75.jpg", Settings(default_quality=80)).file == "x300-q75.jpg"
+    assert parse_output_list("x300.jpg,300x300-q75.jpg,w10.png", settings) == \
+        [parse_output("x300.jpg", settings), parse_output("w10.png", settings)]

@@ -37,8 +37,22 @@ def output_names(draw):
 def test_every_valid_name_parses_to_what_it_says(case):
     name, (kind, width, height, quality, ext) = case
     spec = parse_output(name, SETTINGS)
+    if quality == SETTINGS.default_quality:
+        quality = None    # the default, named or not
     assert (spec.kind, spec.width, spec.height, spec.quality, spec.ext, spec.name) == \
         (kind, width, height, quality, ext, name)
+
+
+@given(output_names())
+def test_every_alias_has_one_canonical_name_the_shortest(case):
+    name, _ = case
+    spec = parse_output(name, SETTINGS)
+    canonical = parse_output(spec.file, SETTINGS)
+    assert canonical == spec and canonical.file == spec.file
+    assert len(spec.file) <= len(name)
+    assert f"-q{SETTINGS.default_quality}." not in spec.file
+    if spec.kind == "fill" and spec.width == spec.height:
+        assert spec.file.startswith("x")
 
 
 @given(st.text(alphabet=string.printable + "éü/\\\x00", max_size=60))
@@ -71,7 +85,8 @@ def test_output_lists_are_bounded(cases):
     except BadRequest:
         assert len(names) > MAXIMUM_OUTPUTS_PER_REQUEST
         return
-    assert [spec.name for spec in specs] == names
+    files = list(dict.fromkeys(parse_output(name, SETTINGS).file for name in names))
+    assert [spec.file for spec in specs] == files
 
 
 @given(st.text(alphabet="wxq-0123456789.,jpgfulsize_ ", max_size=300))
