@@ -70,11 +70,13 @@ class Images:
         return self.info(key)
 
     def _create(self, namespace: str, data: bytes, outputs: Iterable[OutputSpec]) -> bytes:
+        outputs = self._outputs_of_new_image(outputs)
+        # The whole request priced from the header, before its check decodes a pixel.
+        pipeline.check_work(outputs, pipeline.read_header(data, self.limits), self.limits,
+                            self.settings.default_quality, upload=True)
         source = pipeline.describe(data, self.limits)
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
-        outputs = self._outputs_of_new_image(outputs)
-        pipeline.check_work(outputs, source, self.limits)
         names = [ORIGINAL, INFO, *(spec.file for spec in outputs)]
         # A client told that its upload failed (a full disk, a store down) finds no half of it.
         with files.whole_or_not_at_all(key.local_folder(self.base), [*names, RECORD],
@@ -97,8 +99,9 @@ class Images:
             to_make = [spec for spec in specs if spec.file in missing]
             if to_make:
                 original = files.read(self.disk.local_copy(key, ORIGINAL))
+                pipeline.check_work(to_make, pipeline.read_header(original, self.limits), self.limits,
+                                    self.settings.default_quality)
                 self.budget.admit(key, [spec.file for spec in to_make])
-                pipeline.check_work(to_make, pipeline.read_header(original, self.limits), self.limits)
             self._store_outputs(key, specs, missing)
 
     def _store_outputs(self, key: ImageKey, specs: list[OutputSpec], missing: set) -> None:

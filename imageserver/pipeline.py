@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import warnings
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from . import magick
+from . import cost, magick
 from .errors import NotConfigured, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from .magick import Color, Image, ResourceLimitError, WandException, WandWarning
 from .names import OutputSpec
@@ -51,6 +52,8 @@ SHRINK_ON_LOAD_MARGIN = 1.5
 JPEG_SCALES = ((8, 1 / 8), (4, 2 / 8), (3, 3 / 8), (2, 4 / 8))
 # Box-average first a source this many times larger than the output (see _preshrink).
 PRESHRINK_FROM = 3
+# zlib's default level: the most effort a PNG output gets (see png_compression_level).
+PNG_MAXIMUM_COMPRESSION_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class SourceInfo:
     width: int
     height: int
     frames: int = 1
+    scans: int = 1         # a progressive JPEG's scans, each read over the whole picture
+    components: int = 3    # a JPEG's colour components (1: grey)
+    transposed: bool = False   # stored turned by 90 degrees (EXIF orientation 5..8)
 
     @property
     def content_type(self) -> str:
@@ -73,13 +79,14 @@ class Limits:
     maximum_side: int = 16_000
     maximum_frames: int = 300
     maximum_full_size_pixels: int = 25_000_000
-    maximum_request_pixels: int = 200_000_000
+    maximum_request_ms: int = 4_000
+    maximum_scans: int = 100
 
     @classmethod
     def from_settings(cls, settings) -> "Limits":
         return cls(settings.maximum_source_pixels, settings.maximum_source_side,
                    settings.maximum_frames, settings.maximum_full_size_pixels,
-                   settings.maximum_request_pixels)
+                   settings.maximum_request_ms, settings.maximum_scans)
 
     @property
     def maximum_animation_pixels(self) -> int:
@@ -164,13 +171,22 @@ def _check_available() -> None:
 
 
 @contextmanager
-def _decoding(what: str):
-    """Turn ImageMagick's errors, and its warnings of a cut-short file, into our errors."""
+def _decoding(what: str, work: Optional[cost.Work] = None):
+    """Turn ImageMagick's errors, and its warnings of a cut-short file, into our errors. With the
+    `work`'s price, ImageMagick is stopped once it has spent far more CPU than the price (the
+    backstop behind the cost model: magick.Stopwatch)."""
+    limit_ms = cost.stop_after_ms(work.milliseconds) if work else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             try:
-                yield
+                with magick.Stopwatch(limit_ms):
+                    yield
+            except magick.Stopped as stopped:
+                raise PayloadTooLarge(
+                    f"{what}: stopped after {stopped.milliseconds:,.0f} ms of CPU, well past the "
+                    f"{work.milliseconds:,.0f} ms it was priced at: the image costs more work than its "
+                    "header says") from None
             except (ResourceLimitError, MemoryError) as error:
                 raise PayloadTooLarge(f"{what}: the image needs more than a worker's resource "
                                       f"limits ({_short(error) or 'out of memory'})") from None
@@ -232,39 +248,44 @@ def _check_complete(data: bytes, coder: str) -> None:
 
 
 def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
-    """Check that `data` is a whole image we accept, within the limits, and say what it is."""
-    _check_available()
-    coder = coder_for(data)
-    _check_complete(data, coder)
-    with _decoding("upload"):
-        width, height, frames, transposed = _checked_header(data, coder, limits)
+    """Check that `data` is a whole image we accept, within the limits, and say what it is: its
+    header first, then (once the decoding is priced within the budget) every pixel of it."""
+    source = read_header(data, limits)
+    _check_complete(data, source.coder)
+    work = _upload_check(source)
+    _check_budget(work, limits, "checking this upload", source)
+    with _decoding("upload", work):
         # A full decode (shrunk on load for JPEG) finds files that are cut short or corrupt.
-        hint = "64x64" if coder == "jpeg" else ""
-        with _open(data, coder, size_hint=hint) as image:
+        hint = "64x64" if source.coder == "jpeg" else ""
+        with _open(data, source.coder, size_hint=hint) as image:
             if image.width == 0 or image.height == 0:
                 raise Unprocessable("upload: the image has no pixels")
-    if transposed:
-        width, height = height, width
-    return SourceInfo(coder, width, height, frames)
+    return source
 
 
 def read_header(data: bytes, limits: Limits = Limits()) -> SourceInfo:
-    """What a stored original is, from its header alone (no pixel decoded): for the checks made
-    before its outputs are."""
+    """What an image is, from its header alone (no pixel decoded), or an error if it is over the
+    limits: for the checks made before any of its pixels are decoded."""
     _check_available()
     coder = coder_for(data)
     with _decoding("original"):
-        width, height, frames, transposed = _checked_header(data, coder, limits)
-    return SourceInfo(coder, *((height, width) if transposed else (width, height)), frames)
+        return _checked_header(data, coder, limits)
 
 
-def _checked_header(data: bytes, coder: str, limits: Limits) -> tuple:
-    """(width, height, frames, transposed) from the header alone (a ping decodes no pixel), or an
+def _checked_header(data: bytes, coder: str, limits: Limits) -> SourceInfo:
+    """What the image is (as displayed), from the header alone (a ping decodes no pixel), or an
     error if any frame is over the limits. Every frame is measured, and the canvas it is drawn on
     (a GIF's logical screen): the first frame may be small and the next huge, and an animation is
-    made of whole canvases once its frames are composed (coalesced)."""
+    made of whole canvases once its frames are composed (coalesced). A JPEG's scans are counted from
+    its markers."""
+    scans, components = 1, 3
     if coder == "png":
         _check_png_metadata(data)
+    elif coder == "jpeg":
+        scans, components = jpeg_scans(data)
+        if scans > limits.maximum_scans:
+            raise PayloadTooLarge(f"the JPEG has {scans} scans, over the limit of "
+                                  f"{limits.maximum_scans} (--maximum_scans)")
     with _open(data, coder, ping=True) as header:
         frames = len(header.sequence)
         if frames > limits.maximum_frames:
@@ -280,7 +301,42 @@ def _checked_header(data: bytes, coder: str, limits: Limits) -> tuple:
         width, height = canvases[0]
         raise PayloadTooLarge(f"the animation has {frames} frames on a {width}x{height} canvas: "
                               f"over {limits.maximum_animation_pixels} pixels in all")
-    return sizes[0][0], sizes[0][1], frames, transposed
+    width, height = sizes[0][1::-1] if transposed else sizes[0]
+    return SourceInfo(coder, width, height, frames, scans, components, transposed)
+
+
+# A marker that ends entropy-coded data: FF, then neither a stuffed 00 nor a restart marker.
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Start-of-frame markers (C0..CF but DHT C4, JPG C8, DAC CC), whose segment names the components.
+_START_OF_FRAME = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_scans(data: bytes) -> tuple:
+    """(scans, colour components) of a JPEG, read from its markers as a decoder reads them: each
+    segment skipped by its length (an EXIF thumbnail inside APP1 is not counted), each scan's
+    entropy-coded data skipped to the marker after it. Linear in the bytes, no decoding: libjpeg
+    reads every scan over the whole picture, so their number prices the decode."""
+    scans, components, position = 0, 3, 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return scans, components      # not a marker: the decoder stops here too
+        marker = data[position + 1]
+        if marker == 0xFF:                # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:                # end of image
+            break
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker in _START_OF_FRAME and position + 9 < len(data):
+            components = data[position + 9] or components
+        position += 2 + length
+        if marker == 0xDA:
+            scans += 1
+            found = _MARKER_AFTER_SCAN.search(data, position)
+            if found is None:
+                break
+            position = found.start()
+    return max(scans, 1), components
 
 
 def _canvas(frame) -> tuple:
@@ -376,20 +432,21 @@ def plan(spec: OutputSpec, source_width: int, source_height: int) -> Plan:
 
 
 def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits()) -> bytes:
-    """Make the output `spec` from the original `data`, and return its encoded bytes."""
+    """Make the output `spec` from the original `data`, and return its encoded bytes: priced from
+    the header first, and refused (413) when over the budget, before any pixel is decoded."""
     _check_available()
     _check_writable(spec)
-    coder = coder_for(data)
-    animated_gif = coder == "gif" and spec.ext == "gif"
-    with _decoding("render"):
-        stored_w, stored_h, _, transposed = _checked_header(data, coder, limits)
-        shown_w, shown_h = (stored_h, stored_w) if transposed else (stored_w, stored_h)
-        _check_full_size(spec, shown_w, shown_h, limits)
-        layout = plan(spec, shown_w, shown_h)
-        hint = _jpeg_size_hint(coder, layout, shown_w, shown_h, transposed)
-        with _open(data, coder, first_frame_only=not animated_gif, size_hint=hint) as image:
+    source = read_header(data, limits)
+    _check_full_size(spec, source.width, source.height, limits)
+    work = price(spec, source, quality)
+    _check_budget(work, limits, spec.name, source)
+    animated_gif = _animated(spec, source)
+    layout = plan(spec, source.width, source.height)
+    hint = _jpeg_size_hint(source.coder, layout, source.width, source.height, source.transposed)
+    with _decoding("render", work):
+        with _open(data, source.coder, first_frame_only=not animated_gif, size_hint=hint) as image:
             image.auto_orient()
-            _crop_and_resize(image, layout, shown_w, animated_gif)
+            _crop_and_resize(image, layout, source.width, animated_gif)
             _to_srgb(image)
             if not _keeps_alpha(spec.ext) and image.alpha_channel:
                 image.background_color = Color(WHITE)
@@ -402,9 +459,19 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
             image.compression_quality = avif_quality(quality) if spec.ext == "avif" else quality
             if spec.ext == "avif":
                 image.options["heic:speed"] = AVIF_SPEED
+            if spec.ext == "png":
+                image.options["png:compression-level"] = str(png_compression_level(quality))
             if animated_gif:
                 image.optimize_layers()
             return image.make_blob(WRITERS[spec.ext])
+
+
+def png_compression_level(quality: int) -> int:
+    """zlib's level for a PNG asked for at `quality`: ImageMagick's (the tens digit), but never
+    above zlib's default, 6. PNG is lossless: levels 7 to 9 only search harder for the same pixels,
+    3 to 4 times the CPU of level 6 on a photograph for 2 to 6% fewer bytes (bench/README.md), so a
+    -q of a PNG never buys seconds of a worker."""
+    return min(quality // 10, PNG_MAXIMUM_COMPRESSION_LEVEL)
 
 
 def avif_quality(quality: int) -> int:
@@ -425,27 +492,70 @@ def _check_full_size(spec: OutputSpec, width: int, height: int, limits: Limits) 
                               f"{limits.maximum_full_size_pixels} pixels for full_size; ask for a size")
 
 
-def check_work(specs: Iterable[OutputSpec], source: SourceInfo, limits: Limits = Limits()) -> None:
-    """Refuse, before any of it is done, a request whose outputs would take more than
-    `maximum_request_pixels` of work: each output decodes the original (JPEG at the scale it is
-    shrunk on load to; every frame of an animation that stays one) and writes its own pixels."""
-    total = 0
+def price(spec: OutputSpec, source: SourceInfo, quality: int) -> cost.Work:
+    """What making `spec` of `source` will cost (cost.py), from the header's facts alone."""
+    layout = plan(spec, source.width, source.height)
+    decoded = source.width * source.height
+    if source.coder == "jpeg":
+        hint = _jpeg_size_hint("jpeg", layout, source.width, source.height, False)
+        if hint:
+            decoded = int(decoded * (int(hint.split("x")[0]) / source.width) ** 2)
+    return cost.render(_decode_facts(source), decoded, layout.width, layout.height, spec.ext,
+                       quality, _animated(spec, source), spec.name)
+
+
+def _upload_check(source: SourceInfo) -> cost.Work:
+    """What `describe`'s full decode costs: every frame, a JPEG at 1/8 scale."""
+    decoded = source.width * source.height
+    if source.coder == "jpeg":
+        decoded //= 64
+    return cost.check(_decode_facts(source), decoded)
+
+
+def _decode_facts(source: SourceInfo) -> cost.Decode:
+    return cost.Decode(source.coder, source.width, source.height, source.frames, source.scans,
+                       source.components)
+
+
+def _animated(spec: OutputSpec, source: SourceInfo) -> bool:
+    return source.coder == "gif" and spec.ext == "gif" and source.frames > 1
+
+
+def check_work(specs: Iterable[OutputSpec], source: SourceInfo, limits: Limits = Limits(),
+               default_quality: int = 75, upload: bool = False) -> None:
+    """Refuse, before any of it is done, a request whose work is priced over the budget: an
+    upload's own check (`upload`), then each output it makes."""
     specs = list(specs)
+    parts = [_upload_check(source)] if upload else []
     for spec in specs:
         _check_writable(spec)
         _check_full_size(spec, source.width, source.height, limits)
-        layout = plan(spec, source.width, source.height)
-        decoded = source.width * source.height
-        if source.coder == "jpeg":
-            hint = _jpeg_size_hint("jpeg", layout, source.width, source.height, False)
-            if hint:
-                decoded = int(decoded * (int(hint.split("x")[0]) / source.width) ** 2)
-        frames = source.frames if source.coder == "gif" and spec.ext == "gif" else 1
-        total += frames * (decoded + layout.width * layout.height)
-    if total > limits.maximum_request_pixels:
-        raise PayloadTooLarge(f"these {len(specs)} outputs of a {source.width}x{source.height} image "
-                              f"need {total // 10**6} megapixels of work, over the limit of "
-                              f"{limits.maximum_request_pixels // 10**6} per request")
+        parts.append(price(spec, source, spec.quality or default_quality))
+    if parts:
+        total = functools.reduce(lambda a, b: a + b, parts)
+        what = (f"this upload and its {len(specs)} outputs" if upload and specs
+                else "this upload" if upload else f"these {len(specs)} outputs")
+        _check_budget(total, limits, what, source, len(parts))
+
+
+def _check_budget(work: cost.Work, limits: Limits, what: str, source: SourceInfo,
+                  parts: int = 1) -> None:
+    """413 when `work` is priced over --maximum_request_ms, naming the bound and what drives it."""
+    if work.milliseconds > limits.maximum_request_ms:
+        detail = f" ({work.what})" if parts <= 3 else ""
+        raise PayloadTooLarge(f"{what} of a {_shown(source)} would take about "
+                              f"{work.milliseconds:,.0f} ms of work{detail}, over the limit of "
+                              f"{limits.maximum_request_ms:,} ms per request (--maximum_request_ms)")
+
+
+def _shown(source: SourceInfo) -> str:
+    """'577x577 GIF of 300 frames', for messages."""
+    text = f"{source.width}x{source.height} {source.coder.upper()}"
+    if source.frames > 1:
+        text += f" of {source.frames} frames"
+    if source.scans > 1:
+        text += f" of {source.scans} scans"
+    return text
 
 
 def _jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transposed: bool) -> str:

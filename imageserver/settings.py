@@ -94,9 +94,10 @@ class Settings:
     maximum_frames: int = setting(300, "most frames of an animated source accepted")
     maximum_full_size_pixels: int = setting(
         25_000_000, "largest source that a full_size output is made of, in pixels (else 413)")
-    maximum_request_pixels: int = setting(
-        200_000_000, "most pixels one request's outputs may decode and write in all (uploads with "
-        "outputs, POST .../process), else 413")
+    maximum_request_ms: int = setting(
+        4000, "most milliseconds of CPU one request's image work is priced at (an upload's check and "
+        "the outputs it asks for, POST .../process, a new output's GET), else 413 before any of it")
+    maximum_scans: int = setting(100, "most scans of a progressive JPEG accepted")
     allowed_source_hosts: tuple = setting(
         (), "hosts that source URLs may name (.example.com: any host under it); empty: any public host")
     allowed_outputs: tuple = setting(
@@ -120,7 +121,7 @@ class Settings:
         positive = ("port", "maximum_width", "maximum_height", "http_timeout",
                     "maximum_upload_bytes", "maximum_source_bytes", "lock_timeout",
                     "maximum_source_pixels", "maximum_source_side", "maximum_frames",
-                    "maximum_full_size_pixels", "maximum_request_pixels")
+                    "maximum_full_size_pixels", "maximum_request_ms", "maximum_scans")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")

@@ -168,3 +168,112 @@ def png_rgba_bomb(side: int = 7071) -> bytes:
     data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data)
             + _chunk(b"IEND", b""))
+
+
+def jpeg_many_scans(width: int, height: int, scans: int) -> bytes:
+    """A grey progressive JPEG of `scans` scans, written by hand: a DC scan, then the same AC scan
+    again and again, each a few dozen bytes (end-of-band runs over every block). libjpeg reads each
+    scan over the whole picture: 700 scans of 7000x7000 are 160 KB and seconds of CPU."""
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    quantization = _jpeg_segment(0xDB, b"\x00" + b"\x01" * 64)
+    frame = _jpeg_segment(0xC2, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+    # DC table: one code, difference 0. AC table: the end-of-band runs EOBr (r << 4), 4-bit codes.
+    dc_table = _jpeg_segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")
+    ac_table = _jpeg_segment(0xC4, b"\x10" + bytes([0, 0, 0, 15] + [0] * 12)
+                             + bytes(r << 4 for r in range(15)))
+    dc = _Bits()
+    for _ in range(blocks):
+        dc.put(0, 1)
+    ac = _Bits()
+    left = blocks
+    while left:
+        run = min(left, 32767)
+        bits = run.bit_length() - 1
+        ac.put(bits, 4)
+        ac.put(run - (1 << bits), bits)
+        left -= run
+    dc_scan = _jpeg_segment(0xDA, b"\x01\x01\x00\x00\x00\x00") + dc.done()
+    ac_scan = _jpeg_segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") + ac.done()
+    return (b"\xff\xd8" + quantization + frame + dc_table + ac_table + dc_scan
+            + ac_scan * (scans - 1) + b"\xff\xd9")
+
+
+def _jpeg_segment(marker: int, body: bytes) -> bytes:
+    return struct.pack(">HH", 0xFF00 | marker, len(body) + 2) + body
+
+
+class _Bits:
+    """Entropy-coded bits, most significant first, with JPEG's byte stuffing (FF -> FF 00)."""
+
+    def __init__(self):
+        self.out, self.value, self.count = bytearray(), 0, 0
+
+    def put(self, value: int, count: int) -> None:
+        self.value, self.count = (self.value << count) | value, self.count + count
+        while self.count >= 8:
+            self.count -= 8
+            byte = (self.value >> self.count) & 0xFF
+            self.out += b"\xff\x00" if byte == 0xFF else bytes([byte])
+        self.value &= (1 << self.count) - 1
+
+    def done(self) -> bytes:
+        if self.count:
+            self.put((1 << (8 - self.count)) - 1, 8 - self.count)   # padded with ones
+        return bytes(self.out)
+
+
+def gif_flat_frames(count: int, width: int, height: int) -> bytes:
+    """A GIF of `count` frames of `width` x `height`, each of one colour, LZW-coded as an encoder
+    codes them (a frame of 577x577 is a few kilobytes): small files that are a great many pixels
+    once decoded, and a great many more once made bigger."""
+    screen = struct.pack("<HHBBB", width, height, 0x80, 0, 0)     # global table of 2 colours
+    palette = b"\x00\x00\x00\xff\xff\xff"
+    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    frames = []
+    for colour in range(2):
+        frames.append(b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
+                      + b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0)
+                      + _lzw(bytes([colour]) * (width * height)))
+    return b"GIF89a" + screen + palette + loop + b"".join(frames[i % 2] for i in range(count)) + b"\x3b"
+
+
+def _lzw(pixels: bytes, minimum_size: int = 2) -> bytes:
+    """GIF's LZW (variable code size up to 12 bits, a clear code when the table is full), in
+    sub-blocks of up to 255 bytes."""
+    clear, end = 1 << minimum_size, (1 << minimum_size) + 1
+    out, bits, nbits = bytearray(), 0, 0
+    size, table, following = minimum_size + 1, {}, end + 1
+
+    def emit(code: int) -> None:
+        nonlocal bits, nbits
+        bits |= code << nbits
+        nbits += size
+        while nbits >= 8:
+            out.append(bits & 0xFF)
+            bits >>= 8
+            nbits -= 8
+
+    emit(clear)
+    prefix = pixels[0]
+    for pixel in pixels[1:]:
+        known = table.get((prefix, pixel))
+        if known is not None:
+            prefix = known
+            continue
+        emit(prefix)
+        if following < 4096:
+            table[(prefix, pixel)] = following
+            following += 1
+            if following > (1 << size) and size < 12:
+                size += 1
+        else:
+            emit(clear)
+            size, table, following = minimum_size + 1, {}, end + 1
+        prefix = pixel
+    emit(prefix)
+    emit(end)
+    if nbits:
+        out.append(bits & 0xFF)
+    blocks = b"".join(bytes([len(out[i:i + 255])]) + bytes(out[i:i + 255])
+                      for i in range(0, len(out), 255))
+    return bytes([minimum_size]) + blocks + b"\x00"

@@ -17,6 +17,8 @@ import os
 import resource
 import shutil
 import tempfile
+import threading
+import time
 import warnings
 from typing import Callable, Optional
 
@@ -34,6 +36,10 @@ try:
     library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
                                            ctypes.c_size_t]
     library.MagickProfileImage.restype = ctypes.c_bool
+    # Nor for MagickSetProgressMonitor (the same call in 6 and 7): Stopwatch's monitor is set on a
+    # wand before it reads, and every image it reads (and their clones) carries it.
+    library.MagickSetProgressMonitor.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    library.MagickSetProgressMonitor.restype = ctypes.c_void_p
 except ImportError as error:  # the app still starts, and /status_check says what is missing
     IMPORT_ERROR = str(error)
     MAJOR = 0
@@ -260,6 +266,74 @@ def resource_limits() -> dict:
     return limits
 
 
+# -- the backstop: work stopped past its time ------------------------------------------------------
+
+class Stopped(Exception):  # noqa: N818 (it is not a failure of ImageMagick's)
+    """ImageMagick's work was stopped by a Stopwatch, after `milliseconds` of CPU."""
+
+    def __init__(self, milliseconds: float):
+        super().__init__(f"stopped after {milliseconds:.0f} ms of CPU")
+        self.milliseconds = milliseconds
+
+
+class Stopwatch:
+    """Stops ImageMagick's work in this thread once it has used `limit_ms` of CPU (None: never).
+
+    ImageMagick calls a progress monitor as it goes (each row decoded, resized or encoded, each frame)
+    and gives up its operation when the monitor answers false; it is the one way to stop it inside a
+    call, cleanly, with its memory and temporary files let go. The monitor is set on every wand
+    `open_blob` makes; it reads the clock (this thread's CPU time: a busy neighbour does not count)
+    every CHECK_EVERY calls. On the way out, work that was stopped raises Stopped, whatever error the
+    stopped call left behind. (No ImageMagick "time" limit: see init_worker.)"""
+    CHECK_EVERY = 16
+
+    def __init__(self, limit_ms: Optional[float]):
+        self.limit_ms = limit_ms
+
+    def __enter__(self) -> "Stopwatch":
+        self.saved = getattr(_watch, "state", None)
+        started = time.thread_time()
+        deadline = float("inf") if self.limit_ms is None else started + self.limit_ms / 1000
+        _watch.state = _WatchState(started, deadline)
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        state = _watch.state
+        _watch.state = self.saved
+        if state.stopped:
+            raise Stopped(1000 * (time.thread_time() - state.started)) from None
+
+
+class _WatchState:
+    __slots__ = ("started", "deadline", "calls", "stopped")
+
+    def __init__(self, started: float, deadline: float):
+        self.started, self.deadline, self.calls, self.stopped = started, deadline, 0, False
+
+
+_watch = threading.local()
+
+
+def _progress(text, offset, extent, client_data) -> bool:
+    """ImageMagick's progress monitor: false (stop) once this thread's Stopwatch has run out."""
+    state = getattr(_watch, "state", None)
+    if state is None:
+        return True
+    if state.stopped:
+        return False
+    state.calls += 1
+    if state.calls % Stopwatch.CHECK_EVERY == 0 and time.thread_time() > state.deadline:
+        state.stopped = True
+        return False
+    return True
+
+
+# Kept for the life of the process: ImageMagick holds its address. The text is taken as a bare
+# pointer (never read): a bytes object made on every row would cost more than the check.
+_MONITOR = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_ulonglong,
+                            ctypes.c_void_p)(_progress)
+
+
 # -- decoding -------------------------------------------------------------------------------------
 
 def open_blob(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
@@ -268,6 +342,7 @@ def open_blob(data: bytes, coder: str, first_frame_only: bool = False, size_hint
     With `ping`, only the headers are read (no pixel is decoded)."""
     image = Image()
     try:
+        library.MagickSetProgressMonitor(image.wand, ctypes.cast(_MONITOR, ctypes.c_void_p), None)
         if size_hint:
             image.options["jpeg:size"] = size_hint
         filename = f"{coder}:buffer" + ("[0]" if first_frame_only else "")

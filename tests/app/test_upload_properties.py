@@ -32,7 +32,9 @@ def mutations(draw, data: bytes) -> bytes:
         action = draw(st.sampled_from(["flip", "drop", "repeat", "cut", "zero"]))
         at = draw(st.integers(0, 2**16)) % max(1, len(data))
         if action == "flip":
-            data[at] ^= draw(st.integers(1, 255))
+            flip = draw(st.integers(1, 255))    # drawn even when a drop emptied the data
+            if data:
+                data[at] ^= flip
         elif action == "drop":
             del data[at:at + draw(st.integers(1, 64))]
         elif action == "repeat":

@@ -1,0 +1,88 @@
+"""The cost model and its backstop, on real ImageMagick: a JPEG's scans counted as a decoder reads
+them, prices that grow with what drives the work, and work stopped once it runs far past its price."""
+import os
+
+import pytest
+from wand.api import library
+from wand.image import Image
+
+from imageserver import cost, magick, pipeline
+from imageserver.errors import PayloadTooLarge
+from imageserver.names import parse_output
+from imageserver.settings import Settings
+from tests import hostile, pictures
+
+SETTINGS = Settings()
+
+
+def progressive_jpeg(width: int, height: int) -> bytes:
+    with Image(blob=pictures.halves(width, height, "red", "blue")) as image:
+        image.format = "jpeg"
+        library.MagickSetInterlaceScheme(image.wand, 3)   # plane: Wand's property sets the image's only
+        return image.make_blob("jpeg")
+
+
+def test_scans_are_counted_from_the_markers():
+    assert pipeline.jpeg_scans(pictures.photo(64, 48, "jpeg"))[0] == 1
+    scans, components = pipeline.jpeg_scans(progressive_jpeg(64, 48))
+    assert (scans, components) == (10, 3)      # libjpeg's progressive script for colour
+    assert pipeline.jpeg_scans(hostile.jpeg_many_scans(64, 64, 700)) == (700, 1)
+    # An EXIF thumbnail's scans are inside APP1: skipped with it.
+    thumbnail = progressive_jpeg(16, 16)
+    app1 = b"Exif\x00\x00" + thumbnail
+    with_thumbnail = (b"\xff\xd8\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
+                      + pictures.photo(64, 48, "jpeg")[2:])
+    assert pipeline.jpeg_scans(with_thumbnail)[0] == 1
+
+
+def test_prices_grow_with_what_drives_the_work():
+    still = pipeline.SourceInfo("gif", 577, 577)
+    animated = pipeline.SourceInfo("gif", 577, 577, frames=300)
+    x300 = parse_output("x300.gif", SETTINGS)
+    assert pipeline.price(x300, animated, 75).milliseconds > 100 * pipeline.price(x300, still, 75).milliseconds
+    # As a still picture, an animation costs its first frame (and reading past the others).
+    jpeg_of_animation = pipeline.price(parse_output("x300.jpg", SETTINGS), animated, 75).milliseconds
+    assert jpeg_of_animation < 2 * pipeline.price(parse_output("x300.jpg", SETTINGS), still, 75).milliseconds + 50
+    photo = pipeline.SourceInfo("jpeg", 4000, 3000)
+    scanned = pipeline.SourceInfo("jpeg", 4000, 3000, scans=90)
+    w400 = parse_output("w400.jpg", SETTINGS)
+    assert pipeline.price(w400, scanned, 75).milliseconds > 5 * pipeline.price(w400, photo, 75).milliseconds
+    # The encoder's effort: WebP at 100 costs more than at 75; PNG's price is the same at any -q.
+    webp = [pipeline.price(parse_output(f"w1000-q{q}.webp", SETTINGS), photo, q).milliseconds for q in (75, 100)]
+    assert webp[1] > 2 * webp[0]
+    png = [pipeline.price(parse_output(f"w1000-q{q}.png", SETTINGS), photo, q).milliseconds for q in (75, 100)]
+    assert png[0] == png[1]
+
+
+def test_png_quality_keeps_its_meaning_under_zlib_default_level():
+    assert [pipeline.png_compression_level(q) for q in (1, 10, 45, 60, 75, 100)] == [0, 1, 4, 6, 6, 6]
+
+
+def test_a_render_that_runs_far_past_its_price_is_stopped(monkeypatch):
+    """The backstop: with the price taken as nothing and the grace at 20 ms, a render that takes far
+    longer is stopped inside ImageMagick, a 413 that says so; nothing of it stays behind, and the
+    next render in this process is whole."""
+    data = pictures.photo(2000, 1500)
+    spec = parse_output("1000x1000.png", SETTINGS)
+    monkeypatch.setattr(cost, "STOP_FACTOR", 0)
+    monkeypatch.setattr(cost, "STOP_GRACE_MS", 20)
+    with pytest.raises(PayloadTooLarge, match="stopped after .* ms of CPU"):
+        pipeline.render(data, spec, 75)
+    assert os.listdir(magick._temporary[0]) == []
+    monkeypatch.setattr(cost, "STOP_GRACE_MS", 60_000)
+    output = pictures.decode(pipeline.render(data, spec, 75))
+    assert (output.width, output.height) == (1000, 1000)
+
+
+def test_an_upload_check_that_runs_far_past_its_price_is_stopped(monkeypatch):
+    monkeypatch.setattr(cost, "STOP_FACTOR", 0)
+    monkeypatch.setattr(cost, "STOP_GRACE_MS", 5)
+    with pytest.raises(PayloadTooLarge, match="upload: stopped after"):
+        pipeline.describe(pictures.photo(3000, 2000, "png"))
+
+
+def test_the_stopwatch_is_per_thread_and_off_outside_it():
+    with magick.Stopwatch(None):
+        pass
+    data = pictures.photo(300, 200)
+    assert pictures.decode(pipeline.render(data, parse_output("w100.jpg", SETTINGS), 75)).width == 100
