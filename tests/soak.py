@@ -15,6 +15,7 @@ import hashlib
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,12 @@ from tests.helpers import IMAGES, folder_of, free_port, wait_until_up, worker_pi
 from tests.netns import in_own_network, isolated_command
 
 # How often each kind of request is made, out of the total.
-MIX = {"upload": 12, "new_size": 25, "cache_hit": 35, "info": 8, "bad_input": 12, "refused_source": 8}
+MIX = {"upload": 12, "new_size": 25, "cache_hit": 35, "info": 8, "bad_input": 12, "refused_source": 8,
+       "costly_work": 8}
+# Requests for minutes of work from small files (each a 413 at once): outputs of a 7 KB animation of
+# 300 frames, an upload asking for 20 big PNGs. And idle connections held open to the status port.
+COSTLY_OUTPUTS = ("x1000.gif", "w1000.gif", "x100.gif")
+IDLE_STATUS_CONNECTIONS = 300
 # Sources the server must refuse (4xx), among them IPv6 forms that carry an inside IPv4 address.
 REFUSED_SOURCES = [
     "http://127.0.0.1:1/a.jpg", "http://169.254.169.254/latest/meta-data/", "http://[::1]/a.jpg",
@@ -78,18 +84,23 @@ class Soak:
         self.bad = [*hostile.truncated_images().values(), *hostile.garbage_after_magic().values(),
                     hostile.mvg_payload("http://127.0.0.1:1", "/tmp/x"), hostile.gif_frames(2000),
                     hostile.png_header_only(50_000, 50_000), hostile.png_text_bomb(2**30),
-                    hostile.gif_big_screen(300, 7000), b"", b"not an image"]
-        port = free_port()
+                    hostile.gif_big_screen(300, 7000), b"", b"not an image",
+                    hostile.jpeg_many_scans(7000, 7000, 700), hostile.jpeg_many_scans(7000, 7000, 2000)]
+        port, self.status_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{port}"
         log_path = os.path.join(self.folder, "server.log")
         with open(log_path, "wb") as log:
             server = subprocess.Popen(
                 [IMAGES, "--port", str(port), "--local_base_path", self.base, "--workers", "2",
-                 "server"], stdout=log, stderr=subprocess.STDOUT)
+                 "--status_port", str(self.status_port), "server"],
+                stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_until_up(self.url + "/status_check", server)
             for photo in self.photos[:3]:
                 self.request("upload", "POST", "/p?outputs=x100.jpg", data=photo)
+            animation = self.request("upload", "POST", "/p", data=hostile.gif_frames(300), expect=200)
+            self.animation = folder_of(animation.json()["hash"])
+            idle = IdleConnections(self.status_port, IDLE_STATUS_CONNECTIONS)
             workers = worker_pids(server.pid)
             start = {pid: sample(pid) for pid in workers}
             print(f"driving {self.url} for {self.seconds:.0f} s with {self.clients} clients; "
@@ -97,6 +108,11 @@ class Soak:
             peaks = self.drive(workers)
             end_workers = worker_pids(server.pid)
             end = {pid: sample(pid) for pid in end_workers}
+            status = requests.get(f"http://127.0.0.1:{self.status_port}/status_check", timeout=10)
+            idle.stop()
+            print(f"status port, after {idle.opened} idle connections opened on it: {status.status_code}")
+            if status.status_code != 200:
+                self.failures.append(f"status port: {status.status_code} {status.text[:120]!r}")
         finally:
             server.terminate()
             server.wait(60)
@@ -161,6 +177,15 @@ class Soak:
 
     def bad_input(self, rng: random.Random) -> None:
         self.request("bad_input", "POST", "/p", data=rng.choice(self.bad), expect="4xx")
+
+    def costly_work(self, rng: random.Random) -> None:
+        if rng.random() < 0.5:
+            self.request("costly_work", "GET", f"{self.animation}/{rng.choice(COSTLY_OUTPUTS)}",
+                         expect=(413,))
+        else:
+            names = ",".join(f"{1000 - i}x1000-q90.png" for i in range(20))
+            self.request("costly_work", "POST", f"/p?outputs={names}", data=rng.choice(self.photos),
+                         expect=(413,))
 
     def refused_source(self, rng: random.Random) -> None:
         source = rng.choice(REFUSED_SOURCES)
@@ -242,6 +267,45 @@ def sample(pid: int) -> dict:
                 "fds": len(os.listdir(f"/proc/{pid}/fd"))}
     except (FileNotFoundError, ProcessLookupError, KeyError):
         return {}
+
+
+class IdleConnections:
+    """Up to `count` connections to `port` that send nothing, topped up every second while the soak
+    runs (the listener drops each after a few seconds)."""
+
+    def __init__(self, port: int, count: int):
+        self.port, self.count, self.opened = port, count, 0
+        self.held: list = []
+        self.stopping = threading.Event()
+        threading.Thread(target=self.keep, daemon=True).start()
+
+    def keep(self) -> None:
+        while not self.stopping.is_set():
+            self.held = [sock for sock in self.held if not _closed_by_peer(sock)]
+            while len(self.held) < self.count and not self.stopping.is_set():
+                try:
+                    self.held.append(socket.create_connection(("127.0.0.1", self.port), timeout=5))
+                    self.opened += 1
+                except OSError:
+                    break
+            self.stopping.wait(1)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for sock in self.held:
+            sock.close()
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        gone = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        gone = True
+    if gone:
+        sock.close()
+    return gone
 
 
 def percentile(values: list[float], p: float) -> float:
