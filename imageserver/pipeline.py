@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import warnings
 import zlib
 from contextlib import contextmanager
@@ -216,19 +217,87 @@ def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: st
 
 
 def _check_complete(data: bytes, coder: str) -> None:
-    """Refuse a JPEG or GIF cut short, from its last bytes, before any decoding. GIF decoders say
-    nothing of a missing end; for JPEG, _open catches the rest (corrupt data in
-    the middle) once decoded. PNG and WebP decoders fail by themselves."""
+    """Refuse a JPEG or GIF cut short, before any decoding: its blocks are walked as a decoder walks
+    them, up to its end marker (what follows the marker is ignored, as decoders ignore it: cameras
+    and phones append data to JPEGs, some GIF writers pad or tag theirs). GIF decoders say nothing of
+    a missing end; for JPEG, _open catches the rest (corrupt data in the middle) once decoded. PNG and
+    WebP decoders fail by themselves. Linear in the bytes, and nothing is decoded."""
     if coder == "jpeg":
-        # Entropy-coded data never holds FF D9, so the end-of-image marker must follow the last
-        # start-of-scan (an EXIF thumbnail has its own EOI, earlier in the file).
-        complete = data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
+        complete = _jpeg_reaches_its_end(data)
     elif coder == "gif":
-        complete = data.rstrip(b"\x00").endswith(b"\x3b")
+        complete = _gif_reaches_its_end(data)
     else:
         complete = True
     if not complete:
         raise Unprocessable("the image is cut short (no end marker)")
+
+
+# A JPEG marker: FF, then a code. Entropy-coded data stuffs every FF byte it holds as FF 00, and a
+# marker may be preceded by any number of FF fill bytes (the last FF of a run is the marker's).
+# TEM and RST0..RST7 (within entropy-coded data) stand alone and say nothing of the end: not sought.
+JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\x01\xd0-\xd7]")
+JPEG_EOI = 0xD9
+# The walks stop past this many segments or blocks (0.1 to 0.25 s of walking; a real JPEG has
+# tens of segments, a real GIF of 50 MB some 200,000 sub-blocks of 255 bytes): a file of tiny
+# segments or blocks would otherwise cost seconds to walk.
+MAXIMUM_JPEG_SEGMENTS = 100_000
+MAXIMUM_GIF_BLOCKS = 500_000
+
+
+def _jpeg_reaches_its_end(data: bytes) -> bool:
+    """True when the JPEG's segments, from its start, lead to an end-of-image marker. Each segment is
+    skipped by its length (an EXIF thumbnail's own end marker, inside APP1, is not the image's end);
+    after a start of scan, the entropy-coded data runs to the next marker."""
+    position = 2
+    for _ in range(MAXIMUM_JPEG_SEGMENTS):
+        marker = JPEG_MARKER.search(data, position)
+        if marker is None:
+            return False
+        code, position = data[marker.start() + 1], marker.end()
+        if code == JPEG_EOI:
+            return True
+        position += int.from_bytes(data[position:position + 2], "big")  # its length counts itself
+    raise PayloadTooLarge(f"the JPEG has over {MAXIMUM_JPEG_SEGMENTS} segments")
+
+
+GIF_EXTENSION, GIF_IMAGE = 0x21, 0x2C
+
+
+def _gif_reaches_its_end(data: bytes) -> bool:
+    """True when the GIF's blocks, from its header, lead to its trailer: after the logical screen
+    descriptor and its colour table, extensions and images, each followed by its chain of sub-blocks.
+    The trailer (3B) ends it; so does any other byte that starts no block, as it does in browsers
+    (giflib calls it an error, ImageMagick skips it): the decoder then reads what there is."""
+    blocks = MAXIMUM_GIF_BLOCKS
+    try:
+        position = 13 + _gif_colour_table_bytes(data[10])  # header (6), logical screen (7), table
+        while blocks > 0:
+            block = data[position]
+            if block == GIF_EXTENSION:  # introducer, label, sub-blocks
+                position, blocks = _after_sub_blocks(data, position + 2, blocks - 1)
+            elif block == GIF_IMAGE:    # separator, descriptor (9), table, LZW code size, sub-blocks
+                table = _gif_colour_table_bytes(data[position + 9])
+                position, blocks = _after_sub_blocks(data, position + 11 + table, blocks - 1)
+            else:
+                return True
+    except IndexError:  # the data ended first
+        return False
+    raise PayloadTooLarge(f"the GIF is made of over {MAXIMUM_GIF_BLOCKS} blocks")
+
+
+def _gif_colour_table_bytes(flags: int) -> int:
+    """The size of the colour table that a logical screen's or an image's flags announce."""
+    return 3 * 2 ** ((flags & 0x07) + 1) if flags & 0x80 else 0
+
+
+def _after_sub_blocks(data: bytes, position: int, blocks: int) -> tuple:
+    """(the position after a chain of GIF sub-blocks, the blocks left to walk). A sub-block is a
+    size byte and that many bytes; a size of 0 ends the chain. IndexError when the data ends first;
+    the chain stops (blocks left <= 0) when the walk has no blocks left."""
+    while blocks > 0 and (size := data[position]):
+        position += size + 1
+        blocks -= 1
+    return position + 1, blocks
 
 
 def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:

@@ -168,3 +168,60 @@ def png_rgba_bomb(side: int = 7071) -> bytes:
     data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data)
             + _chunk(b"IEND", b""))
+
+
+def gif_with_bytes_after_trailer() -> bytes:
+    """A whole animation, then bytes after its trailer (3B) that end in no trailer: what some writers
+    and uploaders pad or tag GIFs with. Decoders stop at the trailer."""
+    return pictures.animated_gif(30, 20) + b"\x00\x00tagged by an uploader\r\n"
+
+
+def jpeg_with_data_after_end() -> bytes:
+    """A whole JPEG, then what phones append after its end marker (a motion photo's video): bytes
+    that hold a start-of-scan marker (FF DA) and no end marker after it."""
+    video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom\x00\x01\x00\x00mdat"
+    return pictures.photo(64, 48, "jpeg") + video + b"\x12\x34\xff\xda\x56\x78" * 100
+
+
+ICC_FOLDER = "/usr/share/color/icc"   # Debian's icc-profiles-free
+
+
+def icc_profile(name: str) -> bytes:
+    with open(f"{ICC_FOLDER}/{name}", "rb") as f:
+        return f.read()
+
+
+def with_icc_profile(jpeg: bytes, icc: bytes) -> bytes:
+    """`jpeg` with `icc` embedded as its ICC profile (one APP2 ICC_PROFILE segment after the start
+    of image), whatever `icc` holds."""
+    body = b"ICC_PROFILE\x00\x01\x01" + icc
+    return jpeg[:2] + b"\xff\xe2" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def unfitting_icc_profiles() -> dict:
+    """JPEGs whose embedded ICC profile cannot be applied, by name: (the JPEG, the (r, g, b) that a
+    browser shows, as it ignores that profile)."""
+    grey, dark_red = (100, 100, 100), (200, 50, 50)
+    grey_jpeg = pictures.grey_jpeg(40, 40, grey[0])
+    rgb_jpeg = pictures.solid(40, 40, "rgb(200,50,50)", "jpeg")
+    srgb = icc_profile("sRGB.icc")
+    return {
+        "rgb-profile-on-grey": (with_icc_profile(grey_jpeg, srgb), grey),
+        "garbage-profile-on-grey": (with_icc_profile(grey_jpeg, bytes(range(256)) * 2), grey),
+        "truncated-profile-on-grey": (with_icc_profile(grey_jpeg, srgb[:200]), grey),
+        "rgb-profile-on-cmyk": (with_icc_profile(pictures.cmyk_jpeg(40, 40, "red"), srgb), (255, 0, 0)),
+        "grey-profile-on-rgb": (with_icc_profile(rgb_jpeg, icc_profile("Gray.icc")), dark_red),
+        "garbage-profile-on-rgb": (with_icc_profile(rgb_jpeg, b"\x00" * 600), dark_red),
+    }
+
+
+def gif_of_tiny_sub_blocks(count: int) -> bytes:
+    """A 1x1 GIF whose image data is `count` sub-blocks of one byte: costly to walk, block by block."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0, 0, 0)
+    image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02"
+    return screen + image + b"\x01\x00" * count + b"\x00\x3b"
+
+
+def jpeg_of_empty_segments(count: int) -> bytes:
+    """A JPEG's start, then `count` empty comment segments: costly to walk, segment by segment."""
+    return b"\xff\xd8" + b"\xff\xfe\x00\x02" * count + b"\xff\xd9"
