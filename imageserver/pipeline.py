@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 
 from . import magick
 from .errors import NotConfigured, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from .magick import Color, Image, ResourceLimitError, WandException, WandWarning
+from .magick import Color, Image, WandException, WandWarning
 from .names import OutputSpec
 
 # Coders we read, by the content type we answer with.
@@ -166,16 +166,17 @@ def _check_available() -> None:
 
 @contextmanager
 def _decoding(what: str):
-    """Turn ImageMagick's errors, and its warnings of a cut-short file, into our errors."""
+    """Turn ImageMagick's errors, and its warnings of a cut-short file, into our errors: 413 only for
+    a resource run out (see magick.exhausted), 422 for the rest."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             try:
                 yield
-            except (ResourceLimitError, MemoryError) as error:
-                raise PayloadTooLarge(f"{what}: the image needs more than a worker's resource "
-                                      f"limits ({_short(error) or 'out of memory'})") from None
-            except (WandException, RuntimeError) as error:
+            except (WandException, MemoryError, RuntimeError) as error:
+                if magick.exhausted(error):
+                    raise PayloadTooLarge(f"{what}: the image needs more than a worker's resource "
+                                          f"limits ({_short(error) or 'out of memory'})") from None
                 raise Unprocessable(f"{what}: the image cannot be decoded ({_short(error)})") from None
         except BaseException:
             magick.after_failure()
@@ -573,16 +574,33 @@ def _preshrink(image: "Image", layout: Plan, shown_w: int) -> None:
 
 
 def _to_srgb(image: "Image") -> None:
-    """8-bit sRGB out: through the embedded ICC profile where there is one, else by formula."""
+    """8-bit sRGB out: through the embedded ICC profile where it can be applied, else by formula. A
+    profile that does not fit the pixels, or that cannot be read, is ignored, as browsers ignore it."""
     # Wand's profiles mapping answers None for a missing key, so `in` would always be true.
-    embedded = image.profiles["icc"] is not None
-    if image.colorspace in ("srgb", "rgb", "gray") and not embedded:
+    profile = image.profiles["icc"]
+    if profile is not None and not profile_fits(profile, image.colorspace):
+        profile = None
+    if image.colorspace in ("srgb", "rgb", "gray") and profile is None:
         return
     srgb = _srgb_profile()
-    if embedded and srgb:
-        magick.convert_profile(image, srgb)
-    elif image.colorspace not in ("srgb", "gray"):
+    if profile is not None and srgb and magick.convert_profile(image, srgb):
+        return
+    if image.colorspace not in ("srgb", "gray"):
         image.transform_colorspace("srgb")
+
+
+# The data colour spaces of the ICC profiles that fit pixels of a colour space, as Chromium's JPEG
+# decoder judges them: grey pixels may be described as RGB ones. Any other pixels: an RGB profile.
+ICC_SPACES = {"gray": (b"GRAY", b"RGB "), "cmyk": (b"CMYK",)}
+
+
+def profile_fits(icc: bytes, colorspace: str) -> bool:
+    """Whether the ICC profile `icc` can describe pixels in ImageMagick's `colorspace`: it is one (a
+    128-byte header signed "acsp") and its data colour space (header bytes 16-19) is theirs. A CMYK
+    profile on RGB pixels would turn red into cyan."""
+    if len(icc) < 128 or icc[36:40] != b"acsp":
+        return False
+    return icc[16:20] in ICC_SPACES.get(colorspace, (b"RGB ",))
 
 
 @functools.lru_cache(maxsize=1)

@@ -345,7 +345,31 @@ def box_shrink(image: "Image", width: int, height: int) -> None:
     library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
 
 
-def convert_profile(image: "Image", icc: bytes) -> None:
+def convert_profile(image: "Image", icc: bytes) -> bool:
     """Convert the pixels from the image's embedded ICC profile to `icc` (colour-managed, unlike
-    Wand's profiles[...] = which only attaches a profile)."""
-    library.MagickProfileImage(image.wand, b"icc", icc, len(icc)) or image.raise_exception()
+    Wand's profiles[...] = which only attaches a profile). False, with the pixels left as they were,
+    when ImageMagick cannot apply the embedded profile (lcms cannot read it, or it does not fit the
+    pixels); an error only when it ran out of a resource."""
+    if library.MagickProfileImage(image.wand, b"icc", icc, len(icc)):
+        return True
+    error = image.get_exception()
+    if error is not None and exhausted(error):
+        raise error
+    return False
+
+
+# Words (spaces taken out, lower case) in ImageMagick's messages of a resource run out, as its tags
+# ("MemoryAllocationFailed", "WidthOrHeightExceedsLimit", "CacheResourcesExhausted",
+# "TimeLimitExceeded", "ListLengthExceedsLimit", ...) or in their English wording.
+RESOURCE_WORDS = ("memory", "cache", "limit", "exhausted", "allocat", "toolarge", "toomany")
+
+
+def exhausted(error: BaseException) -> bool:
+    """True when `error` says that ImageMagick ran out of a resource: memory, its pixel cache, a
+    limit in force. ImageMagick files other failures at that severity too (a colour profile that lcms
+    cannot read is a ResourceLimitError "ColorspaceColorProfileMismatch"): those are not. (Wand's
+    ResourceLimitError is a MemoryError too: asked first.)"""
+    if isinstance(error, ResourceLimitError):
+        words = str(error).split(" @ ")[0].replace(" ", "").lower()
+        return any(word in words for word in RESOURCE_WORDS)
+    return isinstance(error, MemoryError) and not isinstance(error, WandException)
