@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import struct
 import warnings
 import zlib
 from contextlib import contextmanager
@@ -202,12 +203,16 @@ def _short(error) -> str:
 def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
           ping: bool = False):
     """Decode `data` with the named coder only; refuse it when the decoder warned that it is cut short
-    (ImageMagick still gives the part it read)."""
+    (ImageMagick still gives the part it read), or failed on it and gave pixels all the same
+    (ImageMagick 6 gives the picture of a GIF with an invalid colour index, then fails every output
+    made of it; 7 fails at the read)."""
     image = magick.open_blob(data, coder, first_frame_only, size_hint, ping)
     try:
-        warning = None if ping else magick.decoder_warning(image)
-        if warning and _is_truncation(warning):
-            raise Unprocessable(f"the image is cut short ({_short(warning)})")
+        severity, problem = (0, "") if ping else magick.decoder_problem(image)
+        if problem and _is_truncation(problem):
+            raise Unprocessable(f"the image is cut short ({_short(problem)})")
+        if severity >= magick.ERROR:
+            raise Unprocessable(f"the image cannot be decoded ({_short(problem)})")
         if not magick.frame_count(image):
             raise Unprocessable("the image cannot be decoded: its header is corrupt, or its size is "
                                 "over ImageMagick's limits")
@@ -334,6 +339,10 @@ def _checked_header(data: bytes, coder: str, limits: Limits) -> tuple:
     (a GIF's logical screen): the first frame may be small and the next huge, and an animation is
     made of whole canvases once its frames are composed (coalesced)."""
     if coder == "png":
+        # Its size from IHDR first: ImageMagick reads nothing of a PNG over its own limits, and
+        # would leave only "cannot be decoded" to say.
+        if data[12:16] == b"IHDR" and len(data) >= 24:
+            _check_limits(*struct.unpack(">II", data[16:24]), limits)
         _check_png_metadata(data)
     with _open(data, coder, ping=True) as header:
         frames = len(header.sequence)

@@ -225,3 +225,12 @@ def gif_of_tiny_sub_blocks(count: int) -> bytes:
 def jpeg_of_empty_segments(count: int) -> bytes:
     """A JPEG's start, then `count` empty comment segments: costly to walk, segment by segment."""
     return b"\xff\xd8" + b"\xff\xfe\x00\x02" * count + b"\xff\xd9"
+
+
+def gif_invalid_colour_index() -> bytes:
+    """A 1x1 GIF whose one pixel is colour 3 of a table of 2 (as GIF test suites have it): ImageMagick
+    6 gives a picture and an error with it."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    codes = 4 | 3 << 3 | 5 << 6                     # clear, colour 3, end; 3 bits each
+    image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02" + struct.pack("<H", codes)
+    return screen + image + b"\x00\x3b"

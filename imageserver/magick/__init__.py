@@ -49,7 +49,7 @@ POLICY_FOLDER = os.path.dirname(os.path.abspath(__file__))
 POLICY_PROBE = b"viewbox 0 0 1 1\n"
 RESOURCE_NAMES = ("memory", "map", "disk", "area", "width", "height", "thread", "time")
 # MagickCore's ExceptionType: 300..399 are warnings, 400 and up errors (the same in 6 and 7).
-WARNING = 300
+WARNING, ERROR = 300, 400
 
 _policy: list = []
 log = logging.getLogger(__name__)
@@ -286,10 +286,12 @@ def frame_count(image: "Image") -> int:
     return library.MagickGetNumberImages(image.wand)
 
 
-def decoder_warning(image: "Image") -> Optional[str]:
-    """The warning the decoder gave while reading `image` (libjpeg's "Premature end of JPEG file",
-    ...), or None. ImageMagick 7 files it on the wand; 6 files it on the image, where its wand never
-    looks, and only MagickCore's GetImageException (6 only) collects it."""
+def decoder_problem(image: "Image") -> tuple:
+    """(severity, reason) of what the decoder reported while reading `image`: a warning (libjpeg's
+    "Premature end of JPEG file", ...; severity 300 to 399) or an error it still gave pixels for
+    (GIF's "invalid colormap index"; 400 and up), or (0, "") for nothing. ImageMagick 7 files it on
+    the wand (where Wand raises an error at the read itself); 6 files it on the image, where its wand
+    never looks, and only MagickCore's GetImageException (6 only) collects it."""
     if MAJOR >= 7:
         severity = ctypes.c_int()
         text = library.MagickGetException(image.wand, ctypes.byref(severity))
@@ -299,16 +301,16 @@ def decoder_warning(image: "Image") -> Optional[str]:
             if text:
                 library.MagickRelinquishMemory(text)
         library.MagickClearException(image.wand)
-        return reason if WARNING <= severity.value < 400 else None
+        return (severity.value, reason) if severity.value >= WARNING else (0, "")
     pointer = library.GetImageFromMagickWand(image.wand)
     if not pointer:
-        return None
+        return 0, ""
     info = _core("AcquireExceptionInfo", ctypes.POINTER(_ExceptionInfo))()
     try:
         _core("GetImageException", None, ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(pointer, info)
         if info.contents.severity >= WARNING:
-            return (info.contents.reason or b"").decode("utf-8", "replace")
-        return None
+            return info.contents.severity, (info.contents.reason or b"").decode("utf-8", "replace")
+        return 0, ""
     finally:
         _core("DestroyExceptionInfo", ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(info)
 

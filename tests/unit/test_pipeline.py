@@ -94,6 +94,20 @@ def test_walking_to_the_end_marker_is_bounded(make, bound):
     assert elapsed < 1.5
 
 
+def test_an_image_the_decoder_fails_on_is_refused_at_upload_not_at_every_output():
+    """ImageMagick 6 gives the picture of a GIF with a colour index past its table, and an error with
+    it that fails every output made of it later: the upload is refused (7 refuses it at the read)."""
+    with pytest.raises(Unprocessable, match="invalid colormap index"):
+        pipeline.describe(hostile.gif_invalid_colour_index())
+
+
+def test_a_png_over_imagemagicks_own_limits_is_refused_for_its_size():
+    """ImageMagick reads nothing of it; its IHDR says why, and the answer names the bound."""
+    for width, height in ((65_535, 1), (25_200, 33_300)):
+        with pytest.raises(PayloadTooLarge, match=f"{width}x{height}; the largest side accepted"):
+            pipeline.describe(hostile.png_header_only(width, height, rows=1))
+
+
 def test_describe_refuses_too_many_pixels_from_the_header():
     with pytest.raises(PayloadTooLarge):
         pipeline.describe(pictures.solid(300, 200, "red"), pipeline.Limits(maximum_pixels=50_000))
