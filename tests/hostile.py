@@ -198,21 +198,27 @@ def with_icc_profile(jpeg: bytes, icc: bytes) -> bytes:
     return jpeg[:2] + b"\xff\xe2" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
 
 
-def unfitting_icc_profiles() -> dict:
-    """JPEGs whose embedded ICC profile cannot be applied, by name: (the JPEG, the (r, g, b) that a
-    browser shows, as it ignores that profile)."""
+# Made only when a test asks (`unfitting_icc_profile`): pictures made at collection would have
+# ImageMagick read its policy before the tests put ours in force.
+UNFITTING_ICC_PROFILES = ("rgb-profile-on-grey", "garbage-profile-on-grey", "truncated-profile-on-grey",
+                          "rgb-profile-on-cmyk", "grey-profile-on-rgb", "garbage-profile-on-rgb")
+
+
+def unfitting_icc_profile(name: str) -> tuple:
+    """A JPEG whose embedded ICC profile cannot be applied (one of UNFITTING_ICC_PROFILES), and the
+    (r, g, b) that a browser shows, as it ignores that profile."""
     grey, dark_red = (100, 100, 100), (200, 50, 50)
-    grey_jpeg = pictures.grey_jpeg(40, 40, grey[0])
     rgb_jpeg = pictures.solid(40, 40, "rgb(200,50,50)", "jpeg")
     srgb = icc_profile("sRGB.icc")
-    return {
-        "rgb-profile-on-grey": (with_icc_profile(grey_jpeg, srgb), grey),
-        "garbage-profile-on-grey": (with_icc_profile(grey_jpeg, bytes(range(256)) * 2), grey),
-        "truncated-profile-on-grey": (with_icc_profile(grey_jpeg, srgb[:200]), grey),
-        "rgb-profile-on-cmyk": (with_icc_profile(pictures.cmyk_jpeg(40, 40, "red"), srgb), (255, 0, 0)),
-        "grey-profile-on-rgb": (with_icc_profile(rgb_jpeg, icc_profile("Gray.icc")), dark_red),
-        "garbage-profile-on-rgb": (with_icc_profile(rgb_jpeg, b"\x00" * 600), dark_red),
-    }
+    picture, profile, colour = {
+        "rgb-profile-on-grey": (pictures.grey_jpeg(40, 40, grey[0]), srgb, grey),
+        "garbage-profile-on-grey": (pictures.grey_jpeg(40, 40, grey[0]), bytes(range(256)) * 2, grey),
+        "truncated-profile-on-grey": (pictures.grey_jpeg(40, 40, grey[0]), srgb[:200], grey),
+        "rgb-profile-on-cmyk": (pictures.cmyk_jpeg(40, 40, "red"), srgb, (255, 0, 0)),
+        "grey-profile-on-rgb": (rgb_jpeg, icc_profile("Gray.icc"), dark_red),
+        "garbage-profile-on-rgb": (rgb_jpeg, b"\x00" * 600, dark_red),
+    }[name]
+    return with_icc_profile(picture, profile), colour
 
 
 def gif_of_tiny_sub_blocks(count: int) -> bytes:

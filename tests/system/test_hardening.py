@@ -67,12 +67,12 @@ def test_bytes_after_the_end_marker_are_ignored_as_decoders_ignore_them(shared_s
     assert pictures.decode(shared_server.get(folder_of(jpeg.json()["hash"]) + "/w32.png").content).width == 32
 
 
-@pytest.mark.parametrize("name", sorted(hostile.unfitting_icc_profiles()))
+@pytest.mark.parametrize("name", hostile.UNFITTING_ICC_PROFILES)
 def test_an_icc_profile_that_cannot_be_applied_is_ignored(shared_server, name):
     """A profile that does not fit the pixels (an RGB one on grey or CMYK, a grey one on RGB), or that
     is broken, is ignored as browsers ignore it: the picture renders in its own colours (it used to
     be refused as over a worker's resource limits, or turned grey)."""
-    data, colour = hostile.unfitting_icc_profiles()[name]
+    data, colour = hostile.unfitting_icc_profile(name)
     posted = shared_server.post("/p", data=data)
     assert posted.status_code == 200, posted.text
     for output in ("x20.png", "w20.jpg"):
