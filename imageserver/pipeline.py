@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import struct
 import warnings
 import zlib
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Iterable, Optional
 
 from . import cost, magick
 from .errors import NotConfigured, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from .magick import Color, Image, ResourceLimitError, WandException, WandWarning
+from .magick import Color, Image, WandException, WandWarning
 from .names import OutputSpec
 
 # Coders we read, by the content type we answer with.
@@ -172,9 +173,10 @@ def _check_available() -> None:
 
 @contextmanager
 def _decoding(what: str, work: Optional[cost.Work] = None):
-    """Turn ImageMagick's errors, and its warnings of a cut-short file, into our errors. With the
-    `work`'s price, ImageMagick is stopped once it has spent far more CPU than the price (the
-    backstop behind the cost model: magick.Stopwatch)."""
+    """Turn ImageMagick's errors, and its warnings of a cut-short file, into our errors: 413 only for
+    a resource run out (see magick.exhausted), 422 for the rest. With the `work`'s price, ImageMagick
+    is stopped once it has spent far more CPU than the price (the backstop behind the cost model:
+    magick.Stopwatch), a 413 too."""
     limit_ms = cost.stop_after_ms(work.milliseconds) if work else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -187,10 +189,10 @@ def _decoding(what: str, work: Optional[cost.Work] = None):
                     f"{what}: stopped after {stopped.milliseconds:,.0f} ms of CPU, well past the "
                     f"{work.milliseconds:,.0f} ms it was priced at: the image costs more work than its "
                     "header says") from None
-            except (ResourceLimitError, MemoryError) as error:
-                raise PayloadTooLarge(f"{what}: the image needs more than a worker's resource "
-                                      f"limits ({_short(error) or 'out of memory'})") from None
-            except (WandException, RuntimeError) as error:
+            except (WandException, MemoryError, RuntimeError) as error:
+                if magick.exhausted(error):
+                    raise PayloadTooLarge(f"{what}: the image needs more than a worker's resource "
+                                          f"limits ({_short(error) or 'out of memory'})") from None
                 raise Unprocessable(f"{what}: the image cannot be decoded ({_short(error)})") from None
         except BaseException:
             magick.after_failure()
@@ -216,12 +218,16 @@ def _short(error) -> str:
 def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
           ping: bool = False):
     """Decode `data` with the named coder only; refuse it when the decoder warned that it is cut short
-    (ImageMagick still gives the part it read)."""
+    (ImageMagick still gives the part it read), or failed on it and gave pixels all the same
+    (ImageMagick 6 gives the picture of a GIF with an invalid colour index, then fails every output
+    made of it; 7 fails at the read)."""
     image = magick.open_blob(data, coder, first_frame_only, size_hint, ping)
     try:
-        warning = None if ping else magick.decoder_warning(image)
-        if warning and _is_truncation(warning):
-            raise Unprocessable(f"the image is cut short ({_short(warning)})")
+        severity, problem = (0, "") if ping else magick.decoder_problem(image)
+        if problem and _is_truncation(problem):
+            raise Unprocessable(f"the image is cut short ({_short(problem)})")
+        if severity >= magick.ERROR:
+            raise Unprocessable(f"the image cannot be decoded ({_short(problem)})")
         if not magick.frame_count(image):
             raise Unprocessable("the image cannot be decoded: its header is corrupt, or its size is "
                                 "over ImageMagick's limits")
@@ -232,19 +238,103 @@ def _open(data: bytes, coder: str, first_frame_only: bool = False, size_hint: st
 
 
 def _check_complete(data: bytes, coder: str) -> None:
-    """Refuse a JPEG or GIF cut short, from its last bytes, before any decoding. GIF decoders say
-    nothing of a missing end; for JPEG, _open catches the rest (corrupt data in
-    the middle) once decoded. PNG and WebP decoders fail by themselves."""
+    """Refuse a JPEG or GIF cut short, before any decoding: its blocks are walked as a decoder walks
+    them, up to its end marker (what follows the marker is ignored, as decoders ignore it: cameras
+    and phones append data to JPEGs, some GIF writers pad or tag theirs). GIF decoders say nothing of
+    a missing end; for JPEG, _open catches the rest (corrupt data in the middle) once decoded. PNG and
+    WebP decoders fail by themselves. Linear in the bytes, and nothing is decoded."""
     if coder == "jpeg":
-        # Entropy-coded data never holds FF D9, so the end-of-image marker must follow the last
-        # start-of-scan (an EXIF thumbnail has its own EOI, earlier in the file).
-        complete = data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
+        complete = jpeg_markers(data).whole
     elif coder == "gif":
-        complete = data.rstrip(b"\x00").endswith(b"\x3b")
+        complete = _gif_reaches_its_end(data)
     else:
         complete = True
     if not complete:
         raise Unprocessable("the image is cut short (no end marker)")
+
+
+# A JPEG marker: FF, then a code. Entropy-coded data stuffs every FF byte it holds as FF 00, and a
+# marker may be preceded by any number of FF fill bytes (the last FF of a run is the marker's).
+# TEM and RST0..RST7 (within entropy-coded data) stand alone and say nothing of the end: not sought.
+JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\x01\xd0-\xd7]")
+JPEG_EOI = 0xD9
+# The walks stop past this many segments or blocks (0.1 to 0.25 s of walking; a real JPEG has
+# tens of segments, a real GIF of 50 MB some 200,000 sub-blocks of 255 bytes): a file of tiny
+# segments or blocks would otherwise cost seconds to walk.
+MAXIMUM_JPEG_SEGMENTS = 100_000
+MAXIMUM_GIF_BLOCKS = 500_000
+
+
+# Start-of-frame markers (C0..CF but DHT C4, JPG C8, DAC CC), whose segment names the components.
+JPEG_START_OF_FRAME = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+JPEG_START_OF_SCAN = 0xDA
+
+
+@dataclass(frozen=True)
+class JpegMarkers:
+    """What a JPEG's markers say, read as a decoder reads them (see jpeg_markers)."""
+    scans: int          # each read by libjpeg over the whole picture: their number prices the decode
+    components: int     # colour components (1: grey)
+    whole: bool         # the walk reached the end-of-image marker
+
+
+def jpeg_markers(data: bytes) -> JpegMarkers:
+    """Walk the JPEG's segments from its start to its end-of-image marker, each skipped by its length
+    (an EXIF thumbnail's scans and end marker, inside APP1, are not the image's); after a start of
+    scan, the entropy-coded data runs to the next marker. Linear in the bytes, nothing decoded."""
+    scans, components, position = 0, 3, 2
+    for _ in range(MAXIMUM_JPEG_SEGMENTS):
+        marker = JPEG_MARKER.search(data, position)
+        if marker is None:
+            return JpegMarkers(max(scans, 1), components, False)
+        code, position = data[marker.start() + 1], marker.end()
+        if code == JPEG_EOI:
+            return JpegMarkers(max(scans, 1), components, True)
+        if code in JPEG_START_OF_FRAME and position + 7 < len(data):
+            components = data[position + 7] or components  # length 2, precision 1, height 2, width 2
+        scans += code == JPEG_START_OF_SCAN
+        position += int.from_bytes(data[position:position + 2], "big")  # its length counts itself
+    raise PayloadTooLarge(f"the JPEG has over {MAXIMUM_JPEG_SEGMENTS} segments")
+
+
+GIF_EXTENSION, GIF_IMAGE = 0x21, 0x2C
+
+
+def _gif_reaches_its_end(data: bytes) -> bool:
+    """True when the GIF's blocks, from its header, lead to its trailer: after the logical screen
+    descriptor and its colour table, extensions and images, each followed by its chain of sub-blocks.
+    The trailer (3B) ends it; so does any other byte that starts no block, as it does in browsers
+    (giflib calls it an error, ImageMagick skips it): the decoder then reads what there is."""
+    blocks = MAXIMUM_GIF_BLOCKS
+    try:
+        position = 13 + _gif_colour_table_bytes(data[10])  # header (6), logical screen (7), table
+        while blocks > 0:
+            block = data[position]
+            if block == GIF_EXTENSION:  # introducer, label, sub-blocks
+                position, blocks = _after_sub_blocks(data, position + 2, blocks - 1)
+            elif block == GIF_IMAGE:    # separator, descriptor (9), table, LZW code size, sub-blocks
+                table = _gif_colour_table_bytes(data[position + 9])
+                position, blocks = _after_sub_blocks(data, position + 11 + table, blocks - 1)
+            else:
+                return True
+    except IndexError:  # the data ended first
+        return False
+    raise PayloadTooLarge(f"the GIF is made of over {MAXIMUM_GIF_BLOCKS} blocks")
+
+
+def _gif_colour_table_bytes(flags: int) -> int:
+    """The size of the colour table that a logical screen's or an image's flags announce."""
+    return 3 * 2 ** ((flags & 0x07) + 1) if flags & 0x80 else 0
+
+
+def _after_sub_blocks(data: bytes, position: int, blocks: int) -> tuple:
+    """(the position after a chain of GIF sub-blocks, the blocks left to walk). A sub-block is a
+    size byte and that many bytes; a size of 0 ends the chain. IndexError when the data ends first;
+    the chain stops (blocks left <= 0) when the walk has no blocks left."""
+    while blocks > 0 and (size := data[position]):
+        position += size + 1
+        blocks -= 1
+    return position + 1, blocks
 
 
 def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
@@ -280,9 +370,14 @@ def _checked_header(data: bytes, coder: str, limits: Limits) -> SourceInfo:
     its markers."""
     scans, components = 1, 3
     if coder == "png":
+        # Its size from IHDR first: ImageMagick reads nothing of a PNG over its own limits, and
+        # would leave only "cannot be decoded" to say.
+        if data[12:16] == b"IHDR" and len(data) >= 24:
+            _check_limits(*struct.unpack(">II", data[16:24]), limits)
         _check_png_metadata(data)
     elif coder == "jpeg":
-        scans, components = jpeg_scans(data)
+        markers = jpeg_markers(data)
+        scans, components = markers.scans, markers.components
         if scans > limits.maximum_scans:
             raise PayloadTooLarge(f"the JPEG has {scans} scans, over the limit of "
                                   f"{limits.maximum_scans} (--maximum_scans)")
@@ -303,40 +398,6 @@ def _checked_header(data: bytes, coder: str, limits: Limits) -> SourceInfo:
                               f"over {limits.maximum_animation_pixels} pixels in all")
     width, height = sizes[0][1::-1] if transposed else sizes[0]
     return SourceInfo(coder, width, height, frames, scans, components, transposed)
-
-
-# A marker that ends entropy-coded data: FF, then neither a stuffed 00 nor a restart marker.
-_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-# Start-of-frame markers (C0..CF but DHT C4, JPG C8, DAC CC), whose segment names the components.
-_START_OF_FRAME = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def jpeg_scans(data: bytes) -> tuple:
-    """(scans, colour components) of a JPEG, read from its markers as a decoder reads them: each
-    segment skipped by its length (an EXIF thumbnail inside APP1 is not counted), each scan's
-    entropy-coded data skipped to the marker after it. Linear in the bytes, no decoding: libjpeg
-    reads every scan over the whole picture, so their number prices the decode."""
-    scans, components, position = 0, 3, 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            return scans, components      # not a marker: the decoder stops here too
-        marker = data[position + 1]
-        if marker == 0xFF:                # fill byte
-            position += 1
-            continue
-        if marker == 0xD9:                # end of image
-            break
-        length = int.from_bytes(data[position + 2:position + 4], "big")
-        if marker in _START_OF_FRAME and position + 9 < len(data):
-            components = data[position + 9] or components
-        position += 2 + length
-        if marker == 0xDA:
-            scans += 1
-            found = _MARKER_AFTER_SCAN.search(data, position)
-            if found is None:
-                break
-            position = found.start()
-    return max(scans, 1), components
 
 
 def _canvas(frame) -> tuple:
@@ -614,16 +675,33 @@ def _preshrink(image: "Image", layout: Plan, shown_w: int) -> None:
 
 
 def _to_srgb(image: "Image") -> None:
-    """8-bit sRGB out: through the embedded ICC profile where there is one, else by formula."""
+    """8-bit sRGB out: through the embedded ICC profile where it can be applied, else by formula. A
+    profile that does not fit the pixels, or that cannot be read, is ignored, as browsers ignore it."""
     # Wand's profiles mapping answers None for a missing key, so `in` would always be true.
-    embedded = image.profiles["icc"] is not None
-    if image.colorspace in ("srgb", "rgb", "gray") and not embedded:
+    profile = image.profiles["icc"]
+    if profile is not None and not profile_fits(profile, image.colorspace):
+        profile = None
+    if image.colorspace in ("srgb", "rgb", "gray") and profile is None:
         return
     srgb = _srgb_profile()
-    if embedded and srgb:
-        magick.convert_profile(image, srgb)
-    elif image.colorspace not in ("srgb", "gray"):
+    if profile is not None and srgb and magick.convert_profile(image, srgb):
+        return
+    if image.colorspace not in ("srgb", "gray"):
         image.transform_colorspace("srgb")
+
+
+# The data colour spaces of the ICC profiles that fit pixels of a colour space, as Chromium's JPEG
+# decoder judges them: grey pixels may be described as RGB ones. Any other pixels: an RGB profile.
+ICC_SPACES = {"gray": (b"GRAY", b"RGB "), "cmyk": (b"CMYK",)}
+
+
+def profile_fits(icc: bytes, colorspace: str) -> bool:
+    """Whether the ICC profile `icc` can describe pixels in ImageMagick's `colorspace`: it is one (a
+    128-byte header signed "acsp") and its data colour space (header bytes 16-19) is theirs. A CMYK
+    profile on RGB pixels would turn red into cyan."""
+    if len(icc) < 128 or icc[36:40] != b"acsp":
+        return False
+    return icc[16:20] in ICC_SPACES.get(colorspace, (b"RGB ",))
 
 
 @functools.lru_cache(maxsize=1)

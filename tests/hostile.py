@@ -277,3 +277,75 @@ def _lzw(pixels: bytes, minimum_size: int = 2) -> bytes:
     blocks = b"".join(bytes([len(out[i:i + 255])]) + bytes(out[i:i + 255])
                       for i in range(0, len(out), 255))
     return bytes([minimum_size]) + blocks + b"\x00"
+
+
+def gif_with_bytes_after_trailer() -> bytes:
+    """A whole animation, then bytes after its trailer (3B) that end in no trailer: what some writers
+    and uploaders pad or tag GIFs with. Decoders stop at the trailer."""
+    return pictures.animated_gif(30, 20) + b"\x00\x00tagged by an uploader\r\n"
+
+
+def jpeg_with_data_after_end() -> bytes:
+    """A whole JPEG, then what phones append after its end marker (a motion photo's video): bytes
+    that hold a start-of-scan marker (FF DA) and no end marker after it."""
+    video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom\x00\x01\x00\x00mdat"
+    return pictures.photo(64, 48, "jpeg") + video + b"\x12\x34\xff\xda\x56\x78" * 100
+
+
+ICC_FOLDER = "/usr/share/color/icc"   # Debian's icc-profiles-free
+
+
+def icc_profile(name: str) -> bytes:
+    with open(f"{ICC_FOLDER}/{name}", "rb") as f:
+        return f.read()
+
+
+def with_icc_profile(jpeg: bytes, icc: bytes) -> bytes:
+    """`jpeg` with `icc` embedded as its ICC profile (one APP2 ICC_PROFILE segment after the start
+    of image), whatever `icc` holds."""
+    body = b"ICC_PROFILE\x00\x01\x01" + icc
+    return jpeg[:2] + b"\xff\xe2" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+# Made only when a test asks (`unfitting_icc_profile`): pictures made at collection would have
+# ImageMagick read its policy before the tests put ours in force.
+UNFITTING_ICC_PROFILES = ("rgb-profile-on-grey", "garbage-profile-on-grey", "truncated-profile-on-grey",
+                          "rgb-profile-on-cmyk", "grey-profile-on-rgb", "garbage-profile-on-rgb")
+
+
+def unfitting_icc_profile(name: str) -> tuple:
+    """A JPEG whose embedded ICC profile cannot be applied (one of UNFITTING_ICC_PROFILES), and the
+    (r, g, b) that a browser shows, as it ignores that profile."""
+    grey, dark_red = (100, 100, 100), (200, 50, 50)
+    rgb_jpeg = pictures.solid(40, 40, "rgb(200,50,50)", "jpeg")
+    srgb = icc_profile("sRGB.icc")
+    picture, profile, colour = {
+        "rgb-profile-on-grey": (pictures.grey_jpeg(40, 40, grey[0]), srgb, grey),
+        "garbage-profile-on-grey": (pictures.grey_jpeg(40, 40, grey[0]), bytes(range(256)) * 2, grey),
+        "truncated-profile-on-grey": (pictures.grey_jpeg(40, 40, grey[0]), srgb[:200], grey),
+        "rgb-profile-on-cmyk": (pictures.cmyk_jpeg(40, 40, "red"), srgb, (255, 0, 0)),
+        "grey-profile-on-rgb": (rgb_jpeg, icc_profile("Gray.icc"), dark_red),
+        "garbage-profile-on-rgb": (rgb_jpeg, b"\x00" * 600, dark_red),
+    }[name]
+    return with_icc_profile(picture, profile), colour
+
+
+def gif_of_tiny_sub_blocks(count: int) -> bytes:
+    """A 1x1 GIF whose image data is `count` sub-blocks of one byte: costly to walk, block by block."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0, 0, 0)
+    image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02"
+    return screen + image + b"\x01\x00" * count + b"\x00\x3b"
+
+
+def jpeg_of_empty_segments(count: int) -> bytes:
+    """A JPEG's start, then `count` empty comment segments: costly to walk, segment by segment."""
+    return b"\xff\xd8" + b"\xff\xfe\x00\x02" * count + b"\xff\xd9"
+
+
+def gif_invalid_colour_index() -> bytes:
+    """A 1x1 GIF whose one pixel is colour 3 of a table of 2 (as GIF test suites have it): ImageMagick
+    6 gives a picture and an error with it."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    codes = 4 | 3 << 3 | 5 << 6                     # clear, colour 3, end; 3 bits each
+    image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02" + struct.pack("<H", codes)
+    return screen + image + b"\x00\x3b"

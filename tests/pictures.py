@@ -83,6 +83,13 @@ def oriented_jpeg(width: int, height: int, orientation: int, left="red", right="
         return image.make_blob("jpeg")
 
 
+def grey_jpeg(width: int, height: int, level: int) -> bytes:
+    """A one-channel (greyscale) JPEG, all of grey `level` (0..255)."""
+    with Image(width=width, height=height, background=Color(f"rgb({level},{level},{level})")) as image:
+        image.type = "grayscale"
+        return image.make_blob("jpeg")
+
+
 def cmyk_jpeg(width: int, height: int, colour: str = "red") -> bytes:
     with Image(width=width, height=height, background=Color(colour)) as image:
         image.transform_colorspace("cmyk")

@@ -55,7 +55,7 @@ POLICY_FOLDER = os.path.dirname(os.path.abspath(__file__))
 POLICY_PROBE = b"viewbox 0 0 1 1\n"
 RESOURCE_NAMES = ("memory", "map", "disk", "area", "width", "height", "thread", "time")
 # MagickCore's ExceptionType: 300..399 are warnings, 400 and up errors (the same in 6 and 7).
-WARNING = 300
+WARNING, ERROR = 300, 400
 
 _policy: list = []
 log = logging.getLogger(__name__)
@@ -361,10 +361,12 @@ def frame_count(image: "Image") -> int:
     return library.MagickGetNumberImages(image.wand)
 
 
-def decoder_warning(image: "Image") -> Optional[str]:
-    """The warning the decoder gave while reading `image` (libjpeg's "Premature end of JPEG file",
-    ...), or None. ImageMagick 7 files it on the wand; 6 files it on the image, where its wand never
-    looks, and only MagickCore's GetImageException (6 only) collects it."""
+def decoder_problem(image: "Image") -> tuple:
+    """(severity, reason) of what the decoder reported while reading `image`: a warning (libjpeg's
+    "Premature end of JPEG file", ...; severity 300 to 399) or an error it still gave pixels for
+    (GIF's "invalid colormap index"; 400 and up), or (0, "") for nothing. ImageMagick 7 files it on
+    the wand (where Wand raises an error at the read itself); 6 files it on the image, where its wand
+    never looks, and only MagickCore's GetImageException (6 only) collects it."""
     if MAJOR >= 7:
         severity = ctypes.c_int()
         text = library.MagickGetException(image.wand, ctypes.byref(severity))
@@ -374,16 +376,16 @@ def decoder_warning(image: "Image") -> Optional[str]:
             if text:
                 library.MagickRelinquishMemory(text)
         library.MagickClearException(image.wand)
-        return reason if WARNING <= severity.value < 400 else None
+        return (severity.value, reason) if severity.value >= WARNING else (0, "")
     pointer = library.GetImageFromMagickWand(image.wand)
     if not pointer:
-        return None
+        return 0, ""
     info = _core("AcquireExceptionInfo", ctypes.POINTER(_ExceptionInfo))()
     try:
         _core("GetImageException", None, ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(pointer, info)
         if info.contents.severity >= WARNING:
-            return (info.contents.reason or b"").decode("utf-8", "replace")
-        return None
+            return info.contents.severity, (info.contents.reason or b"").decode("utf-8", "replace")
+        return 0, ""
     finally:
         _core("DestroyExceptionInfo", ctypes.c_void_p, ctypes.POINTER(_ExceptionInfo))(info)
 
@@ -420,7 +422,31 @@ def box_shrink(image: "Image", width: int, height: int) -> None:
     library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
 
 
-def convert_profile(image: "Image", icc: bytes) -> None:
+def convert_profile(image: "Image", icc: bytes) -> bool:
     """Convert the pixels from the image's embedded ICC profile to `icc` (colour-managed, unlike
-    Wand's profiles[...] = which only attaches a profile)."""
-    library.MagickProfileImage(image.wand, b"icc", icc, len(icc)) or image.raise_exception()
+    Wand's profiles[...] = which only attaches a profile). False, with the pixels left as they were,
+    when ImageMagick cannot apply the embedded profile (lcms cannot read it, or it does not fit the
+    pixels); an error only when it ran out of a resource."""
+    if library.MagickProfileImage(image.wand, b"icc", icc, len(icc)):
+        return True
+    error = image.get_exception()
+    if error is not None and exhausted(error):
+        raise error
+    return False
+
+
+# Words (spaces taken out, lower case) in ImageMagick's messages of a resource run out, as its tags
+# ("MemoryAllocationFailed", "WidthOrHeightExceedsLimit", "CacheResourcesExhausted",
+# "TimeLimitExceeded", "ListLengthExceedsLimit", ...) or in their English wording.
+RESOURCE_WORDS = ("memory", "cache", "limit", "exhausted", "allocat", "toolarge", "toomany")
+
+
+def exhausted(error: BaseException) -> bool:
+    """True when `error` says that ImageMagick ran out of a resource: memory, its pixel cache, a
+    limit in force. ImageMagick files other failures at that severity too (a colour profile that lcms
+    cannot read is a ResourceLimitError "ColorspaceColorProfileMismatch"): those are not. (Wand's
+    ResourceLimitError is a MemoryError too: asked first.)"""
+    if isinstance(error, ResourceLimitError):
+        words = str(error).split(" @ ")[0].replace(" ", "").lower()
+        return any(word in words for word in RESOURCE_WORDS)
+    return isinstance(error, MemoryError) and not isinstance(error, WandException)

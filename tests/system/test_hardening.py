@@ -54,6 +54,34 @@ def test_truncated_images_are_refused(shared_server, name):
     assert_json_error(shared_server.post("/p", data=hostile.truncated_images()[name]), 422)
 
 
+def test_bytes_after_the_end_marker_are_ignored_as_decoders_ignore_them(shared_server):
+    """A GIF with bytes after its trailer, a JPEG with a phone's video after its end of image: both
+    whole, both read by ImageMagick and browsers (the file used to be refused as cut short)."""
+    gif = shared_server.post("/p", data=hostile.gif_with_bytes_after_trailer())
+    assert gif.status_code == 200, gif.text
+    made = pictures.decode(shared_server.get(folder_of(gif.json()["hash"]) + "/w30.gif").content)
+    assert (made.width, made.height, made.frames) == (30, 20, 3)
+    assert pictures.near(made.pixel(15, 10), (255, 0, 0, 255), 10)
+    jpeg = shared_server.post("/p", data=hostile.jpeg_with_data_after_end())
+    assert jpeg.status_code == 200, jpeg.text
+    assert pictures.decode(shared_server.get(folder_of(jpeg.json()["hash"]) + "/w32.png").content).width == 32
+
+
+@pytest.mark.parametrize("name", hostile.UNFITTING_ICC_PROFILES)
+def test_an_icc_profile_that_cannot_be_applied_is_ignored(shared_server, name):
+    """A profile that does not fit the pixels (an RGB one on grey or CMYK, a grey one on RGB), or that
+    is broken, is ignored as browsers ignore it: the picture renders in its own colours (it used to
+    be refused as over a worker's resource limits, or turned grey)."""
+    data, colour = hostile.unfitting_icc_profile(name)
+    posted = shared_server.post("/p", data=data)
+    assert posted.status_code == 200, posted.text
+    for output in ("x20.png", "w20.jpg"):
+        answer = shared_server.get(folder_of(posted.json()["hash"]) + "/" + output)
+        assert answer.status_code == 200, answer.text
+        made = pictures.decode(answer.content)
+        assert pictures.near(made.pixel(10, 10), colour + (255,), 12), (output, made.pixel(10, 10))
+
+
 @pytest.mark.parametrize("name", ["jpeg", "png", "webp", "gif"])
 def test_noise_after_the_magic_bytes_is_refused(shared_server, name):
     assert_json_error(shared_server.post("/p", data=hostile.garbage_after_magic()[name]), 422)

@@ -23,16 +23,15 @@ def progressive_jpeg(width: int, height: int) -> bytes:
 
 
 def test_scans_are_counted_from_the_markers():
-    assert pipeline.jpeg_scans(pictures.photo(64, 48, "jpeg"))[0] == 1
-    scans, components = pipeline.jpeg_scans(progressive_jpeg(64, 48))
-    assert (scans, components) == (10, 3)      # libjpeg's progressive script for colour
-    assert pipeline.jpeg_scans(hostile.jpeg_many_scans(64, 64, 700)) == (700, 1)
+    assert pipeline.jpeg_markers(pictures.photo(64, 48, "jpeg")).scans == 1
+    assert pipeline.jpeg_markers(progressive_jpeg(64, 48)) == pipeline.JpegMarkers(10, 3, True)
+    assert pipeline.jpeg_markers(hostile.jpeg_many_scans(64, 64, 700)) == pipeline.JpegMarkers(700, 1, True)
     # An EXIF thumbnail's scans are inside APP1: skipped with it.
     thumbnail = progressive_jpeg(16, 16)
     app1 = b"Exif\x00\x00" + thumbnail
     with_thumbnail = (b"\xff\xd8\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
                       + pictures.photo(64, 48, "jpeg")[2:])
-    assert pipeline.jpeg_scans(with_thumbnail)[0] == 1
+    assert pipeline.jpeg_markers(with_thumbnail).scans == 1
 
 
 def test_prices_grow_with_what_drives_the_work():

@@ -1,6 +1,7 @@
 """The pipeline, decoded from outside: sizes, crops, orientation, colour, alpha, frames, metadata."""
 import os
 import subprocess
+import time
 
 import pytest
 from wand.color import Color
@@ -10,7 +11,7 @@ from imageserver import magick, pipeline
 from imageserver.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from imageserver.names import parse_output
 from imageserver.settings import Settings
-from tests import pictures
+from tests import hostile, pictures
 from tests.helpers import render
 from tests.pictures import decode, near
 
@@ -63,6 +64,48 @@ def test_describe_refuses_cut_short_files():
         data = pictures.photo(200, 150, fmt)
         with pytest.raises(Unprocessable):
             pipeline.describe(data[: len(data) * 2 // 3])
+
+
+def test_the_end_of_a_jpeg_or_gif_is_found_as_decoders_find_it():
+    """By walking the blocks to the end marker: what follows it is ignored, and a file whose data
+    ends before it is cut short (also when its last bytes look like an end)."""
+    assert pipeline.describe(hostile.gif_with_bytes_after_trailer()).frames == 3
+    assert pipeline.describe(hostile.jpeg_with_data_after_end()).width == 64
+    gif = pictures.animated_gif(30, 20)
+    within_the_second_frame = gif.index(b"\x2c", gif.index(b"\x2c") + 1) + 16
+    for cut_short in (gif[:within_the_second_frame] + b"\x3b", gif[:-1]):
+        with pytest.raises(Unprocessable, match="cut short"):
+            pipeline.describe(cut_short)
+
+
+@pytest.mark.parametrize("make, bound", [
+    (lambda: hostile.gif_of_tiny_sub_blocks(10_000_000), "over 500000 blocks"),
+    (lambda: hostile.jpeg_of_empty_segments(5_000_000), "over 100000 segments"),
+], ids=["gif", "jpeg"])
+def test_walking_to_the_end_marker_is_bounded(make, bound):
+    """20 MB of one-byte sub-blocks or empty segments would take seconds to walk: refused past a
+    bound, in well under a second."""
+    data = make()
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLarge, match=bound):
+        pipeline.describe(data)
+    elapsed = time.monotonic() - started
+    print(f"{len(data) // 10**6} MB walked and refused in {elapsed:.2f} s")
+    assert elapsed < 1.5
+
+
+def test_an_image_the_decoder_fails_on_is_refused_at_upload_not_at_every_output():
+    """ImageMagick 6 gives the picture of a GIF with a colour index past its table, and an error with
+    it that fails every output made of it later: the upload is refused (7 refuses it at the read)."""
+    with pytest.raises(Unprocessable, match="invalid colormap index"):
+        pipeline.describe(hostile.gif_invalid_colour_index())
+
+
+def test_a_png_over_imagemagicks_own_limits_is_refused_for_its_size():
+    """ImageMagick reads nothing of it; its IHDR says why, and the answer names the bound."""
+    for width, height in ((65_535, 1), (25_200, 33_300)):
+        with pytest.raises(PayloadTooLarge, match=f"{width}x{height}; the largest side accepted"):
+            pipeline.describe(hostile.png_header_only(width, height, rows=1))
 
 
 def test_describe_refuses_too_many_pixels_from_the_header():
