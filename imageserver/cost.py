@@ -21,6 +21,7 @@ stopped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 # Nanoseconds of CPU per pixel (per 8x8 block for scans), measured on the reference machine and
 # rounded up a little: the model errs towards refusing, the backstop towards letting finish.
@@ -51,15 +52,15 @@ STOP_FACTOR = 3
 STOP_GRACE_MS = 1000
 
 
-@dataclass(frozen=True)
-class Decode:
-    """What decoding a source costs: `coder`, its displayed size, the frames and (JPEG) scans."""
+class Decode(Protocol):
+    """What decoding a source costs depends on: its coder, displayed size, frames and (JPEG) scans
+    and colour components (pipeline.SourceInfo has them, read from the header)."""
     coder: str
     width: int
     height: int
-    frames: int = 1
-    scans: int = 1
-    components: int = 3
+    frames: int
+    scans: int
+    components: int
 
 
 @dataclass(frozen=True)

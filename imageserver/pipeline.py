@@ -561,7 +561,7 @@ def price(spec: OutputSpec, source: SourceInfo, quality: int) -> cost.Work:
         hint = _jpeg_size_hint("jpeg", layout, source.width, source.height, False)
         if hint:
             decoded = int(decoded * (int(hint.split("x")[0]) / source.width) ** 2)
-    return cost.render(_decode_facts(source), decoded, layout.width, layout.height, spec.ext,
+    return cost.render(source, decoded, layout.width, layout.height, spec.ext,
                        quality, _animated(spec, source), spec.name)
 
 
@@ -570,12 +570,7 @@ def _upload_check(source: SourceInfo) -> cost.Work:
     decoded = source.width * source.height
     if source.coder == "jpeg":
         decoded //= 64
-    return cost.check(_decode_facts(source), decoded)
-
-
-def _decode_facts(source: SourceInfo) -> cost.Decode:
-    return cost.Decode(source.coder, source.width, source.height, source.frames, source.scans,
-                       source.components)
+    return cost.check(source, decoded)
 
 
 def _animated(spec: OutputSpec, source: SourceInfo) -> bool:
