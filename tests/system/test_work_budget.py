@@ -26,11 +26,23 @@ def workers_cpu_seconds(server) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def workers_peak_mib(server) -> float:
+    """The largest resident size any of the server's workers has had (VmHWM), in MiB."""
+    peaks = []
+    for pid in worker_pids(server.process.pid):
+        with open(f"/proc/{pid}/status") as f:
+            peaks += [int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:")]
+    return max(peaks)
+
+
 def timed(server, method: str, path: str, **kwargs):
-    """The response, the seconds it took and the CPU seconds the workers spent meanwhile."""
+    """The response, the seconds it took and the CPU seconds the workers spent meanwhile (the
+    workers' peak resident size so far is printed)."""
     cpu, started = workers_cpu_seconds(server), time.monotonic()
     response = getattr(server, method)(path, **kwargs)
-    return response, time.monotonic() - started, workers_cpu_seconds(server) - cpu
+    seconds, cpu = time.monotonic() - started, workers_cpu_seconds(server) - cpu
+    print(f"  {method.upper()} {path[:60]}: workers' peak RSS so far {workers_peak_mib(server):.0f} MiB")
+    return response, seconds, cpu
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +52,15 @@ def tiny_animation() -> bytes:
 
 @pytest.fixture(scope="module")
 def big_animation() -> bytes:
-    return hostile.gif_flat_frames(300, 577, 577)   # 300 frames of 577x577: 280 KB
+    return hostile.gif_flat_frames(150, 577, 577)   # 150 frames of 577x577: 140 KB, 50 megapixels
+
+
+def test_an_animation_of_more_pixels_than_the_largest_still_is_refused_before_decoding(shared_server):
+    data = hostile.gif_flat_frames(300, 577, 577)   # 280 KB; decoded at once, 876 MiB before
+    response, seconds, cpu = timed(shared_server, "post", "/p", data=data)
+    print(f"upload of {len(data)} bytes, 300 frames of 577x577: {response.status_code} in "
+          f"{seconds:.2f} s, {cpu:.2f} s of worker CPU")
+    assert "pixels in all" in assert_json_error(response, 413)
 
 
 @pytest.mark.parametrize("name", ["x1000.gif", "w1000.gif", "x100.gif"])
@@ -60,7 +80,7 @@ def test_an_animated_output_is_priced_before_it_is_made(shared_server, tiny_anim
 
 def test_big_animations_cannot_starve_the_other_requests(shared_server, big_animation):
     posted, seconds, cpu = timed(shared_server, "post", "/p", data=big_animation)
-    print(f"upload of {len(big_animation)} bytes, 300 frames of 577x577: {posted.status_code} in "
+    print(f"upload of {len(big_animation)} bytes, 150 frames of 577x577: {posted.status_code} in "
           f"{seconds:.2f} s, {cpu:.2f} s of worker CPU")
     assert posted.status_code == 200, posted.text
     folder = folder_of(posted.json()["hash"])
