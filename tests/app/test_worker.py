@@ -4,6 +4,7 @@ sends nothing until the worker timeout gets the JSON 503."""
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import socket
 from types import SimpleNamespace
@@ -16,7 +17,7 @@ from imageserver import gunicorn_conf
 from imageserver.access_log import AccessLogger
 from imageserver.worker import JsonErrorWorker
 from tests import pictures
-from tests.helpers import folder_of
+from tests.helpers import ROOT, folder_of
 
 CLIENT = ("127.0.0.1", 50123)
 LISTENER = SimpleNamespace(getsockname=lambda: ("127.0.0.1", 8000))
@@ -82,3 +83,12 @@ def test_a_client_that_sends_nothing_gets_the_timeout_answer(worker):
     assert reply.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert b'"error": "the request took longer than the 60 s' in reply
     assert not worker.alive
+
+
+def test_a_worker_is_replaced_after_9000_to_11000_requests(worker):
+    """Its own number in that range (so that workers started together are not replaced together),
+    under `images server` and under plain gunicorn with gunicorn.conf.py alike."""
+    assert 9000 <= worker.max_requests <= 11000
+    plain_settings = runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))
+    assert (plain_settings["max_requests"], plain_settings["max_requests_jitter"]) == \
+        (worker.cfg.max_requests, worker.cfg.max_requests_jitter) == (9000, 2000)
