@@ -223,6 +223,9 @@ def test_with_a_signing_key_the_app_checks_and_nginx_sends_the_file(start_server
             assert (again.status_code, again.content) == (304, b"")
             part = nginx.get(signed, headers={"Range": "bytes=0-9"})
             assert (part.status_code, part.content) == (206, made.content[:10])
+            head = requests.head(nginx.url + signed, timeout=60)
+            assert (head.status_code, head.content, head.headers["Content-Length"]) == \
+                (200, b"", str(size))
 
         for refused in (nginx.get(path), nginx.get(path + "?sig="),
                         nginx.get(signing.sign_url(key, path)[:-2] + "xx")):
