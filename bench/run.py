@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import requests
 from wand.version import MAGICK_VERSION
 
+from imageserver import signing
 from imageserver.names import parse_output
 from imageserver.settings import Settings
 
@@ -85,7 +86,11 @@ WORKLOADS = [
     Workload("6 gunicorn", "cache hits through gunicorn", "web-800x600.jpg", "paths",
              peer="hits"),
     Workload("6 nginx", "cache hits through nginx (generated block)", "web-800x600.jpg", "paths"),
+    Workload("6 signed", "signed cache hits through nginx: the app checks, nginx sends",
+             "web-800x600.jpg", "paths"),
 ]
+# The --signing_key of the server behind "6 signed".
+SIGNING_KEY = "bench-signing-key-of-some-length"
 
 
 def main(argv=None) -> int:
@@ -223,6 +228,8 @@ def our_target(workload: Workload, server: ImageServer, sources: dict, folders: 
                stack: list) -> Target:
     if workload.mode == "paths":
         paths = [f"{folders[workload.source][0]}/w{width}.jpg" for width in HIT_WIDTHS]
+        if workload.key.endswith("signed"):
+            return signed_hits_target(server, paths, work, stack)
         paths_file = hit_paths(server.url, paths, os.path.join(work, "hit-paths.txt"))
         if workload.key.endswith("nginx"):
             nginx = Nginx(server, os.path.join(work, "nginx"))
@@ -234,6 +241,20 @@ def our_target(workload: Workload, server: ImageServer, sources: dict, folders: 
                       server)
     return Target("ours", server.url, [",".join(folders[workload.source]), str(workload.low),
                                        str(workload.high), workload.ext], server)
+
+
+def signed_hits_target(server: ImageServer, paths: list, work: str, stack: list) -> Target:
+    """Signed hits through the generated block: a server of the same store with --signing_key, nginx
+    in front passing each request to it, and sending the file it names (X-Accel-Redirect). Its
+    workers' CPU is the check's."""
+    signed = ImageServer(server.base, os.path.join(work, "server-signed.log"),
+                         "--signing_key", SIGNING_KEY, "--status_port", "0")
+    stack.append(signed)
+    paths_file = hit_paths(signed.url, [signing.sign_url(SIGNING_KEY, path) for path in paths],
+                           os.path.join(work, "signed-hit-paths.txt"))
+    nginx = Nginx(signed, os.path.join(work, "nginx-signed"))
+    stack.append(nginx)
+    return Target("ours", nginx.url, [paths_file], signed)
 
 
 def peer_target(workload: Workload, thumbor: Thumbor, work: str, stack: list) -> Target:

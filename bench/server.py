@@ -63,13 +63,14 @@ class Workers:
 
 
 class ImageServer(Workers):
-    """`images server` on a free loopback port, storing under `base`."""
+    """`images server` on a free loopback port, storing under `base`, with these `flags`."""
 
-    def __init__(self, base: str, log_path: str):
+    def __init__(self, base: str, log_path: str, *flags: str):
         self.base, self.port = base, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # No budget of outputs per image: the workloads ask for hundreds of sizes of one source.
         self.flags = ["--listen", "127.0.0.1", "--port", str(self.port), "--local_base_path", base,
-                      "--workers", str(WORKERS)]
+                      "--workers", str(WORKERS), "--maximum_variants", "0", *flags]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen([IMAGES, *self.flags, "server"], stdout=log,
                                             stderr=subprocess.STDOUT)

@@ -1,6 +1,9 @@
 """imageserver: upload an image once, get any size of it on demand."""
 from __future__ import annotations
 
+import os
+import threading
+
 from flask import Flask
 
 from .version import __version__
@@ -17,12 +20,29 @@ def init_worker(settings) -> None:
     from . import files, pipeline
     files.set_durable(not settings.no_fsync)
     pipeline.init_worker(pipeline.Limits.from_settings(settings))
+    _set_up_in[:] = [os.getpid()]
+
+
+# The process init_worker set up (a forked child has its own to set up), under a lock for a server
+# with threads.
+_set_up_in: list = []
+_setting_up = threading.Lock()
+
+
+def set_up_worker(settings) -> None:
+    """`init_worker`, unless this process ran it already: before each request, so that a worker that
+    no hook of ours set up (plain `gunicorn wsgi:app`, without our gunicorn.conf.py) sets itself up
+    on its first request, and serves as `images server`'s do."""
+    if _set_up_in != [os.getpid()]:
+        with _setting_up:
+            if _set_up_in != [os.getpid()]:
+                init_worker(settings)
 
 
 def create_app(settings=None, stopping=None) -> Flask:
     """The WSGI app. Building it changes nothing outside it (a test builds one in its own process):
-    a process that serves it runs `init_worker` before its first request. Build it after the fork:
-    it loads ImageMagick's library.
+    a process that serves it runs `init_worker` before its first request (our gunicorn hook, or the
+    app itself: `set_up_worker`). Build it after the fork: it loads ImageMagick's library.
 
     `stopping` is the master's flag, set once a graceful stop has begun (see `listeners.StopFlag`).
     """
@@ -32,7 +52,6 @@ def create_app(settings=None, stopping=None) -> Flask:
     from .metrics import build_metrics
     from .settings import Settings
     from .storage import build_uploads
-    from .web.hits import Outputs
 
     settings = settings or Settings.from_env()
     # No static folder: its route would answer OPTIONS, and shadow the images of namespace "static".
@@ -42,9 +61,8 @@ def create_app(settings=None, stopping=None) -> Flask:
     store, uploads = build_uploads(settings, metrics)
     app.extensions["images"] = Images(settings, store, metrics, uploads)
     app.extensions["stopping"] = stopping or StopFlag()
+    app.before_request(lambda: set_up_worker(settings))
     web.register(app)
-    # Outputs are answered before Flask routing: the most common request, and a hit the cheapest.
-    app.wsgi_app = Outputs(app.wsgi_app, app.extensions["images"], app.logger)
     return app
 
 

@@ -24,14 +24,10 @@ class AccessLogger(Logger):
         if self.cfg.access_log_format != FORMAT:
             super().access(resp, req, environ, request_time)
             return
-        self.answered(resp.status, resp.headers, environ, request_time)
-
-    def answered(self, status, headers: list[tuple[str, str]], environ: dict, request_time) -> None:
-        """FORMAT's line for a request answered with `status` and `headers`."""
         if not self.access_log_enabled:
             return
         try:
-            self.access_log.info(line(status, headers, environ, request_time, self.now()))
+            self.access_log.info(line(resp.status, resp.headers, environ, request_time, self.now()))
         except Exception:
             self.error(traceback.format_exc())
 
@@ -56,5 +52,5 @@ def line(status, headers: list[tuple[str, str]], environ: dict, request_time, no
 def _escaped(text: str) -> str:
     """A field as gunicorn's own log writes it (glogging.SafeAtoms): a `"` in a path would otherwise
     end the quoted request early and let a client write fields of its own into the line. Control
-    characters never reach here: gunicorn's parser and the early path's both refuse them."""
+    characters never reach here: gunicorn's parser refuses them."""
     return str(text).replace('"', '\\"')

@@ -3,7 +3,9 @@
 The URL path of an output is its path under --local_base_path, and outputs are written whole under
 their final name (`files.write_atomically`), so nginx can send a file that exists without asking the
 app; a file that does not exist yet is made by the app. Temporary and lock files start with a dot
-and are refused. The block itself is the template nginx.conf.j2 beside this module.
+and are refused. With --signing_key, outputs go to the app, which checks the signature and has nginx
+send a file on disk (X-Accel-Redirect). The block itself is the template nginx.conf.j2 beside this
+module.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import jinja2
 from .errors import SettingsError
 from .json_text import pretty
 from .names import CONTENT_TYPES
-from .paths import CACHE_CONTROL, INFO, NAMESPACE, PARTITIONED, STATE_FOLDER
+from .paths import ACCEL_HEADER, ACCEL_LOCATION, CACHE_CONTROL, INFO, NAMESPACE, PARTITIONED, STATE_FOLDER
 from .version import __version__
 
 # The URL path of an image's folder, as the app's routes and paths.ImageKey take it.
@@ -38,7 +40,7 @@ def server_block(settings) -> str:
         types={ext: kind for ext, kind in CONTENT_TYPES.items() if ext in settings.extensions},
         image_folder=IMAGE_FOLDER, info=re.escape(INFO), state_folder=STATE_FOLDER,
         cache_control=CACHE_CONTROL, app_timeout=APP_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS)
+        read_timeout=READ_TIMEOUT_SECONDS, accel_location=ACCEL_LOCATION, accel_header=ACCEL_HEADER)
 
 
 def _template() -> jinja2.Template:

@@ -26,6 +26,12 @@ def state_folder(base_path: str, *parts: str) -> str:
 # Every file of an image is named by its content (hash, then output name), so it never changes:
 # the app, the nginx block and the remote stores all send it with this.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+# The nginx block's internal location for the files of the store (X-Accel-Redirect): an output the
+# app has checked (a signature, an alias) is sent by nginx from there. No client request reaches it.
+ACCEL_LOCATION = "/.imageserver-files"
+# The header the nginx block adds to every request it passes on (replacing any the client sent):
+# only then does the app answer with X-Accel-Redirect instead of the file.
+ACCEL_HEADER = "X-Image-Accel"
 
 
 def check_namespace(namespace: str) -> str:

@@ -128,14 +128,19 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
 
 
 @contextmanager
-def plain_gunicorn(variables: dict, *options: str, log=subprocess.DEVNULL):
-    """Plain gunicorn with the project's gunicorn.conf.py and wsgi:app on a free port, its settings
-    from IMG_* `variables` (the status port off unless they set one). Yields its URL and process
-    once it answers; terminates it after (the caller checks process.returncode)."""
+def plain_gunicorn(variables: dict, *options: str, log=subprocess.DEVNULL, config: bool = True,
+                   cwd: str = ROOT):
+    """Plain gunicorn with the project's gunicorn.conf.py (none with `config=False`: gunicorn's own
+    settings, bound to the port) and wsgi:app on a free port, started in `cwd`, its settings from
+    IMG_* `variables` (the status port off unless they set one). Yields its URL and process once it
+    answers; terminates it after (the caller checks process.returncode)."""
     port = free_port()
     env = {**server_environment(), "IMG_PORT": str(port), "IMG_STATUS_PORT": "0", **variables}
-    process = subprocess.Popen([os.path.join(VENV_BIN, "gunicorn"), "-c", "gunicorn.conf.py", *options,
-                                "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    settings = (["-c", os.path.join(ROOT, "gunicorn.conf.py")] if config
+                else ["--bind", f"127.0.0.1:{port}"])
+    process = subprocess.Popen([os.path.join(VENV_BIN, "gunicorn"), *settings, "--pythonpath", ROOT,
+                                *options, "wsgi:app"], cwd=cwd, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url + "/status_check", process)

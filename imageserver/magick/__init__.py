@@ -188,7 +188,7 @@ def problems(required_formats) -> list[str]:
     found = [f"ImageMagick lacks the {name} format. {install_hint()}" for name in missing]
     if not _policy:
         found.append("ImageMagick was not set up in this process (imageserver.init_worker did not "
-                     "run; plain gunicorn needs -c gunicorn.conf.py)")
+                     "run)")
     elif _policy == [False]:
         found.append(f"ImageMagick's policy from {POLICY_FOLDER} is not in force (ImageMagick was "
                      "used before init_worker ran)")

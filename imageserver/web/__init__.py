@@ -64,9 +64,11 @@ def image_blueprint(name: str, import_name: str) -> Blueprint:
     return blueprint
 
 
-def send_image_file(path: str, content_type: str) -> Response:
-    """A file named by its content: cache it for a year, and answer revalidations with 304."""
-    response = send_file(path, mimetype=content_type, conditional=True, etag=True)
+def send_image_file(path: str, content_type: str, name: Optional[str] = None) -> Response:
+    """A file named by its content: cache it for a year, and answer revalidations with 304. `name`:
+    the file name the client is told (Content-Disposition), the file's own by default."""
+    response = send_file(path, mimetype=content_type, conditional=True, etag=True,
+                         download_name=name)
     response.headers["Cache-Control"] = CACHE_CONTROL
     return response
 

@@ -1,10 +1,13 @@
 """An image's outputs: GET/HEAD one (made on its first request), POST process (make several now)."""
 from __future__ import annotations
 
-from flask import Response, request
+from urllib.parse import quote
 
-from ..names import parse_output, parse_output_list
-from ..paths import ImageKey
+from flask import Response, request
+from werkzeug.http import dump_options_header
+
+from ..names import OutputSpec, parse_output, parse_output_list
+from ..paths import ACCEL_HEADER, ACCEL_LOCATION, CACHE_CONTROL, ImageKey
 from . import guard_outputs, image_blueprint, send_image_file, service
 
 blueprint = image_blueprint("process", __name__)
@@ -15,10 +18,25 @@ def output(key: ImageKey, name: str):
     spec = parse_output(name, service().settings)
     guard_outputs([spec])
     result = service().output(key, spec)
-    response = send_image_file(result.path, spec.content_type)
+    if result.cache == "hit" and request.headers.get(ACCEL_HEADER) == "on":
+        return sent_by_nginx(key, spec)
+    response = send_image_file(result.path, spec.content_type, spec.name)
     response.headers["X-Image-Cache"] = result.cache
     if result.pending:    # made and kept here, not yet in the remote store (retried until it is)
         response.headers["X-Image-Stored"] = "pending"
+    return response
+
+
+def sent_by_nginx(key: ImageKey, spec: OutputSpec) -> Response:
+    """The answer that has the nginx block in front send an output on disk (X-Accel-Redirect to its
+    internal location), with its own headers, ranges and 304s: checked here, sent by nginx. The path
+    is the output's file in the store, made of the checked key and canonical name, never of the
+    request's own text."""
+    response = Response(status=200, mimetype=spec.content_type)
+    response.headers["X-Accel-Redirect"] = quote(f"{ACCEL_LOCATION}/{key.folder}/{spec.file}")
+    response.headers["Content-Disposition"] = dump_options_header("inline", {"filename": spec.name})
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers["X-Image-Cache"] = "hit"
     return response
 
 

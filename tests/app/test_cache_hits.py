@@ -1,6 +1,6 @@
-"""Outputs are answered before Flask (web/hits.py): exactly as the output view answers them, with its
-refusals and 304s (its metrics and access-log line: tests/system/test_statsd.py). What the layer
-leaves to the app (here a request with If-Unmodified-Since) shows the view's answer to compare with."""
+"""An output is answered by the output view (web/process.py) alike whether made now or on disk
+already, with its refusals and 304s (its metrics and access-log line: tests/system/test_statsd.py).
+A request with If-Unmodified-Since (which werkzeug ignores on a GET) shows the answer to compare with."""
 from __future__ import annotations
 
 import pytest
@@ -34,7 +34,6 @@ def test_outputs_are_answered_as_the_view_answers_them(client, method, headers, 
     ask = client.get if method == "GET" else client.head
     made = ask(url, headers=headers)
     hit = ask(url, headers=headers)
-    # If-Unmodified-Since (which werkzeug ignores on a GET) sends the request on to the Flask view.
     view = ask(url, headers={**headers, "If-Unmodified-Since": FUTURE})
     assert [(a.status_code, a.headers["X-Image-Cache"]) for a in (made, hit, view)] == \
         [(status, "made"), (status, "hit"), (status, "hit")]

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -13,9 +14,9 @@ import pytest
 import requests
 
 from imageserver.paths import ImageKey
-from tests import pictures
+from tests import hostile, pictures
 from tests.conftest import launch
-from tests.helpers import IMAGES, free_port, plain_gunicorn, wait_until, worker_pids
+from tests.helpers import IMAGES, free_port, image_url, plain_gunicorn, wait_until, worker_pids
 
 SLOW_SECONDS = 3
 
@@ -182,6 +183,27 @@ def test_gunicorn_with_settings_from_the_environment(tmp_path):
         h = response.json()["hash"]
         made = tmp_path / ImageKey("p", h).folder / "x40.webp"
         assert pictures.decode(made.read_bytes()).width == 40
+    assert process.returncode == 0
+
+
+def test_gunicorn_without_our_config_from_another_folder_is_the_same_server(tmp_path):
+    """Plain `gunicorn wsgi:app`, no gunicorn.conf.py (started elsewhere, none is found): its worker
+    sets itself up on its first request (ImageMagick's policy and limits, its temporary folder)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    variables = {"IMG_LOCAL_BASE_PATH": str(tmp_path / "public")}
+    with plain_gunicorn(variables, config=False, cwd=str(elsewhere)) as (url, process):
+        status = requests.get(url + "/status_check", timeout=30)
+        assert (status.status_code, status.json()["message"]) == (200, "OK")
+        assert "jpg" in status.json()["writes"]
+        [worker] = worker_pids(process.pid)
+        assert os.path.isdir(f"{tempfile.gettempdir()}/imageserver-magick-{worker}")
+        h = requests.post(url + "/p", data=pictures.photo(80, 60), timeout=30).json()["hash"]
+        made = requests.get(url + image_url(h, "x40.webp"), timeout=30)
+        assert pictures.decode(made.content).width == 40
+        disguised = requests.post(url + "/p", data=hostile.mvg_payload("http://127.0.0.1:1", "/tmp/x"),
+                                  timeout=30)
+        assert disguised.status_code in (400, 415) and "error" in disguised.json()
     assert process.returncode == 0
 
 

@@ -5,12 +5,15 @@ import subprocess
 import pytest
 import requests
 
-from imageserver.paths import ImageKey
+from imageserver import signing
+from imageserver.paths import ACCEL_LOCATION, CACHE_CONTROL, ImageKey
 from tests import pictures
 from tests.helpers import IMAGES, assert_raw_json_error, folder_of, image_url, raw, wait_until
 from tests.nginx_server import NGINX, Nginx, nginx_conf
 
 LIMIT = 200_000
+HIT_HEADERS = ("Content-Type", "Content-Length", "Cache-Control", "X-Content-Type-Options",
+               "Content-Disposition", "X-Image-Cache", "X-Accel-Redirect")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
 
@@ -33,6 +36,15 @@ def nginx_in_front(start_server, tmp_path, *flags: str):
 def app_requests(app, path: str) -> int:
     """How many requests for `path` reached the app, from its access log."""
     return sum(f'"GET {path} ' in line for line in app.log().splitlines())
+
+
+def app_line(app, path: str, index: int) -> str:
+    """The app's access-log line for request `index` for `path` (written after the reply)."""
+    def logged():
+        lines = [line for line in app.log().splitlines() if f'"GET {path} ' in line]
+        return lines[index] if len(lines) > index else None
+
+    return wait_until(logged, f"the app logged request {index} for {path}", seconds=10)
 
 
 def nginx_line(nginx: Nginx, path: str, index: int) -> str:
@@ -64,6 +76,8 @@ def test_made_by_the_app_once_then_served_by_nginx(app_and_nginx, photo_jpeg):
         assert second.headers["Content-Type"] == first.headers["Content-Type"] == content_type
         assert second.headers["Cache-Control"] == first.headers["Cache-Control"]
         assert second.headers["X-Image-Cache"] == "hit"
+        assert second.headers["Content-Disposition"] == first.headers["Content-Disposition"] == \
+            f"inline; filename={name}"
         assert pictures.decode(second.content).format == content_type.split("/")[1].upper()
         # The app saw the first request only.
         assert app.get("/status_check").status_code == 200
@@ -184,6 +198,52 @@ def test_with_a_signing_key_nginx_never_sends_an_output_unsigned(start_server, t
         assert nginx.get(signed).content == first.content
 
 
+def test_with_a_signing_key_the_app_checks_and_nginx_sends_the_file(start_server, tmp_path):
+    key = "a-signing-key-of-some-length"
+    for app, nginx in nginx_in_front(start_server, tmp_path, "--signing_key", key):
+        folder = folder_of(nginx.post("/p", data=pictures.photo(120, 90)).json()["hash"])
+        path, alias = f"{folder}/x40.jpg", f"{folder}/x40-q75.jpg"
+        made = nginx.get(signing.sign_url(key, path))
+        assert made.headers["X-Image-Cache"] == "made"
+        size = len(made.content)
+        for name, url, index in (("x40.jpg", path, 1), ("x40-q75.jpg", alias, 0)):
+            signed = signing.sign_url(key, url)
+            hit = nginx.get(signed)
+            assert hit.status_code == 200 and hit.content == made.content, hit.text
+            assert {header: hit.headers.get(header) for header in HIT_HEADERS} == {
+                "Content-Type": "image/jpeg", "Content-Length": str(size),
+                "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": f"inline; filename={name}", "X-Image-Cache": "hit",
+                "X-Accel-Redirect": None}
+            # The app checked it (its line: no body), nginx sent the bytes (its line: all of them).
+            assert app_line(app, signed, index).split('" ')[1].startswith("200 0 ")
+            assert f"200 {size} " in nginx_line(nginx, signed, index)
+            assert "cache=hit upstream=127.0.0.1:" in nginx_line(nginx, signed, index)
+            again = nginx.get(signed, headers={"If-None-Match": hit.headers["ETag"]})
+            assert (again.status_code, again.content) == (304, b"")
+            part = nginx.get(signed, headers={"Range": "bytes=0-9"})
+            assert (part.status_code, part.content) == (206, made.content[:10])
+            head = requests.head(nginx.url + signed, timeout=60)
+            assert (head.status_code, head.content, head.headers["Content-Length"]) == \
+                (200, b"", str(size))
+
+        for refused in (nginx.get(path), nginx.get(path + "?sig="),
+                        nginx.get(signing.sign_url(key, path)[:-2] + "xx")):
+            assert refused.status_code == 403 and "error" in refused.json()
+            assert refused.headers["X-Content-Type-Options"] == "nosniff"
+        # The internal location is not a client's to ask for.
+        hidden = nginx.get(f"{ACCEL_LOCATION}/{folder.strip('/')}/x40.jpg")
+        assert hidden.status_code == 404 and hidden.json() == {"error": "not found"}
+
+        # A client talking to the app gets the file itself; one that sends nginx's header gets the
+        # redirect, to the output's own file in the store and nowhere else.
+        direct = app.get(signing.sign_url(key, alias))
+        assert direct.content == made.content and "X-Accel-Redirect" not in direct.headers
+        posing = app.get(signing.sign_url(key, alias), headers={"X-Image-Accel": "on"})
+        assert (posing.content, posing.headers["X-Accel-Redirect"]) == \
+            (b"", f"{ACCEL_LOCATION}{folder}/x40.jpg")
+
+
 def test_nginx_refuses_broken_requests_in_json(app_and_nginx):
     app, nginx = app_and_nginx
     for request, expected in [(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
@@ -200,8 +260,11 @@ def test_an_alias_goes_to_the_app_which_answers_from_the_canonical_file(app_and_
     for alias in ("50x50.jpg", "x50-q75.jpg", "50x50-q75.jpg"):
         answer = nginx.get(f"{folder}/{alias}")
         assert answer.status_code == 200, answer.text
-        assert answer.headers["X-Image-Cache"] == "hit"   # from the app: the file is x50.jpg
+        assert answer.headers["X-Image-Cache"] == "hit"
+        assert answer.headers["Content-Disposition"] == f"inline; filename={alias}"
         assert answer.content == canonical.content
+        # The app found the file (x50.jpg), nginx sent it.
+        assert app_line(app, f"{folder}/{alias}", 0).split('" ')[1].startswith("200 0 ")
         assert app_requests(app, f"{folder}/{alias}") == 1
     files = os.listdir(os.path.join(app.base_path, *folder.strip("/").split("/")))
     assert not any(name.endswith(".jpg") and name != "x50.jpg" for name in files), files

@@ -73,7 +73,7 @@ def test_no_statsd_never_breaks_a_request(start_server, photo_jpeg):
     assert "no metrics will be sent" in server.log()
 
 
-# -- outputs answered before Flask (web/hits.py): counted, logged and refused as the view does them --
+# -- hits: counted, logged and refused as outputs made now --
 
 SIGNING_KEY = "a-key-of-at-least-16-characters"
 
