@@ -9,7 +9,9 @@ from tests.helpers import folder_of, free_port
 
 def test_a_cpu_profile_of_the_requests_and_the_heap_top(start_server, photo_jpeg, tmp_path):
     port = free_port()
-    server = start_server("--workers", "1", "--profile", "--profile_port", str(port))
+    # New sizes for 2 s: more than one image's variant budget.
+    server = start_server("--workers", "1", "--profile", "--profile_port", str(port),
+                          "--maximum_variants", "0")
     debug = f"http://127.0.0.1:{port}"
     info = server.post("/p", data=photo_jpeg).json()
     folder = folder_of(info["hash"])
