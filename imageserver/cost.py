@@ -69,7 +69,7 @@ class Work:
     milliseconds: float
     what: str
 
-    def __add__(self, other: "Work") -> "Work":
+    def __add__(self, other: Work) -> Work:
         return Work(self.milliseconds + other.milliseconds, f"{self.what}; {other.what}")
 
 

@@ -25,8 +25,8 @@ import os
 import stat as file_modes
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from . import files
 from .metrics import build_metrics

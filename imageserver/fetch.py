@@ -17,7 +17,6 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -56,7 +55,7 @@ class SourceRules:
     allowed_hosts: tuple = ()
 
     @classmethod
-    def from_settings(cls, settings) -> "SourceRules":
+    def from_settings(cls, settings) -> SourceRules:
         return cls(settings.http_timeout, settings.maximum_source_bytes,
                    settings.allow_private_sources, settings.allowed_source_hosts)
 
@@ -94,7 +93,7 @@ def download(url: str, rules: SourceRules) -> bytes:
 # -- the address guard ------------------------------------------------------------------------------
 
 
-def check_url(url: str, rules: SourceRules, deadline: Optional[Deadline] = None) -> Target:
+def check_url(url: str, rules: SourceRules, deadline: Deadline | None = None) -> Target:
     """The hop to make for `url`, or the error that refuses it; its name looked up within what is
     left of the download's time (all of --http_timeout without a deadline)."""
     if len(url) > MAXIMUM_URL_LENGTH:
@@ -228,7 +227,7 @@ class Deadline:
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> "Deadline":
+    def __enter__(self) -> Deadline:
         self._timer.start()
         return self
 
@@ -377,7 +376,7 @@ def _read(response: requests.Response, deadline: Deadline, maximum_bytes: int) -
             body += chunk
             if len(body) > maximum_bytes:
                 raise PayloadTooLarge(f"the source is over the limit of {maximum_bytes} bytes")
-    except (Urllib3Timeout, socket.timeout):
+    except (TimeoutError, Urllib3Timeout):
         raise GatewayTimeout("the source took too long") from None
     except (HTTPError, OSError) as error:
         deadline.check()

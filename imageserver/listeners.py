@@ -13,8 +13,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import BadRequest, ImageServerError, NotFound, SettingsError

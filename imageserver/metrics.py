@@ -100,7 +100,7 @@ def probe(settings, wait_seconds: float = 0.5) -> str:
             sock.send(f"{settings.statsd_prefix.rstrip('.')}.doctor:1|c".lstrip(".").encode())
             try:
                 sock.recv(1)
-            except socket.timeout:
+            except TimeoutError:
                 pass
     except ConnectionRefusedError:
         return f"nothing listens on {settings.statsd_host}:{settings.statsd_port} (UDP)"

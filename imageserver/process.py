@@ -15,9 +15,9 @@ import hashlib
 import json
 import sys
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
 
 from tqdm import tqdm
 
@@ -34,9 +34,9 @@ from .storage import build_store
 class Item:
     """One thing to process, as given: a local original, a hash, a source URL, or a hash and URL."""
     text: str
-    path: Optional[str] = None
-    hash: Optional[str] = None
-    url: Optional[str] = None
+    path: str | None = None
+    hash: str | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _store_original(service: Images, key: ImageKey, item: Item, outputs) -> None
     service.create(key.namespace, data, outputs)
 
 
-def _read(path: str, missing_ok: bool = False) -> Optional[bytes]:
+def _read(path: str, missing_ok: bool = False) -> bytes | None:
     try:
         return files.read(path)
     except FileNotFoundError:
@@ -164,7 +164,7 @@ class Progress:
     """A progress bar on stderr when it is a terminal (tqdm's, which draws nothing otherwise); a
     failure's reason is a line of its own above it, terminal or not."""
 
-    def __init__(self, stream, total: Optional[int]):
+    def __init__(self, stream, total: int | None):
         self.stream = stream
         self.failed = self.skipped = 0
         self.bar = tqdm(total=total, file=stream, disable=None, unit="image")

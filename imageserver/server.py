@@ -22,7 +22,7 @@ class GracefulArbiter(Arbiter):
     accepting and lets in-flight requests finish (up to graceful_timeout). A second signal during
     the drain stops at once (still gracefully)."""
 
-    def __init__(self, app: "Server"):
+    def __init__(self, app: Server):
         self.stopping = app.stopping
         self.drain_seconds = app.settings.drain_seconds
         self.drain_ends = None

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from . import fetch, files, sweep
 from .errors import ImageServerError, NotFound
@@ -54,7 +54,7 @@ class SourceDownloads:
         self.metrics.incr("original_downloaded")
         return data
 
-    def _recent(self, namespace: str, record: str) -> Optional[ImageKey]:
+    def _recent(self, namespace: str, record: str) -> ImageKey | None:
         """The image a fresh record names, if it is still on local disk."""
         try:
             if time.time() - os.stat(record).st_mtime > REUSE_SECONDS:
