@@ -157,8 +157,9 @@ class Sweeper:
             armed = {f.path: arm(f.path) for f in victims}
             time.sleep(ARM_SECONDS)
             pending = pending_uploads(self.base)
-            removed = [victim for victim in victims if armed[victim.path] is not None
-                       and self._remove(victim, armed[victim.path], pending)]
+            removed = [victim for victim in victims
+                       if (armed_at := armed[victim.path]) is not None
+                       and self._remove(victim, armed_at, pending)]
             used -= sum(victim.bytes for victim in removed)
             self.evicted += len(removed)
             if removed:

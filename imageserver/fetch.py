@@ -17,6 +17,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -280,7 +281,7 @@ class _Watched:
 
     def _new_conn(self) -> socket.socket:
         # urllib3's hook for the bare TCP socket: watched before any TLS, so the handshake is too.
-        sock = super()._new_conn()
+        sock = super()._new_conn()  # type: ignore[misc]  # a mixin: the connection class has it
         self.deadline.watch(sock)
         return sock
 
@@ -307,9 +308,10 @@ class PinnedAdapter(HTTPAdapter):
 
     def __init__(self, target: Target, deadline: Deadline):
         super().__init__(max_retries=0)
+        self.pool: HTTPConnectionPool
         remaining = deadline.remaining()
-        options = dict(timeout=Timeout(connect=remaining, read=remaining), maxsize=1, retries=False,
-                       deadline=deadline)
+        options: dict[str, Any] = dict(timeout=Timeout(connect=remaining, read=remaining), maxsize=1,
+                                       retries=False, deadline=deadline)
         if target.scheme == "https":
             self.pool = _TLSPool(target.address, target.port, ssl_context=_tls_context(),
                                  server_hostname=target.host, assert_hostname=target.host,

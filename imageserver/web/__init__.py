@@ -113,8 +113,9 @@ def register(app: Flask) -> None:
     def http_error(error: HTTPException):
         count_output_failure()
         response = error_response(error.code or 500, error.description or error.name)
-        if getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods)
+        allowed = getattr(error, "valid_methods", None)     # MethodNotAllowed's
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     def unreadable_body(error: Exception):
