@@ -17,7 +17,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -28,6 +28,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError, TimeoutError as Urllib3Timeout
 
 from .errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 MAXIMUM_REDIRECTS = 5
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -56,7 +59,7 @@ class SourceRules:
     allowed_hosts: tuple = ()
 
     @classmethod
-    def from_settings(cls, settings) -> SourceRules:
+    def from_settings(cls, settings: Settings) -> SourceRules:
         return cls(settings.http_timeout, settings.maximum_source_bytes,
                    settings.allow_private_sources, settings.allowed_source_hosts)
 

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -28,6 +29,9 @@ from .metrics import build_metrics
 from .names import parse_output_list
 from .paths import HASH, INFO, ORIGINAL, ImageKey
 from .storage import build_store
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Result:
     skipped: bool = False        # everything was in the store already
 
 
-def run_process(settings, args: list[str]) -> int:
+def run_process(settings: Settings, args: list[str]) -> int:
     init_worker(settings)
     metrics = build_metrics(settings)
     service = Images(settings, build_store(settings, metrics), metrics)

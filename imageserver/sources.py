@@ -13,17 +13,21 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import fetch, files, sweep
 from .errors import ImageServerError, NotFound
 from .paths import INFO, ImageKey, state_folder
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
 REUSE_SECONDS = 60
 
 
 class SourceDownloads:
-    def __init__(self, settings, metrics):
+    def __init__(self, settings: Settings, metrics):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
         self.rules = fetch.SourceRules.from_settings(settings)
