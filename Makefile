@@ -1,4 +1,6 @@
 # make serve   install what is missing, then serve on 127.0.0.1:7000 with public/ as storage
+# make lint    ruff, mypy and the import contracts (the layers; no ImageMagick in gunicorn's master),
+#              all configured in pyproject.toml
 # make test    install what is missing, then run the whole test suite
 # make test-debian13  the whole suite again on Debian 13 / ImageMagick 7, in a debootstrap root (root only)
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
@@ -16,8 +18,8 @@ SOAK_SECONDS ?= 300
 SOAK_CLIENTS ?= 6
 CHAOS_SECONDS ?= 20
 
-.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta test tests test-debian13 soak \
-	chaos bench clean deps build release
+.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta lint test tests test-debian13 \
+	soak chaos bench clean deps build release
 
 install: system-packages $(VENV)/.installed
 
@@ -60,6 +62,14 @@ dev-server-manta: install
 	  $${SDC_IDENTITY:+--sdc_identity "$$SDC_IDENTITY"} --remote_base_path "$$IMG_MANTA_BASE_PATH" server
 
 require = $(foreach name,$(1),$(if $($(name)),,$(error make $@ needs the environment variable $(name))))
+
+# Each runs whatever the others find: all three report before make stops.
+lint: install
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	$(VENV)/bin/lint-imports || status=1; \
+	exit $$status
 
 test: install
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
@@ -108,4 +118,4 @@ release: install
 	@echo "  $(VENV)/bin/twine upload dist/*"
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache build dist
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache build dist

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from .version import __version__
 
+if TYPE_CHECKING:
+    from .listeners import StopFlag
+    from .settings import Settings
 
-def init_worker(settings) -> None:
+
+def init_worker(settings: Settings) -> None:
     """The set-up of a process that handles images, which concerns the whole process: ImageMagick's
     policy and limits (pipeline.init_worker) and whether files are flushed to disk (--no_fsync).
 
@@ -29,7 +34,7 @@ _set_up_in: list = []
 _setting_up = threading.Lock()
 
 
-def set_up_worker(settings) -> None:
+def set_up_worker(settings: Settings) -> None:
     """`init_worker`, unless this process ran it already: before each request, so that a worker that
     no hook of ours set up (plain `gunicorn wsgi:app`, without our gunicorn.conf.py) sets itself up
     on its first request, and serves as `images server`'s do."""
@@ -39,7 +44,7 @@ def set_up_worker(settings) -> None:
                 init_worker(settings)
 
 
-def create_app(settings=None, stopping=None) -> Flask:
+def create_app(settings: Settings | None = None, stopping: StopFlag | None = None) -> Flask:
     """The WSGI app. Building it changes nothing outside it (a test builds one in its own process):
     a process that serves it runs `init_worker` before its first request (our gunicorn hook, or the
     app itself: `set_up_worker`). Build it after the fork: it loads ImageMagick's library.

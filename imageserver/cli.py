@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .errors import ImageServerError, SettingsError
-from .settings import parse_command_line
+from .settings import Settings, parse_command_line
 from .version import __version__
 
 
@@ -21,12 +21,12 @@ def main(argv=None) -> int:
         return 2 if isinstance(error, SettingsError) else 1
 
 
-def version(settings, args: list[str]) -> int:
+def version(settings: Settings, args: list[str]) -> int:
     print(__version__)
     return 0
 
 
-def server(settings, args: list[str]) -> int:
+def server(settings: Settings, args: list[str]) -> int:
     from .server import Server
     from .storage import build_store
     build_store(settings)   # a bad key or store setting stops here, not in each worker
@@ -34,23 +34,23 @@ def server(settings, args: list[str]) -> int:
     return 0
 
 
-def doctor(settings, args: list[str]) -> int:
+def doctor(settings: Settings, args: list[str]) -> int:
     from .doctor import run_doctor
     return run_doctor(settings)
 
 
-def nginx_config(settings, args: list[str]) -> int:
+def nginx_config(settings: Settings, args: list[str]) -> int:
     from .nginx import server_block
     print(server_block(settings), end="")
     return 0
 
 
-def process(settings, args: list[str]) -> int:
+def process(settings: Settings, args: list[str]) -> int:
     from .process import run_process
     return run_process(settings, args)
 
 
-def sign(settings, paths: list[str]) -> int:
+def sign(settings: Settings, paths: list[str]) -> int:
     """Print each URL path with its ?sig= for --signing_key (`images sign /p/6e0/.../x300.jpg`)."""
     from . import signing
     if not settings.signing_key:

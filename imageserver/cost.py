@@ -54,13 +54,20 @@ STOP_GRACE_MS = 1000
 
 class Decode(Protocol):
     """What decoding a source costs depends on: its coder, displayed size, frames and (JPEG) scans
-    and colour components (pipeline.SourceInfo has them, read from the header)."""
-    coder: str
-    width: int
-    height: int
-    frames: int
-    scans: int
-    components: int
+    and colour components (pipeline.SourceInfo has them, read from the header). Read-only, as a
+    frozen dataclass's fields are."""
+    @property
+    def coder(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def scans(self) -> int: ...
+    @property
+    def components(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class Work:
     milliseconds: float
     what: str
 
-    def __add__(self, other: "Work") -> "Work":
+    def __add__(self, other: Work) -> Work:
         return Work(self.milliseconds + other.milliseconds, f"{self.what}; {other.what}")
 
 

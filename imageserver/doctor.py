@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from . import files, magick, metrics, pipeline
 from .errors import DiskFull, ImageServerError
 from .paths import state_folder
 from .storage import build_store
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 class Report:
@@ -30,7 +34,7 @@ class Report:
         self.line(topic, f"PROBLEM: {text}")
 
 
-def run_doctor(settings, out=sys.stdout) -> int:
+def run_doctor(settings: Settings, out=sys.stdout) -> int:
     report = Report(out)
     report.line("server", f"imageserver {__version__}, Python {sys.version.split()[0]}")
     pipeline.init_worker(pipeline.Limits.from_settings(settings))
@@ -47,7 +51,7 @@ def run_doctor(settings, out=sys.stdout) -> int:
     return 0 if not report.problems else 1
 
 
-def _check_imagemagick(settings, report: Report) -> None:
+def _check_imagemagick(settings: Settings, report: Report) -> None:
     if magick.IMPORT_ERROR:
         report.problem("imagemagick", pipeline.problems()[0])
         return
@@ -93,7 +97,7 @@ def _amount(name: str, value: int) -> str:
     return str(value)
 
 
-def _check_disk(settings, report: Report) -> None:
+def _check_disk(settings: Settings, report: Report) -> None:
     base = settings.base_path
     probe = state_folder(base, f"doctor-{os.getpid()}")
     try:
@@ -113,7 +117,7 @@ def _check_disk(settings, report: Report) -> None:
                                "new images and sizes get 507")
 
 
-def _check_store(settings, report: Report) -> None:
+def _check_store(settings: Settings, report: Report) -> None:
     try:
         store = build_store(settings)
         problems = store.problems()
@@ -127,7 +131,7 @@ def _check_store(settings, report: Report) -> None:
     report.line("store", store.describe())
 
 
-def _check_statsd(settings, report: Report) -> None:
+def _check_statsd(settings: Settings, report: Report) -> None:
     if not settings.statsd_host:
         report.line("statsd", "off (--statsd_host is empty)")
         return
@@ -139,7 +143,7 @@ def _check_statsd(settings, report: Report) -> None:
         report.line("statsd", f"{where}: a test counter was sent, no error came back")
 
 
-def _check_ports(settings, report: Report) -> None:
+def _check_ports(settings: Settings, report: Report) -> None:
     report.line("listens", f"{settings.listen}:{settings.port}, {settings.worker_count} workers"
                 + (f", status on port {settings.status_port}" if settings.status_port else "")
                 + (f", profiler on 127.0.0.1:{settings.profile_port}" if settings.profile else ""))

@@ -25,12 +25,16 @@ import os
 import stat as file_modes
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING
 
 from . import files
 from .metrics import build_metrics
 from .paths import INFO, ORIGINAL, PARTITIONED, STATE_FOLDER
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class LocalFile:
     evictable: bool
 
 
-def has_remote_store(settings) -> bool:
+def has_remote_store(settings: Settings) -> bool:
     return bool(settings.aws_bucket or settings.manta_url)
 
 
@@ -137,7 +141,7 @@ def read_since(path: str, armed: int) -> bool:
 
 
 class Sweeper:
-    def __init__(self, settings, metrics=None):
+    def __init__(self, settings: Settings, metrics=None):
         self.base = settings.base_path
         self.limit = settings.maximum_local_bytes
         self.remote = has_remote_store(settings)
@@ -157,8 +161,9 @@ class Sweeper:
             armed = {f.path: arm(f.path) for f in victims}
             time.sleep(ARM_SECONDS)
             pending = pending_uploads(self.base)
-            removed = [victim for victim in victims if armed[victim.path] is not None
-                       and self._remove(victim, armed[victim.path], pending)]
+            removed = [victim for victim in victims
+                       if (armed_at := armed[victim.path]) is not None
+                       and self._remove(victim, armed_at, pending)]
             used -= sum(victim.bytes for victim in removed)
             self.evicted += len(removed)
             if removed:
@@ -205,13 +210,13 @@ class Sweeper:
             time.sleep(max(MIN_INTERVAL, SCAN_SHARE * self.scan_seconds))
 
 
-def start(settings) -> None:
+def start(settings: Settings) -> None:
     """Sweep in a daemon thread of this process (the gunicorn master), when the limit is set."""
     if settings.maximum_local_bytes:
         threading.Thread(target=Sweeper(settings).run_forever, name="eviction", daemon=True).start()
 
 
-def read_status(settings) -> dict | None:
+def read_status(settings: Settings) -> dict | None:
     """The last sweep's figures for /status_check, or None when there is no limit."""
     if not settings.maximum_local_bytes:
         return None

@@ -17,7 +17,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -28,6 +28,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError, TimeoutError as Urllib3Timeout
 
 from .errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 MAXIMUM_REDIRECTS = 5
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -56,7 +59,7 @@ class SourceRules:
     allowed_hosts: tuple = ()
 
     @classmethod
-    def from_settings(cls, settings) -> "SourceRules":
+    def from_settings(cls, settings: Settings) -> SourceRules:
         return cls(settings.http_timeout, settings.maximum_source_bytes,
                    settings.allow_private_sources, settings.allowed_source_hosts)
 
@@ -94,7 +97,7 @@ def download(url: str, rules: SourceRules) -> bytes:
 # -- the address guard ------------------------------------------------------------------------------
 
 
-def check_url(url: str, rules: SourceRules, deadline: Optional[Deadline] = None) -> Target:
+def check_url(url: str, rules: SourceRules, deadline: Deadline | None = None) -> Target:
     """The hop to make for `url`, or the error that refuses it; its name looked up within what is
     left of the download's time (all of --http_timeout without a deadline)."""
     if len(url) > MAXIMUM_URL_LENGTH:
@@ -228,7 +231,7 @@ class Deadline:
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> "Deadline":
+    def __enter__(self) -> Deadline:
         self._timer.start()
         return self
 
@@ -281,7 +284,7 @@ class _Watched:
 
     def _new_conn(self) -> socket.socket:
         # urllib3's hook for the bare TCP socket: watched before any TLS, so the handshake is too.
-        sock = super()._new_conn()
+        sock = super()._new_conn()  # type: ignore[misc]  # a mixin: the connection class has it
         self.deadline.watch(sock)
         return sock
 
@@ -308,9 +311,10 @@ class PinnedAdapter(HTTPAdapter):
 
     def __init__(self, target: Target, deadline: Deadline):
         super().__init__(max_retries=0)
+        self.pool: HTTPConnectionPool
         remaining = deadline.remaining()
-        options = dict(timeout=Timeout(connect=remaining, read=remaining), maxsize=1, retries=False,
-                       deadline=deadline)
+        options: dict[str, Any] = dict(timeout=Timeout(connect=remaining, read=remaining), maxsize=1,
+                                       retries=False, deadline=deadline)
         if target.scheme == "https":
             self.pool = _TLSPool(target.address, target.port, ssl_context=_tls_context(),
                                  server_hostname=target.host, assert_hostname=target.host,
@@ -377,7 +381,7 @@ def _read(response: requests.Response, deadline: Deadline, maximum_bytes: int) -
             body += chunk
             if len(body) > maximum_bytes:
                 raise PayloadTooLarge(f"the source is over the limit of {maximum_bytes} bytes")
-    except (Urllib3Timeout, socket.timeout):
+    except (TimeoutError, Urllib3Timeout):
         raise GatewayTimeout("the source took too long") from None
     except (HTTPError, OSError) as error:
         deadline.check()

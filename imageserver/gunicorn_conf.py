@@ -8,9 +8,13 @@ add memory. ImageMagick is loaded by each worker after the fork (the app is not 
 up there (post_worker_init), because its OpenMP threads do not survive a fork.
 """
 import signal
+from typing import TYPE_CHECKING
 
 from imageserver import access_log
 from imageserver import counters  # noqa: F401  (made here, in the master, to be shared by workers)
+
+if TYPE_CHECKING:
+    from imageserver.settings import Settings
 
 # gunicorn's sync worker, answering the requests gunicorn refuses itself in JSON (worker.py).
 worker_class = "imageserver.worker.JsonErrorWorker"
@@ -52,13 +56,13 @@ def post_worker_init(worker):
     magick.limit_address_space(WORKER_ADDRESS_SPACE)
 
 
-def worker_settings(worker):
+def worker_settings(worker) -> "Settings":
     """The settings the worker's app was built with (by `images server`, or by wsgi.py from the
     environment): the app is loaded by the time post_worker_init runs."""
     return worker.wsgi.extensions["images"].settings
 
 
-def configure(cfg, settings) -> None:
+def configure(cfg, settings: "Settings") -> None:
     """gunicorn's `cfg` as `images server` runs it: the fixed settings of this module, then those
     that come from ours."""
     for name, value in list(globals().items()):
@@ -68,7 +72,7 @@ def configure(cfg, settings) -> None:
         cfg.set(name, value)
 
 
-def from_settings(settings) -> dict:
+def from_settings(settings: "Settings") -> dict:
     """The gunicorn settings that come from ours."""
     return {"bind": [f"{settings.listen}:{settings.port}"], "workers": settings.worker_count,
             "accesslog": settings.access_log or None}

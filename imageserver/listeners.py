@@ -13,8 +13,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import BadRequest, ImageServerError, NotFound, SettingsError
@@ -67,6 +67,7 @@ class _Server(HTTPServer):
 
     Nothing it holds reaches a forked child: gunicorn forks every worker from the master while the
     status listener runs, and a child keeps its copies of the parent's descriptors forever."""
+    routes: dict        # path -> route, set by serve_in_thread
 
     def __init__(self, sock: socket.socket, handler):
         super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
@@ -162,6 +163,7 @@ class _Server(HTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     """Answers GET and HEAD from `self.server.routes[path](query) -> (status, content_type, body)`."""
+    server: _Server
     server_version = "imageserver"
     # A request line too broken to name its version is answered with a status line and headers
     # (http.server's default, HTTP/0.9, would send the JSON body bare).

@@ -18,8 +18,12 @@ import logging
 import socket
 import time
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import statsd
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,7 @@ def udp_address(host: str, port: int) -> tuple[int, tuple]:
     return family, address
 
 
-def build_metrics(settings) -> NullMetrics:
+def build_metrics(settings: Settings) -> NullMetrics:
     """A statsd client when --statsd_host is set; a host that does not resolve only costs a warning."""
     if not settings.statsd_host:
         return NullMetrics()
@@ -85,7 +89,7 @@ def build_metrics(settings) -> NullMetrics:
         return NullMetrics()
 
 
-def probe(settings, wait_seconds: float = 0.5) -> str:
+def probe(settings: Settings, wait_seconds: float = 0.5) -> str:
     """For doctor: why statsd cannot be reached, or "" when a test counter went without an error.
 
     statsd never answers, so a silent host is the best there is; but a host with nothing on the port
@@ -100,7 +104,7 @@ def probe(settings, wait_seconds: float = 0.5) -> str:
             sock.send(f"{settings.statsd_prefix.rstrip('.')}.doctor:1|c".lstrip(".").encode())
             try:
                 sock.recv(1)
-            except socket.timeout:
+            except TimeoutError:
                 pass
     except ConnectionRefusedError:
         return f"nothing listens on {settings.statsd_host}:{settings.statsd_port} (UDP)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
 import jinja2
 
@@ -19,6 +20,9 @@ from .json_text import pretty
 from .names import CONTENT_TYPES
 from .paths import ACCEL_HEADER, ACCEL_LOCATION, CACHE_CONTROL, INFO, NAMESPACE, PARTITIONED, STATE_FOLDER
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 # The URL path of an image's folder, as the app's routes and paths.ImageKey take it.
 IMAGE_FOLDER = f"/{NAMESPACE.pattern}/{PARTITIONED.pattern}/"
@@ -29,7 +33,7 @@ READ_TIMEOUT_SECONDS = APP_TIMEOUT_SECONDS + 15
 UNSAFE_IN_PATHS = set('"\\$;{}\n\r')
 
 
-def server_block(settings) -> str:
+def server_block(settings: Settings) -> str:
     """The nginx configuration text for these settings: a log format and one server block."""
     for what, text in (("--local_base_path", settings.base_path),
                        ("--nginx_access_log", settings.nginx_access_log)):
@@ -57,7 +61,7 @@ def json_error(message: str) -> str:
     return pretty({"error": message}).decode().replace("\n", "\\n")
 
 
-def app_address(settings) -> str:
+def app_address(settings: Settings) -> str:
     """Where nginx reaches the app: a wildcard listen address is reached on loopback."""
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.listen, settings.listen)
     if ":" in host:

@@ -52,20 +52,18 @@ class ImageKey:
             raise NotFound(f"{self.hash!r} is not an image hash")
 
     @classmethod
-    def from_url_parts(cls, namespace: str, p1: str, p2: str, p3: str, rest: str) -> "ImageKey":
+    def from_url_parts(cls, namespace: str, p1: str, p2: str, p3: str, rest: str) -> ImageKey:
         if not PARTITIONED.fullmatch(f"{p1}/{p2}/{p3}/{rest}"):
             raise NotFound("the image path must be /<namespace>/<3 hex>/<3 hex>/<3 hex>/<23 hex>/")
         return cls(namespace, p1 + p2 + p3 + rest)
 
     @classmethod
-    def from_path(cls, path: str, namespace: str) -> "ImageKey":
+    def from_path(cls, path: str, namespace: str) -> ImageKey:
         """The key of a file whose path holds the partitioned hash: `.../6e0/072/682/e66.../original`."""
-        match = None
-        for match in PARTITIONED.finditer(path.replace(os.sep, "/")):
-            pass
-        if match is None:
+        matches = list(PARTITIONED.finditer(path.replace(os.sep, "/")))
+        if not matches:
             raise BadRequest(f"{path!r} does not contain a partitioned image hash")
-        return cls(namespace, match.group().replace("/", ""))
+        return cls(namespace, matches[-1].group().replace("/", ""))
 
     @property
     def folder(self) -> str:

@@ -15,9 +15,10 @@ import hashlib
 import json
 import sys
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -29,14 +30,17 @@ from .names import parse_output_list
 from .paths import HASH, INFO, ORIGINAL, ImageKey
 from .storage import build_store
 
+if TYPE_CHECKING:
+    from .settings import Settings
+
 
 @dataclass(frozen=True)
 class Item:
     """One thing to process, as given: a local original, a hash, a source URL, or a hash and URL."""
     text: str
-    path: Optional[str] = None
-    hash: Optional[str] = None
-    url: Optional[str] = None
+    path: str | None = None
+    hash: str | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Result:
     skipped: bool = False        # everything was in the store already
 
 
-def run_process(settings, args: list[str]) -> int:
+def run_process(settings: Settings, args: list[str]) -> int:
     init_worker(settings)
     metrics = build_metrics(settings)
     service = Images(settings, build_store(settings, metrics), metrics)
@@ -112,10 +116,15 @@ def process_item(service: Images, outputs, item: Item) -> Result:
 def _make(service: Images, outputs, item: Item) -> tuple[ImageKey, bool]:
     """Store what the item's folder lacks; returns its key, and whether nothing was lacking."""
     namespace = service.settings.namespace
-    if item.path is None and item.hash is None:
+    if item.path:
+        key = ImageKey.from_path(item.path, namespace)
+    elif item.hash:
+        key = ImageKey(namespace, item.hash)
+    elif item.url:
         info = service.create_from_source(namespace, item.url, outputs)
         return ImageKey(namespace, json.loads(info)["hash"]), False
-    key = ImageKey.from_path(item.path, namespace) if item.path else ImageKey(namespace, item.hash)
+    else:
+        raise BadRequest(f"{item.text!r} names no file, hash or URL")
     missing = service.missing(key, outputs)
     if not missing:
         return key, True
@@ -135,22 +144,29 @@ def _store_original(service: Images, key: ImageKey, item: Item, outputs) -> None
         _check_hash(key, json.loads(info)["hash"], item.url)
         return
     else:
-        data = _read(key.local_file(service.base, ORIGINAL), missing_ok=True)
-        if data is None:
+        local = _read_if_there(key.local_file(service.base, ORIGINAL))
+        if local is None:
             service.info(key)          # NotFound: neither the store nor local disk has the image
             service.process(key, outputs)
             return
+        data = local
     _check_hash(key, hashlib.md5(data).hexdigest(), item.path or "the local original")
     service.create(key.namespace, data, outputs)
 
 
-def _read(path: str, missing_ok: bool = False) -> Optional[bytes]:
+def _read(path: str) -> bytes:
+    data = _read_if_there(path)
+    if data is None:
+        raise BadRequest(f"cannot read {path}: no such file")
+    return data
+
+
+def _read_if_there(path: str) -> bytes | None:
+    """The file's bytes, or None if there is no such file."""
     try:
         return files.read(path)
     except FileNotFoundError:
-        if missing_ok:
-            return None
-        raise BadRequest(f"cannot read {path}: no such file") from None
+        return None
     except OSError as error:
         raise BadRequest(f"cannot read {path}: {error.strerror}") from None
 
@@ -164,7 +180,7 @@ class Progress:
     """A progress bar on stderr when it is a terminal (tqdm's, which draws nothing otherwise); a
     failure's reason is a line of its own above it, terminal or not."""
 
-    def __init__(self, stream, total: Optional[int]):
+    def __init__(self, stream, total: int | None):
         self.stream = stream
         self.failed = self.skipped = 0
         self.bar = tqdm(total=total, file=stream, disable=None, unit="image")

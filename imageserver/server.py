@@ -6,8 +6,10 @@ by a thread in the master) and the debug port (served by a thread in each worker
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
@@ -15,17 +17,21 @@ from gunicorn.arbiter import Arbiter
 from . import eviction, files, listeners
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from gunicorn.glogging import Logger
+
 
 class GracefulArbiter(Arbiter):
     """SIGTERM and SIGINT stop gracefully: the status check says "Shutting down" at once, the
     server keeps serving for --drain_seconds so that a load balancer can take it out, then stops
     accepting and lets in-flight requests finish (up to graceful_timeout). A second signal during
     the drain stops at once (still gracefully)."""
+    log: Logger        # Arbiter.__init__ sets it (its stubs say it may be None)
 
-    def __init__(self, app: "Server"):
+    def __init__(self, app: Server):
         self.stopping = app.stopping
         self.drain_seconds = app.settings.drain_seconds
-        self.drain_ends = None
+        self.drain_ends: float | None = None
         super().__init__(app)
 
     def handle_term(self):
@@ -52,7 +58,7 @@ class Server(BaseApplication):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stopping = listeners.StopFlag()
-        self.debug_socket = None
+        self.debug_socket: socket.socket | None = None
         super().__init__()
 
     def load_config(self):
@@ -66,7 +72,7 @@ class Server(BaseApplication):
         if self.debug_socket is not None:
             from .debug import Profiler
             profiler = Profiler()
-            app.wsgi_app = profiler.wrap(app.wsgi_app)
+            app.wsgi_app = profiler.wrap(app.wsgi_app)  # type: ignore[method-assign]  # Flask's way
             listeners.serve_in_thread(self.debug_socket, listeners.debug_routes(profiler),
                                       "debug-listener")
         return app

@@ -11,8 +11,8 @@ import dataclasses
 import os
 import re
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from .errors import SettingsError
 from .names import EXTENSIONS, parse_output_list
@@ -180,7 +180,7 @@ class Settings:
             raise SettingsError(f"--nginx_listen {self.nginx_listen!r} is not an nginx listen address")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Settings from the environment (IMG_PORT, ...), then keyword overrides, then defaults."""
         environ = os.environ if environ is None else environ
         values = {}

@@ -9,13 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import BadRequest, Forbidden
 
 
-def message(path: str, outputs: Optional[str] = None) -> str:
+def message(path: str, outputs: str | None = None) -> str:
     """What is signed for a request to `path` with this ?outputs= value (None: no outputs)."""
     return path if outputs is None else f"{path}?outputs={outputs}"
 
@@ -25,7 +24,7 @@ def signature(key: str, text: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def check(key: str, text: str, given: Optional[str]) -> None:
+def check(key: str, text: str, given: str | None) -> None:
     """Raise Forbidden unless `given` is the signature of `text` (compared in constant time)."""
     if not given:
         raise Forbidden("this server needs a signed URL: add ?sig= (see `images sign`)")

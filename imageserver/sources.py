@@ -12,18 +12,22 @@ import hashlib
 import json
 import os
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import fetch, files, sweep
 from .errors import ImageServerError, NotFound
 from .paths import INFO, ImageKey, state_folder
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
 REUSE_SECONDS = 60
 
 
 class SourceDownloads:
-    def __init__(self, settings, metrics):
+    def __init__(self, settings: Settings, metrics):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
         self.rules = fetch.SourceRules.from_settings(settings)
@@ -54,7 +58,7 @@ class SourceDownloads:
         self.metrics.incr("original_downloaded")
         return data
 
-    def _recent(self, namespace: str, record: str) -> Optional[ImageKey]:
+    def _recent(self, namespace: str, record: str) -> ImageKey | None:
         """The image a fresh record names, if it is still on local disk."""
         try:
             if time.time() - os.stat(record).st_mtime > REUSE_SECONDS:

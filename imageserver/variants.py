@@ -21,10 +21,14 @@ import hashlib
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 from . import files
 from .errors import Forbidden, ImageServerError, PayloadTooLarge, Unprocessable
 from .paths import INFO, ORIGINAL, ImageKey
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 RECORD = ".variants"
 FAILED = ".failed-"
@@ -36,7 +40,7 @@ REMEMBERED = {error.status: error for error in (PayloadTooLarge, Unprocessable)}
 
 
 class VariantBudget:
-    def __init__(self, settings, exempt: set[str]):
+    def __init__(self, settings: Settings, exempt: set[str]):
         self.base = settings.base_path
         self.maximum = 0 if settings.signing_key else settings.maximum_variants
         self.exempt = exempt
@@ -71,7 +75,7 @@ class VariantBudget:
 
 
 class Failures:
-    def __init__(self, settings, limits):
+    def __init__(self, settings: Settings, limits):
         self.base = settings.base_path
         self.seconds = settings.failure_seconds
         # A remembered answer holds only under the settings that gave it: a limit raised (or a

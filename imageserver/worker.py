@@ -47,7 +47,7 @@ class JsonErrorWorker(SyncWorker):
     def init_process(self):
         # gunicorn has no setting for the body of its own answers: this worker process swaps the
         # one function that writes them all (HTML) for ours (JSON), before it serves anything.
-        util.write_error = write_json_error
+        util.write_error = write_json_error  # type: ignore[assignment]  # gunicorn's parameter names
         super().init_process()
 
     def handle_request(self, listener, req, client, addr):

@@ -237,7 +237,7 @@ class StatsdListener:
         deadline = time.monotonic() + seconds
         while not all(self.has(line) for line in lines):
             if time.monotonic() >= deadline:
-                raise AssertionError(f"statsd never got {[l for l in lines if not self.has(l)]}; "
+                raise AssertionError(f"statsd never got {[line for line in lines if not self.has(line)]}; "
                                      f"got {self.lines}")
             self.receive(deadline - time.monotonic())
         return self.lines
@@ -258,7 +258,7 @@ class StatsdListener:
         self.sock.settimeout(max(0.01, seconds))
         try:
             self.lines.extend(self.sock.recv(65536).decode().splitlines())
-        except socket.timeout:
+        except TimeoutError:
             pass
 
     def has(self, line: str) -> bool:

@@ -126,5 +126,6 @@ def _run_isolated(config, module: str, nodeids: list[str]) -> None:
         for line in reports.read().splitlines():
             report = config.hook.pytest_report_from_serializable(config=config, data=json.loads(line))
             if isinstance(report.longrepr, list):
-                report.longrepr = tuple(report.longrepr)     # a skip's (path, line, reason): JSON made it a list
+                # a skip's (path, line, reason): JSON made it a list
+                report.longrepr = tuple(report.longrepr)
             _results.setdefault(report.nodeid, []).append(report)

@@ -9,6 +9,7 @@ store refused or failed: 502) and `errors.Unavailable` (it cannot be reached, or
 """
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 
 
@@ -33,7 +34,7 @@ class Store(ABC):
         """The public URL of an object, from --remote_base_url."""
         return f"{base_url.rstrip('/')}/{remote_path}" if base_url else remote_path
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:   # `list` in this class is the method above
         """What stops the store from working now (for doctor); empty when it answers."""
         return []
 

@@ -10,6 +10,7 @@ must exist before it is written (PutDirectory, parents first). The signing is th
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import json
 import random
@@ -111,7 +112,7 @@ class MantaStore(Store):
     def url(self, remote_path: str, base_url: str) -> str:
         return super().url(remote_path, base_url or f"{self.base_url}/{self.user}")
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:
         try:
             _check(self._request("HEAD", f"/{self.user}/stor"), "reaching the account")
         except (StoreError, Unavailable) as error:

@@ -6,6 +6,7 @@ sees botocore.
 """
 from __future__ import annotations
 
+import builtins
 import shutil
 from contextlib import contextmanager
 
@@ -70,7 +71,7 @@ class S3Store(Store):
             return f"{self.endpoint_url.rstrip('/')}/{self.bucket}/{remote_path}"
         return f"https://{self.bucket}.s3.amazonaws.com/{remote_path}"
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:
         try:
             with _translated(f"reaching bucket {self.bucket}"):
                 self.client.head_bucket(Bucket=self.bucket)

@@ -1,6 +1,8 @@
 """A remote store that reports how long its transfers take (`download.time.store`, `upload.time.store`)."""
 from __future__ import annotations
 
+import builtins
+
 from .base import Store
 
 
@@ -27,7 +29,7 @@ class TimedStore(Store):
     def url(self, remote_path: str, base_url: str) -> str:
         return self.store.url(remote_path, base_url)
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:
         return self.store.problems()
 
     def describe(self) -> str:

@@ -12,7 +12,7 @@ and the one error handler that answers every failure as JSON. Every answer is se
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from flask import Blueprint, Flask, Response, current_app, request, send_file
 from gunicorn.http import errors as gunicorn_errors
@@ -64,7 +64,7 @@ def image_blueprint(name: str, import_name: str) -> Blueprint:
     return blueprint
 
 
-def send_image_file(path: str, content_type: str, name: Optional[str] = None) -> Response:
+def send_image_file(path: str, content_type: str, name: str | None = None) -> Response:
     """A file named by its content: cache it for a year, and answer revalidations with 304. `name`:
     the file name the client is told (Content-Disposition), the file's own by default."""
     response = send_file(path, mimetype=content_type, conditional=True, etag=True,
@@ -73,7 +73,7 @@ def send_image_file(path: str, content_type: str, name: Optional[str] = None) ->
     return response
 
 
-def guard_outputs(specs: Iterable[OutputSpec], outputs: Optional[str] = None) -> None:
+def guard_outputs(specs: Iterable[OutputSpec], outputs: str | None = None) -> None:
     """Refuse outputs that --allowed_outputs does not list, and, with --signing_key, a request without
     a valid ?sig= of its path (and of its ?outputs=, which is None for a single output's URL)."""
     specs = list(specs)
@@ -113,8 +113,9 @@ def register(app: Flask) -> None:
     def http_error(error: HTTPException):
         count_output_failure()
         response = error_response(error.code or 500, error.description or error.name)
-        if getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods)
+        allowed = getattr(error, "valid_methods", None)     # MethodNotAllowed's
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     def unreadable_body(error: Exception):

@@ -7,8 +7,8 @@ import os
 import runpy
 import signal
 import socket
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Iterator
 
 import pytest
 from gunicorn.config import Config

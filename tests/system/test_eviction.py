@@ -49,7 +49,7 @@ def settle(server) -> None:
     """Wait for a sweep that began after everything was written (the second to end from now)."""
     for _ in range(2):
         now = time.time()
-        wait_until(lambda: (status(server)["swept_at"] or 0) > now, what="a sweep")
+        wait_until(lambda now=now: (status(server)["swept_at"] or 0) > now, what="a sweep")
 
 
 @contextmanager
@@ -94,7 +94,7 @@ def load(server, folders, clients: int = 8) -> int:
 
     with ThreadPoolExecutor(clients) as pool:
         replies = list(pool.map(get, jobs))
-    for (folder, width, ext), content in replies:
+    for (_folder, width, ext), content in replies:
         image = pictures.decode(content)
         assert (image.width, image.height, image.format) == (
             width, width * 3 // 4, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[ext])

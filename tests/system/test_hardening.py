@@ -203,8 +203,10 @@ def test_at_most_twenty_outputs_per_request(shared_server):
 
 @pytest.mark.parametrize("path", [
     "/p/../../../etc/passwd", "/p/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-    "/p/6e0/072/682/..%2f..%2f..%2f..%2fetc%2fpasswd/original", "/p/6e0/072/682/e66287b662827da75b244a3/..%2foriginal",
-    "/P/6e0/072/682/e66287b662827da75b244a3/info.json", "/" + "a" * 65 + "/6e0/072/682/e66287b662827da75b244a3/info.json",
+    "/p/6e0/072/682/..%2f..%2f..%2f..%2fetc%2fpasswd/original",
+    "/p/6e0/072/682/e66287b662827da75b244a3/..%2foriginal",
+    "/P/6e0/072/682/e66287b662827da75b244a3/info.json",
+    "/" + "a" * 65 + "/6e0/072/682/e66287b662827da75b244a3/info.json",
     "/p/6e0/072/682/e66287b662827da75b244a3/" + "w1" * 40 + ".jpg",
     "/p/6e0/072/682/e66287b662827da75b244a3/.x300.jpg.lock",
 ])

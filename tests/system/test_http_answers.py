@@ -71,8 +71,8 @@ def test_gunicorn_refusals_are_json(shared_server):
 
 def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_server):
     """Plain gunicorn with our config and a 5 s worker timeout (room for a worker to start on a busy
-    machine); a source that takes 20 s to answer (within --http_timeout) keeps the request past it. The master aborts the worker; the client gets
-    JSON, and a new worker serves the next request."""
+    machine); a source that takes 20 s to answer (within --http_timeout) keeps the request past it. The
+    master aborts the worker; the client gets JSON, and a new worker serves the next request."""
     data = pictures.photo(60, 40)
 
     def slow_body():

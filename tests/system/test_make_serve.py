@@ -42,7 +42,8 @@ def test_the_readme_session_with_make_serve_and_curl(served, tmp_path):
                              f"{url}/p?outputs=x300.jpg,x300.webp"))
     assert posted == {"hash": SAMPLE_HASH, "height": 600, "width": 800, "content_type": "image/jpeg"}
     folder = "p/825/eb7/ec0/c3a5b1376aa9fa6ba35c0f2"
-    assert sorted(n for n in os.listdir(public / folder) if not n.startswith(RECORDS)) == ["info.json", "original", "x300.jpg", "x300.webp"]
+    assert sorted(n for n in os.listdir(public / folder) if not n.startswith(RECORDS)) == [
+        "info.json", "original", "x300.jpg", "x300.webp"]
     assert json.loads(curl(f"{url}/{folder}/info.json")) == posted
     for name, size in [("w200.jpg", (200, 150)), ("x200.jpg", (200, 200)), ("300x200.jpg", (300, 200)),
                        ("x200-q30.jpg", (200, 200)), ("full_size.webp", (800, 600))]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import boto3
 import pytest
@@ -29,7 +29,7 @@ class Backend:
     name: str
     store: Store
     #: the same store reached through a gate that the test can shut; None for nothing remote
-    behind_gate: Optional[Callable[[], tuple[Store, object]]] = None
+    behind_gate: Callable[[], tuple[Store, object]] | None = None
     #: where this run's objects go in a real bucket, which other things share
     prefix: str = ""
 

@@ -8,7 +8,6 @@ import concurrent.futures
 import hashlib
 import os
 import time
-import zlib
 
 import pytest
 
