@@ -1,6 +1,6 @@
 # make serve   install what is missing, then serve on 127.0.0.1:7000 with public/ as storage
 # make test    install what is missing, then run the whole test suite
-# make test-fast  the tests that start no server or other process (not tests/system): under a minute
+# make test-fast  the tests that start no server or other process and are not slow: under a minute
 # make test-debian13  the whole suite again on Debian 13 / ImageMagick 7, in a debootstrap root (root only)
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 # make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
@@ -65,9 +65,10 @@ require = $(foreach name,$(1),$(if $($(name)),,$(error make $@ needs the environ
 test: install
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-# What starts a server or another process is marked `spawns` (setup.cfg), every system test among them.
+# What starts a server or another process is marked `spawns` (setup.cfg), every system test among them;
+# what takes long is marked `slow`. make test runs both.
 test-fast: install
-	$(VENV)/bin/pytest -q -m "not spawns" tests/unit tests/app $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -m "not spawns and not slow" tests/unit tests/app $(PYTEST_ARGS)
 
 # The whole suite again on Debian 13 (ImageMagick 7, Python 3.13), in a debootstrap root (as root).
 test-debian13:
