@@ -2,6 +2,7 @@
 # make lint    ruff, mypy and the import contracts (the layers; no ImageMagick in gunicorn's master),
 #              all configured in pyproject.toml
 # make test    install what is missing, then run the whole test suite
+# make test-fast  the tests that start no server or other process and are not slow: under a minute
 # make test-debian13  the whole suite again on Debian 13 / ImageMagick 7, in a debootstrap root (root only)
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 # make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
@@ -18,8 +19,8 @@ SOAK_SECONDS ?= 300
 SOAK_CLIENTS ?= 6
 CHAOS_SECONDS ?= 20
 
-.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta lint test tests test-debian13 \
-	soak chaos bench clean deps build release
+.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta lint test test-fast tests \
+	test-debian13 soak chaos bench clean deps build release
 
 install: system-packages $(VENV)/.installed
 
@@ -73,6 +74,11 @@ lint: install
 
 test: install
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# What starts a server or another process is marked `spawns` (setup.cfg), every system test among them;
+# what takes long is marked `slow`. make test runs both.
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not spawns and not slow" tests/unit tests/app $(PYTEST_ARGS)
 
 # The whole suite again on Debian 13 (ImageMagick 7, Python 3.13), in a debootstrap root (as root).
 test-debian13:

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -25,6 +26,17 @@ from tests.trickle import Trickler
 
 # @pytest.mark.only_loopback: the test runs in a network namespace that has loopback only.
 pytest_plugins = ("tests.netns",)
+SYSTEM_TESTS = Path(__file__).parent / "system"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every system test starts a server, and an only_loopback test a child pytest (outside a
+    namespace): both are `spawns`, which `make test-fast` leaves out. Unit and app tests that start
+    a process are marked where they are written."""
+    for item in items:
+        if item.path.is_relative_to(SYSTEM_TESTS) or item.get_closest_marker("only_loopback"):
+            item.add_marker(pytest.mark.spawns)
+
 
 @dataclass
 class RunningServer:

@@ -65,6 +65,7 @@ def test_allowed_outputs(make_app):
     assert_json_error(client.post("/p?outputs=w10.jpg", data=pictures.photo(40, 30)), 403)
 
 
+@pytest.mark.spawns
 def test_signed_urls(make_app):
     client = make_app("--signing_key", SIGNING_KEY).test_client()
     info = client.post("/p", data=pictures.photo(400, 300)).json

@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 
+import pytest
 import requests
 from wand.image import Image
 
@@ -15,6 +16,7 @@ from tests.faults import Load, check_files, kill_everything, launch
 from tests.helpers import image_url as url, plain_gunicorn, wait_until, worker_pids
 
 
+@pytest.mark.slow
 def test_killed_whole_mid_load_then_started_again_everything_is_whole(tmp_path):
     base, log = str(tmp_path / "public"), str(tmp_path / "server.log")
     server = launch(base, log)

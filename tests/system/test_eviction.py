@@ -19,6 +19,9 @@ from tests.conftest import s3_flags
 from tests.helpers import wait_until
 from tests.system.remote import S3View, md5
 
+# Each fills a folder past its limit and waits for sweeps (tens of seconds).
+pytestmark = pytest.mark.slow
+
 LIMIT = 1_500_000
 WIDTHS = range(64, 448, 32)
 EXTENSIONS = ("jpg", "png", "webp")

@@ -18,6 +18,7 @@ def rgba_bomb() -> bytes:
     return hostile.png_rgba_bomb(7071)
 
 
+@pytest.mark.slow
 def test_png_metadata_that_inflates_to_a_gigabyte_is_refused_before_decoding(shared_server):
     bomb = hostile.png_text_bomb(2**30)
     assert len(bomb) < 2 * 2**20
@@ -68,6 +69,7 @@ def test_the_outputs_of_one_request_are_bounded_in_work(shared_server, rgba_bomb
     assert "x300.webp" in os.listdir(image_folder)
 
 
+@pytest.mark.slow
 def test_a_worker_that_imagemagick_failed_on_serves_the_next_image(start_server, rgba_bomb):
     """With full_size allowed past 50 megapixels, ImageMagick's PNG encoder fails on this one (over
     the worker's memory limits), and may keep its pixel cache on disk. The request is a JSON 4xx; no

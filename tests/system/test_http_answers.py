@@ -69,6 +69,7 @@ def test_gunicorn_refusals_are_json(shared_server):
     assert shared_server.get("/status_check").status_code == 200
 
 
+@pytest.mark.slow
 def test_a_request_cut_off_by_the_worker_timeout_is_a_json_503(tmp_path, source_server):
     """Plain gunicorn with our config and a 5 s worker timeout (room for a worker to start on a busy
     machine); a source that takes 20 s to answer (within --http_timeout) keeps the request past it. The

@@ -64,6 +64,7 @@ def finished_well(result: dict) -> None:
     assert (response.json()["width"], response.json()["height"]) == (60, 40)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_lets_the_request_in_flight_finish(start_server, slow_source, sig):
     status_port = free_port()
@@ -80,6 +81,7 @@ def test_a_stop_lets_the_request_in_flight_finish(start_server, slow_source, sig
         server.get("/status_check")
 
 
+@pytest.mark.slow
 def test_the_drain_keeps_serving_while_the_status_says_shutting_down(start_server, photo_jpeg):
     status_port = free_port()
     server = start_server("--status_port", str(status_port), "--drain_seconds", "600")
@@ -96,6 +98,7 @@ def test_the_drain_keeps_serving_while_the_status_says_shutting_down(start_serve
     assert server.process.wait(40) == 0
 
 
+@pytest.mark.slow
 def test_the_drain_ends_on_its_own(start_server):
     server = start_server("--drain_seconds", "1")
     server.process.send_signal(signal.SIGINT)

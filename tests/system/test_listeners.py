@@ -10,6 +10,7 @@ import socket
 import time
 from contextlib import contextmanager
 
+import pytest
 import requests
 
 from imageserver.listeners import MAX_CONNECTIONS
@@ -111,6 +112,7 @@ def answered_promptly(url: str) -> tuple[requests.Response, float]:
     return answer, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_the_status_port_survives_1500_idle_connections_and_a_new_worker(start_server):
     status_port = free_port()
     with open_files_limit(SERVER_OPEN_FILES):
@@ -137,6 +139,7 @@ def test_the_status_port_survives_1500_idle_connections_and_a_new_worker(start_s
         assert server.process.poll() is None and "Too many open files" not in server.log()
 
 
+@pytest.mark.slow
 def test_the_debug_port_survives_400_idle_connections_and_a_new_worker(start_server):
     debug_port = free_port()
     with open_files_limit(SERVER_OPEN_FILES):

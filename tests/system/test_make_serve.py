@@ -36,6 +36,7 @@ def curl(*args: str, cwd=ROOT) -> bytes:
                           capture_output=True, timeout=120).stdout
 
 
+@pytest.mark.slow
 def test_the_readme_session_with_make_serve_and_curl(served, tmp_path):
     url, public = served
     posted = json.loads(curl("--data-binary", "@examples/sample.jpg", "-X", "POST",

@@ -42,6 +42,7 @@ def make_server(tmp_path):
             process.wait(60)
 
 
+@pytest.mark.slow
 def test_dev_server_s3(make_server, moto_server, s3_bucket):
     url = make_server("dev-server-s3", {
         "AWS_BUCKET": s3_bucket, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_KEY": "testing",
@@ -114,6 +115,7 @@ def make(tree, target: str) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_make_build_leaves_a_wheel_that_installs_and_runs(tree, tmp_path):
     built = make(tree, "build")
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]

@@ -14,6 +14,7 @@ from tests.helpers import VENV_BIN
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
+@pytest.mark.slow
 @pytest.mark.only_loopback
 def test_schemathesis_finds_nothing(start_server, tmp_path):
     # Sources are refused before any lookup, so that generated URLs never leave this machine.

@@ -61,6 +61,7 @@ def test_png_quality_keeps_its_meaning_under_zlib_default_level():
     assert [pipeline.png_compression_level(q) for q in (1, 10, 45, 60, 75, 100)] == [0, 1, 4, 6, 6, 6]
 
 
+@pytest.mark.slow
 def test_a_render_that_runs_far_past_its_price_is_stopped(monkeypatch):
     """The backstop: with the price taken as nothing and the grace at 20 ms, a render that takes far
     longer is stopped inside ImageMagick, a 413 that says so; nothing of it stays behind, and the
@@ -77,6 +78,7 @@ def test_a_render_that_runs_far_past_its_price_is_stopped(monkeypatch):
     assert (output.width, output.height) == (1000, 1000)
 
 
+@pytest.mark.slow
 def test_an_upload_check_that_runs_far_past_its_price_is_stopped(monkeypatch):
     monkeypatch.setattr(cost, "STOP_FACTOR", 0)
     monkeypatch.setattr(cost, "STOP_GRACE_MS", 5)

@@ -84,6 +84,7 @@ def test_pending_uploads_reads_what_the_upload_journal_writes(tmp_path):
     assert eviction.pending_uploads(str(tmp_path)) == {output}
 
 
+@pytest.mark.spawns
 def test_a_file_read_after_it_was_armed_is_seen_as_used(tmp_path):
     options = subprocess.run(["findmnt", "-n", "-o", "OPTIONS", "-T", str(tmp_path)],
                              capture_output=True, text=True).stdout
@@ -140,6 +141,7 @@ def test_no_limit_no_status():
     assert eviction.read_status(Settings(maximum_local_bytes=0)) is None
 
 
+@pytest.mark.spawns
 def test_the_sweep_and_the_server_module_do_not_load_imagemagick():
     code = ("import sys, imageserver.eviction, imageserver.server; "
             "sys.exit(any(m.split('.')[0] == 'wand' for m in sys.modules))")

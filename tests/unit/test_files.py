@@ -34,6 +34,7 @@ def holding(target, path, seconds, *more) -> multiprocessing.Process:
     return holder
 
 
+@pytest.mark.spawns
 def test_exclusive_keeps_other_processes_out_then_lets_them_in(tmp_path):
     path = str(tmp_path / "x300.jpg")
     done = multiprocessing.Event()
@@ -47,6 +48,7 @@ def test_exclusive_keeps_other_processes_out_then_lets_them_in(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.spawns
 def test_a_claim_is_taken_over_at_once_when_its_holder_dies(tmp_path):
     path = str(tmp_path / "x300.jpg")
     holder = holding(_hold, path, 60)
@@ -84,6 +86,7 @@ def _make(path, seconds, started):
         claim.write(b"made by the holder")
 
 
+@pytest.mark.spawns
 def test_a_waiter_finds_the_file_its_holder_made(tmp_path):
     path = str(tmp_path / "x300.jpg")
     holder = holding(_make, path, 0.5)
@@ -135,6 +138,7 @@ def test_a_file_is_made_even_when_its_folder_is_removed_under_it(tmp_path):
     assert len(removals) == 1 and os.listdir(folder) == ["made"]
 
 
+@pytest.mark.spawns
 def test_clear_leftovers_removes_temporary_and_free_lock_files_only(tmp_path):
     folder = tmp_path / "p" / "aaa" / "bbb"
     folder.mkdir(parents=True)

@@ -13,6 +13,7 @@ from imageserver.listeners import MAX_CONNECTIONS, REQUEST_SECONDS, StopFlag
 from tests.helpers import port_inodes, socket_inodes, wait_until
 
 
+@pytest.mark.spawns
 def test_the_stop_flag_is_shared_with_forked_children():
     flag = StopFlag()
     pid = os.fork()
@@ -77,6 +78,7 @@ def test_a_client_that_sends_nothing_or_trickles_is_dropped(status_port):
     trickling.close()
 
 
+@pytest.mark.spawns
 def test_a_forked_child_holds_none_of_the_connections(status_port):
     held = [connect(status_port) for _ in range(5)]
     accepted = wait_until(lambda: len(ours := port_inodes(status_port) & socket_inodes(os.getpid())) == 6

@@ -14,6 +14,8 @@ import pytest
 from tests.netns import in_own_network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Each test here runs pytest again, in a child.
+pytestmark = pytest.mark.spawns
 
 
 @pytest.mark.only_loopback

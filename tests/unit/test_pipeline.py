@@ -159,6 +159,7 @@ def test_cmyk_becomes_srgb():
     assert near(image.pixel(20, 20), RED)
 
 
+@pytest.mark.spawns
 def test_embedded_icc_profile_is_used(tmp_path):
     # Mid green tagged as Adobe RGB is a more saturated green than the same numbers in sRGB.
     adobe = "/usr/share/color/icc/compatibleWithAdobeRGB1998.icc"
@@ -244,6 +245,7 @@ def test_downscale_does_not_alias():
         assert out.standard_deviation / out.quantum_range < 0.05
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("fmt", ["heic", "avif"])
 def test_heic_and_avif_are_read_where_imagemagick_reads_them(fmt):
     if fmt not in pipeline.format_support() or not pipeline.format_support()[fmt]:
@@ -267,6 +269,7 @@ def render_avif(data: bytes, name: str, quality: int = 75):
     return pictures.decode_avif(output)
 
 
+@pytest.mark.spawns
 def test_avif_outputs_have_the_size_crop_orientation_and_colour_asked_for():
     assert pipeline.can_write("avif"), "this ImageMagick cannot write AVIF: install libheif's encoder"
     for name, size in [("w200.avif", (200, 150)), ("x100.avif", (100, 100)), ("120x40.avif", (120, 40))]:
@@ -277,6 +280,7 @@ def test_avif_outputs_have_the_size_crop_orientation_and_colour_asked_for():
     assert near(turned.pixel(2, 2), RED) and near(turned.pixel(17, 37), BLUE)
 
 
+@pytest.mark.spawns
 def test_avif_keeps_alpha_where_imagemagick_writes_it_else_is_flattened_on_white():
     image = render_avif(pictures.transparent_png(80, 80), "x40.avif")
     assert near(image.pixel(20, 20), RED)
@@ -286,6 +290,7 @@ def test_avif_keeps_alpha_where_imagemagick_writes_it_else_is_flattened_on_white
         assert near(image.pixel(2, 2), WHITE)
 
 
+@pytest.mark.spawns
 def test_an_animation_in_avif_is_its_first_frame():
     first = render_avif(pictures.animated_gif(60, 40), "x20.avif")
     assert first.frames == 1 and near(first.pixel(10, 10), RED)

@@ -39,6 +39,7 @@ def test_bad_values_stop(values):
         Settings(**values)
 
 
+@pytest.mark.spawns
 def test_bad_value_is_one_line_and_exit_2():
     result = subprocess.run([IMAGES, "--port", "seven", "server"], capture_output=True, text=True)
     assert result.returncode == 2
@@ -48,6 +49,7 @@ def test_bad_value_is_one_line_and_exit_2():
     assert result.returncode == 2 and "default_quality" in result.stderr
 
 
+@pytest.mark.spawns
 def test_help_lists_every_flag_with_its_default():
     result = subprocess.run([IMAGES, "--help"], capture_output=True, text=True)
     assert result.returncode == 0
@@ -61,6 +63,7 @@ def test_help_lists_every_flag_with_its_default():
         assert f"(default: {default})" in text.split(flag, 2)[-1][:400], flag
 
 
+@pytest.mark.spawns
 def test_version():
     from imageserver import __version__
     for argv in (["version"], ["--version"]):

@@ -40,6 +40,7 @@ def test_bad_values_are_refused(values, message):
         Settings(**values)
 
 
+@pytest.mark.spawns
 def test_the_server_stops_at_once_on_a_manta_key_it_cannot_have(tmp_path):
     done = subprocess.run([IMAGES, "--manta_url", "http://127.0.0.1:9", "--manta_user", "u",
                            "--manta_key_id", "aa:bb", "--sdc_identity", str(tmp_path / "none"),
@@ -49,6 +50,7 @@ def test_the_server_stops_at_once_on_a_manta_key_it_cannot_have(tmp_path):
     assert b"no Manta key aa:bb" in done.stderr and b"cannot be loaded" in done.stderr
 
 
+@pytest.mark.spawns
 def test_the_process_command_says_what_is_wrong_with_its_settings():
     done = subprocess.run([IMAGES, "--aws_bucket", "b", "--manta_url", "http://m", "process", "-"],
                           capture_output=True, env=server_environment(), timeout=60)
