@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from . import cache, counters, files, pipeline, space
+from . import cache, counters, files, pipeline, purge, space
 from .errors import ImageServerError
 from .json_text import pretty
 from .names import OutputSpec, parse_output_list
@@ -45,6 +45,7 @@ class Images:
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
         self.budget = VariantBudget(settings, exempt={spec.file for spec in self.default_outputs})
         self.failures = Failures(settings, self.limits)
+        self.purges = purge.Purges(settings, store, metrics)
 
     # -- creating -----------------------------------------------------------------------------
 
@@ -84,6 +85,8 @@ class Images:
             missing = self.disk.missing(key, names)
             if missing:
                 space.check_reserve(self.base, self.settings.minimum_free_bytes, needed=len(data))
+            if ORIGINAL in missing:   # new, or purged: uploaded again, it is a new image
+                self.purges.lift(key)
             self.budget.admit(key, [spec.file for spec in outputs if spec.file in missing])
             self.disk.keep(key, {ORIGINAL: (data, source.content_type), INFO: (info, "application/json")},
                            missing)
@@ -118,6 +121,10 @@ class Images:
     def missing(self, key: ImageKey, specs: Iterable[OutputSpec]) -> set:
         """The names, among the original, info.json and these outputs, that the store lacks."""
         return self.disk.missing(key, [ORIGINAL, INFO, *(spec.file for spec in specs)])
+
+    def purge(self, key: ImageKey) -> dict:
+        """Remove the image everywhere: store, local disk, and (through the store) other servers."""
+        return self.purges.purge(key)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import time
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from . import eviction, files, listeners
+from . import eviction, files, listeners, purge
 from .settings import Settings
 
 
@@ -85,6 +85,7 @@ class Server(BaseApplication):
             listeners.serve_in_thread(status_socket, listeners.status_routes(
                 self.stopping, lambda: len(arbiter.WORKERS)), "status-listener")
         eviction.start(settings)
+        purge.start(settings)
         arbiter.run()
 
 
