@@ -80,6 +80,8 @@ class Outputs:
         try:
             key = ImageKey.from_url_parts(*parts[1:6])
             spec = parse_output(parts[6], settings)
+            if spec.is_auto:
+                return None   # its format depends on Accept: the app's output view chooses it
             if settings.signing_key:
                 signing.check(settings.signing_key, signing.message(path), _sig(environ))
             check_allowed(spec, settings)
