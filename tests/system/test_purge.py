@@ -11,11 +11,11 @@ import requests
 
 from imageserver.paths import ImageKey
 from tests import pictures
-from tests.conftest import s3_flags
+from tests.conftest import manta_flags, s3_flags
 from tests.faults import kill_everything, launch
 from tests.helpers import wait_until
 from tests.nginx_server import Nginx
-from tests.system.remote import S3View
+from tests.system.remote import MantaView
 
 KEY = "a-purge-key-of-32-characters-000"
 BEARER = {"Authorization": f"Bearer {KEY}"}
@@ -34,8 +34,8 @@ def local_files(base: str, key: ImageKey) -> list[str]:
 
 
 def test_a_purge_removes_the_image_from_both_servers_nginx_and_the_bucket(
-        moto_server, s3_bucket, start_server, tmp_path):
-    flags = [*s3_flags(moto_server, s3_bucket), *PURGE_FLAGS]
+        moto_server, s3_bucket, start_server, statsd_listener, tmp_path):
+    flags = [*s3_flags(moto_server, s3_bucket), *PURGE_FLAGS, "--statsd_port", str(statsd_listener.port)]
     first, second = start_server(*flags), start_server(*flags)
     nginx = Nginx(second, tmp_path, *flags)
     try:
@@ -73,6 +73,7 @@ def test_a_purge_removes_the_image_from_both_servers_nginx_and_the_bucket(
         print(f"\npurge propagation to the other server and its nginx: "
               f"{time.monotonic() - started:.2f} s (--purge_poll_seconds 1)")
         assert local_files(first.base_path, key) == [] and local_files(second.base_path, key) == []
+        statsd_listener.wait_for("image_server.purge:1|c", "image_server.purge.swept")
         # Nothing of it is left in the bucket (the tombstone aside), and the other image is untouched.
         other_folder = ImageKey("p", other).folder
         assert bucket_keys(moto_server, s3_bucket) == sorted(
@@ -148,3 +149,74 @@ def test_a_purge_cut_short_by_a_crash_is_finished_at_the_next_start(
         assert again.post("/p", data=photo).status_code == 200
     finally:
         kill_everything(again)
+
+
+def test_an_output_made_elsewhere_after_the_purge_does_not_bring_the_image_back(
+        moto_server, s3_bucket, start_server):
+    # The second server keeps its local copy for now (its sweep looks once, at start-up): an output
+    # it makes from that copy is refused when stored, and removed from the bucket again.
+    flags = [*s3_flags(moto_server, s3_bucket), "--purge_key", KEY]
+    first, second = start_server(*flags), start_server(*flags, "--purge_poll_seconds", "3600")
+    digest = first.post("/p", data=pictures.photo(320, 240)).json()["hash"]
+    key = ImageKey("p", digest)
+    assert second.get(f"/{key.folder}/w60.jpg").status_code == 200      # its original fetched
+    assert requests.delete(f"{first.url}/{key.folder}", headers=BEARER, timeout=60).status_code == 200
+    assert "original" in local_files(second.base_path, key)
+    late = second.get(f"/{key.folder}/w70.jpg")
+    assert late.status_code == 404 and "purged" in late.json()["error"]
+    assert bucket_keys(moto_server, s3_bucket) == [f"images/.purged/p.{digest}"]
+
+
+def test_a_purge_on_manta_deletes_the_objects_then_the_empty_folders(manta_server, manta_keys,
+                                                                    start_server):
+    server = start_server(*manta_flags(manta_server.url, manta_keys["rsa"]), *PURGE_FLAGS)
+    kept = server.post("/p", data=pictures.photo(100, 80)).json()["hash"]
+    digest = server.post("/p?outputs=x50.jpg", data=pictures.photo(120, 90)).json()["hash"]
+    key, tree = ImageKey("p", digest), manta_server.state.tree
+    folder = f"/tester/public/images/{key.folder}"
+    assert MantaView(manta_server).names(key.folder) == ["info.json", "original", "x50.jpg"]
+    answer = requests.delete(f"{server.url}/{key.folder}", headers=BEARER, timeout=60)
+    assert answer.status_code == 200 and answer.json()["removed"]["store"] == 3
+    # The image's folder and its parents went; the namespace's folder, shared, stays (Manta refuses
+    # to delete a folder that holds anything: the purge only asks).
+    assert [path for path in tree if path.startswith(f"/tester/public/images/p/{digest[:3]}")] == []
+    assert folder not in tree and "/tester/public/images/p" in tree
+    assert MantaView(manta_server).names(ImageKey("p", kept).folder) == ["info.json", "original"]
+    assert tree[f"/tester/public/images/.purged/p.{digest}"]["type"] == "object"
+    assert server.get(f"/{key.folder}/x50.jpg").status_code == 404
+
+
+def test_what_the_tombstones_cost(moto_server, s3_bucket, tmp_path):
+    """A pass of the sweep: one LIST per 1000 tombstones, and one stat per tombstone; a request:
+    nothing, but an object stored, which costs one HEAD more."""
+    from imageserver.metrics import NullMetrics
+    from imageserver.purge import Sweep
+    from imageserver.settings import Settings
+    from imageserver.storage import build_store
+
+    settings = Settings(local_base_path=str(tmp_path / "public"), aws_bucket=s3_bucket,
+                        s3_endpoint_url=moto_server.url, aws_access_key_id="testing",
+                        aws_secret_key="testing", remote_base_path="images")
+    client = moto_server.client()
+    count = 1000
+    for n in range(count):
+        client.put_object(Bucket=s3_bucket, Key=f"images/.purged/p.{n:032x}", Body=b"{}")
+    sweep = Sweep(settings, build_store(settings), NullMetrics())
+    sweep.once()
+    started = time.perf_counter()
+    for _ in range(5):
+        sweep.once()
+    per_pass = (time.perf_counter() - started) / 5
+    started = time.perf_counter()
+    for n in range(count):
+        os.path.isdir(ImageKey("p", f"{n:032x}").local_folder(settings.base_path))
+    stats = time.perf_counter() - started
+    store = build_store(settings)
+    started = time.perf_counter()
+    for n in range(50):
+        store.exists(f"images/.purged/p.{n:032x}")
+    per_check = (time.perf_counter() - started) / 50
+    print(f"\nsweep pass over {count} tombstones: {per_pass * 1000:.0f} ms (one LIST page on moto, "
+          f"and {count} stats: {stats * 1000:.1f} ms of it); the check after each object stored: "
+          f"{per_check * 1000:.1f} ms (one HEAD on moto)")
+    assert per_pass < 2.0 and len(sweep.first_seen) == count
