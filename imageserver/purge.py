@@ -1,8 +1,9 @@
 """Purge: an image removed everywhere (DELETE /<ns>/<folder>, with --purge_key).
 
 One purge, on the server that was asked:
-  1. a record in the journal `.imageserver/purges/` (flushed to disk): a crash from here on is
-     finished by the sweep at the next start (or by the next purge of the image);
+  1. a record in the journal `.imageserver/purges/` (flushed to disk): a purge cut short from here
+     on (a crash, a store down) is finished by the sweep at the next start, or a minute and a half
+     later, or by the next purge of the image;
   2. a tombstone in the store, `<remote base>/.purged/<ns>.<hash>`, which every server sharing the
      store finds within --purge_poll_seconds;
   3. every object of the image's folder deleted from the store (then the folder, where Manta has one);
@@ -38,6 +39,9 @@ from .paths import ImageKey, state_folder
 from .storage import NoRemoteStore, Store
 from .storage.guard import TOMBSTONE_NAME, tombstone, tombstone_folder
 
+# A purge journaled this long ago is no longer being done by its request (gunicorn's worker timeout
+# is 60 s): the sweep finishes it.
+RESUME_AFTER_SECONDS = 90
 # A child of gunicorn's error log: every purge reaches the server's log, at info level.
 log = logging.getLogger("gunicorn.error.purge")
 
@@ -89,20 +93,29 @@ class Purges:
                  removed["store"], removed["local"])
         return removed
 
-    def resume(self) -> int:
-        """Finish the purges a crash cut short (the journal's records); how many were finished."""
+    def resume(self, written_before: float) -> int:
+        """Finish the purges cut short (by a crash, or a store that failed) whose journal records
+        were written before `written_before`; how many were finished."""
         try:
             names = [name for name in os.listdir(self.journal) if TOMBSTONE_NAME.fullmatch(name)]
         except FileNotFoundError:
             return 0
+        finished = 0
         for name in names:
+            record = os.path.join(self.journal, name)
+            try:
+                if os.stat(record).st_mtime >= written_before:
+                    continue    # a purge that a request is doing now
+            except FileNotFoundError:
+                continue
             match = TOMBSTONE_NAME.fullmatch(name)
             key = ImageKey(match["namespace"], match["hash"])
-            removed = self._finish(key, os.path.join(self.journal, name))
+            removed = self._finish(key, record)
+            finished += 1
             self.metrics.incr("purge.resumed")
             log.info("finished the purge of %s cut short before: %d objects from the store, %d "
                      "local files", key.folder, removed["store"], removed["local"])
-        return len(names)
+        return finished
 
     def lift(self, key: ImageKey) -> None:
         """Before the image is uploaded again: no tombstone (nor a purge of this server's still to
@@ -153,10 +166,12 @@ class Sweep:
         self.keep_seconds = settings.purge_tombstone_seconds
         self.metrics = metrics
         self.first_seen: dict[str, float] = {}
+        self.started = time.time()
 
     def once(self) -> int:
         """One pass; the number of local files removed."""
-        self.purges.resume()
+        # Those of a run before this one at once; this run's when older than any request may be.
+        self.purges.resume(written_before=max(self.started, time.time() - RESUME_AFTER_SECONDS))
         if not self.purges.remote:
             return 0
         now = time.monotonic()
