@@ -93,7 +93,8 @@ class MantaState:
 
 class MantaHandler(BaseHTTPRequestHandler):
     """Manta's REST API, the part the server uses: PutDirectory, PutObject, GetObject, ListDirectory,
-    HEAD, DeleteObject, DeleteDirectory; every request signed (http-signature over the Date line) with a key of the account."""
+    HEAD, DeleteObject, DeleteDirectory; every request signed (http-signature over the Date line)
+    with a key of the account."""
     protocol_version = "HTTP/1.1"
     # Headers and body in one write: written apart, Nagle and delayed ACKs hold each answer ~40 ms.
     wbufsize = 1 << 16

@@ -41,12 +41,14 @@ def local(client, digest: str) -> list[str]:
 def test_auto_answers_avif_webp_or_jpeg_by_accept_with_vary(client):
     needs_avif()
     digest = upload(client, pictures.photo(640, 480))
-    for accept, content_type, made in ((CHROME, "image/avif", "x300.avif"), (OLD_SAFARI, "image/webp", "x300.webp"),
+    for accept, content_type, made in ((CHROME, "image/avif", "x300.avif"),
+                                       (OLD_SAFARI, "image/webp", "x300.webp"),
                                        (CURL, "image/jpeg", "x300.jpg"), ("", "image/jpeg", "x300.jpg")):
         answer = client.get(image_url(digest, "x300.auto"), headers={"Accept": accept})
         assert answer.status_code == 200, answer.data
         assert answer.headers["Content-Type"] == content_type and answer.headers["Vary"] == "Accept"
-        decoded = pictures.decode_avif(answer.data) if content_type == "image/avif" else pictures.decode(answer.data)
+        decode = pictures.decode_avif if content_type == "image/avif" else pictures.decode
+        decoded = decode(answer.data)
         assert (decoded.width, decoded.height) == (300, 300)
         # The concrete file, shared with a request that names it.
         same = client.get(image_url(digest, made))
@@ -58,7 +60,8 @@ def test_auto_answers_avif_webp_or_jpeg_by_accept_with_vary(client):
     assert again.headers["X-Image-Cache"] == "hit" and again.headers["Content-Type"] == "image/avif"
     # Revalidation of what a cache holds.
     etag = again.headers["ETag"]
-    revalidated = client.get(image_url(digest, "x300.auto"), headers={"Accept": CHROME, "If-None-Match": etag})
+    revalidated = client.get(image_url(digest, "x300.auto"),
+                             headers={"Accept": CHROME, "If-None-Match": etag})
     assert revalidated.status_code == 304 and revalidated.headers["Vary"] == "Accept"
 
 
@@ -77,10 +80,10 @@ def test_a_transparent_source_gets_png_unless_webp_is_taken(client):
 def test_auto_with_allowed_outputs_offers_only_the_allowed_formats(make_app):
     client = make_app("--allowed_outputs", "x300.webp,x300.jpg").test_client()
     digest = upload(client, pictures.photo(400, 300))
-    assert client.get(image_url(digest, "x300.auto"), headers={"Accept": CHROME}).headers["Content-Type"] \
-        == "image/webp"
+    chosen = client.get(image_url(digest, "x300.auto"), headers={"Accept": CHROME})
+    assert chosen.headers["Content-Type"] == "image/webp"
     assert_json_error(client.get(image_url(digest, "x200.auto"), headers={"Accept": CHROME}), 403)
-    assert_json_error(client.post(f"/p?outputs=x200.auto", data=pictures.photo(90, 60)), 403)
+    assert_json_error(client.post("/p?outputs=x200.auto", data=pictures.photo(90, 60)), 403)
 
 
 def test_auto_needs_a_signature_as_any_output(make_app):
@@ -88,9 +91,9 @@ def test_auto_needs_a_signature_as_any_output(make_app):
     digest = upload(client, pictures.photo(400, 300))
     path = image_url(digest, "x300.auto")
     assert_json_error(client.get(path, headers={"Accept": CHROME}), 403)
-    assert_json_error(client.get(path + "?sig=" + signing.signature(SIGNING_KEY, image_url(digest, "x300.webp")),
-                                 headers={"Accept": CHROME}), 403)
-    signed = client.get(path + "?sig=" + signing.signature(SIGNING_KEY, path), headers={"Accept": OLD_SAFARI})
+    other = signing.signature(SIGNING_KEY, image_url(digest, "x300.webp"))
+    assert_json_error(client.get(f"{path}?sig={other}", headers={"Accept": CHROME}), 403)
+    signed = client.get(f"{path}?sig={signing.signature(SIGNING_KEY, path)}", headers={"Accept": OLD_SAFARI})
     assert signed.status_code == 200 and signed.headers["Content-Type"] == "image/webp"
 
 

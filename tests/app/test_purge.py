@@ -41,7 +41,8 @@ def test_a_purge_without_the_key_is_refused_and_removes_nothing(make_app, client
     missing = with_key.delete(folder_of(digest))
     assert_json_error(missing, 401)
     assert missing.headers["WWW-Authenticate"] == "Bearer"
-    assert_json_error(with_key.delete(folder_of(digest), headers={"Authorization": "Bearer " + "k" * 32}), 403)
+    wrong = {"Authorization": "Bearer " + "k" * 32}
+    assert_json_error(with_key.delete(folder_of(digest), headers=wrong), 403)
     assert_json_error(with_key.delete(folder_of(digest), headers={"Authorization": KEY}), 401)
     assert with_key.get(image_url(digest, "info.json")).status_code == 200
     # Without --purge_key the method is not offered.
