@@ -6,6 +6,7 @@ alone, or in front of the remote store), and a source URL asked for at once is d
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -43,9 +44,9 @@ class Images:
         self.posting = counters.POSTING
         # --outputs: made for every new image, besides those a request asks for.
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
-        self.budget = VariantBudget(settings, exempt={
-            spec.as_format(ext).file if spec.is_auto else spec.file
-            for spec in self.default_outputs for ext in AUTO_FORMATS})
+        self.budget = VariantBudget(settings, exempt={   # (a .auto one: every format it may be)
+            spec.file for default in self.default_outputs
+            for spec in ([default.as_format(ext) for ext in AUTO_FORMATS] if default.is_auto else [default])})
         self.failures = Failures(settings, self.limits)
         self.purges = purge.Purges(settings, store, metrics)
 
@@ -144,6 +145,7 @@ class Images:
         """The outputs, each `.auto` one as every format it may stand for: AVIF and WebP (as
         offered), and JPEG, or PNG for a source with transparency."""
         found: list[OutputSpec] = []
+        transparent = functools.cache(transparent)    # the original read once, and only if needed
         for spec in specs:
             if not spec.is_auto:
                 found.append(spec)

@@ -17,14 +17,15 @@ blueprint = image_blueprint("process", __name__)
 def output(key: ImageKey, name: str):
     spec = parse_output(name, service().settings)
     guard_outputs([spec])
-    if spec.is_auto:   # one of the formats --allowed_outputs allows for it
+    auto = spec.is_auto
+    if auto:   # one of the formats --allowed_outputs allows for it
         spec = service().choose_format(key, spec, request.headers.get("Accept", ""))
     result = service().output(key, spec)
     response = send_image_file(result.path, spec.content_type)
     response.headers["X-Image-Cache"] = result.cache
     if result.pending:    # made and kept here, not yet in the remote store (retried until it is)
         response.headers["X-Image-Stored"] = "pending"
-    if name.endswith(".auto"):   # (spec is the format chosen now)
+    if auto:
         response.vary.add("Accept")
     return response
 
