@@ -12,6 +12,7 @@ def on_starting(server):
 
 
 def when_ready(server):
-    # In the master, as `images server` does: the sweep of --maximum_local_bytes.
-    from imageserver import eviction
+    # In the master, as `images server` does: the sweeps of --maximum_local_bytes and of purges.
+    from imageserver import eviction, purge
     eviction.start(Settings.from_env())
+    purge.start(Settings.from_env())

@@ -40,8 +40,10 @@ def doctor(settings: Settings, args: list[str]) -> int:
 
 
 def nginx_config(settings: Settings, args: list[str]) -> int:
+    from . import init_worker, pipeline
     from .nginx import server_block
-    print(server_block(settings), end="")
+    init_worker(settings)    # which formats this ImageMagick writes: `.auto` offers AVIF where it does
+    print(server_block(settings, pipeline.writable_extensions()), end="")
     return 0
 
 

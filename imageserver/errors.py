@@ -3,6 +3,7 @@
     ImageServerError (500)
     ├── ClientError (400)              the request is at fault; never logged as a server failure
     │   ├── BadRequest (400)           empty body, bad namespace, bad parameter
+    │   ├── Unauthorized (401)         a purge without its bearer key
     │   ├── Forbidden (403)            a source URL on a refused address
     │   ├── NotFound (404)             unknown image, bad output name, source not found
     │   ├── PayloadTooLarge (413)      an upload or download over the limits
@@ -31,6 +32,10 @@ class ClientError(ImageServerError):
 
 class BadRequest(ClientError):
     status = 400
+
+
+class Unauthorized(ClientError):
+    status = 401
 
 
 class Forbidden(ClientError):

@@ -6,15 +6,16 @@ alone, or in front of the remote store), and a source URL asked for at once is d
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from . import cache, counters, files, pipeline, space
+from . import cache, counters, files, pipeline, purge, space
 from .errors import ImageServerError
 from .json_text import pretty
-from .names import OutputSpec, parse_output_list
+from .names import AUTO_FORMATS, OutputSpec, choose_format, is_allowed, parse_output_list
 from .paths import INFO, ORIGINAL, ImageKey, check_namespace
 from .sources import SourceDownloads
 from .storage.pending import NoPendingUploads
@@ -43,8 +44,11 @@ class Images:
         self.posting = counters.POSTING
         # --outputs: made for every new image, besides those a request asks for.
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
-        self.budget = VariantBudget(settings, exempt={spec.file for spec in self.default_outputs})
+        self.budget = VariantBudget(settings, exempt={   # (a .auto one: every format it may be)
+            spec.file for default in self.default_outputs
+            for spec in ([default.as_format(ext) for ext in AUTO_FORMATS] if default.is_auto else [default])})
         self.failures = Failures(settings, self.limits)
+        self.purges = purge.Purges(settings, store, metrics)
 
     # -- creating -----------------------------------------------------------------------------
 
@@ -70,7 +74,8 @@ class Images:
         return self.info(key)
 
     def _create(self, namespace: str, data: bytes, outputs: Iterable[OutputSpec]) -> bytes:
-        outputs = self._outputs_of_new_image(outputs)
+        outputs = self.concrete(self._outputs_of_new_image(outputs),
+                                lambda: pipeline.has_transparency(data[:pipeline.TRANSPARENCY_HEAD_BYTES]))
         # The whole request priced from the header, before its check decodes a pixel.
         pipeline.check_work(outputs, pipeline.read_header(data, self.limits), self.limits,
                             self.settings.default_quality, upload=True)
@@ -84,6 +89,8 @@ class Images:
             missing = self.disk.missing(key, names)
             if missing:
                 space.check_reserve(self.base, self.settings.minimum_free_bytes, needed=len(data))
+            if ORIGINAL in missing:   # new, or purged: uploaded again, it is a new image
+                self.purges.lift(key)
             self.budget.admit(key, [spec.file for spec in outputs if spec.file in missing])
             self.disk.keep(key, {ORIGINAL: (data, source.content_type), INFO: (info, "application/json")},
                            missing)
@@ -93,7 +100,7 @@ class Images:
     def process(self, key: ImageKey, specs: Iterable[OutputSpec]) -> None:
         """Make and store the outputs that the store (or local disk, with no store) lacks, and wait
         until they are stored."""
-        specs = list(specs)
+        specs = self.concrete(specs, lambda: self.transparent(key))
         missing = self.disk.missing(key, [spec.file for spec in specs]) if specs else set()
         with self.disk.forgetting_unknown(key):
             to_make = [spec for spec in specs if spec.file in missing]
@@ -117,7 +124,54 @@ class Images:
 
     def missing(self, key: ImageKey, specs: Iterable[OutputSpec]) -> set:
         """The names, among the original, info.json and these outputs, that the store lacks."""
+        specs = self.concrete(specs, lambda: self._transparent_if_known(key))
         return self.disk.missing(key, [ORIGINAL, INFO, *(spec.file for spec in specs)])
+
+    # -- .auto: the format chosen by the request's Accept -------------------------------------
+
+    def auto_formats(self, spec: OutputSpec) -> list[str]:
+        """The formats a `.auto` output stands for here: those this server offers (--extensions),
+        its ImageMagick writes, and --allowed_outputs allows for this output."""
+        return [ext for ext in AUTO_FORMATS if ext in self.settings.extensions and pipeline.can_write(ext)
+                and is_allowed(spec.as_format(ext), self.settings)]
+
+    def choose_format(self, key: ImageKey, spec: OutputSpec, accept: str) -> OutputSpec:
+        """The output a `.auto` request gets, by its Accept header (names.choose_format); the
+        original is read (its first bytes) only when JPEG and PNG are to be chosen between."""
+        ext = choose_format(accept, self.auto_formats(spec), lambda: self.transparent(key))
+        return spec.as_format(ext)
+
+    def concrete(self, specs: Iterable[OutputSpec], transparent: Callable[[], bool]) -> list[OutputSpec]:
+        """The outputs, each `.auto` one as every format it may stand for: AVIF and WebP (as
+        offered), and JPEG, or PNG for a source with transparency."""
+        found: list[OutputSpec] = []
+        transparent = functools.cache(transparent)    # the original read once, and only if needed
+        for spec in specs:
+            if not spec.is_auto:
+                found.append(spec)
+                continue
+            offered = self.auto_formats(spec)
+            fallback = choose_format("", offered, transparent) if offered else None
+            found += [spec.as_format(ext) for ext in offered if ext in ("avif", "webp", fallback)]
+        return list(dict.fromkeys(found))
+
+    def transparent(self, key: ImageKey) -> bool:
+        """Whether the image's original has transparency, from its first bytes."""
+        with self.disk.forgetting_unknown(key):
+            path = self.disk.local_copy(key, ORIGINAL)
+        with open(path, "rb") as f:
+            return pipeline.has_transparency(f.read(pipeline.TRANSPARENCY_HEAD_BYTES))
+
+    def _transparent_if_known(self, key: ImageKey) -> bool:
+        """As `transparent`, for an image that may not be stored yet (it is then all missing)."""
+        try:
+            return self.transparent(key)
+        except ImageServerError:
+            return False
+
+    def purge(self, key: ImageKey) -> dict:
+        """Remove the image everywhere: store, local disk, and (through the store) other servers."""
+        return self.purges.purge(key)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -6,6 +6,9 @@
     full_size   the original's size
 followed by an optional -q<1..100> and an extension. Numbers have no leading zeros.
 
+The extension `auto` names no format of its own: `x300.auto` is answered as the smallest format the
+request's Accept header takes (`choose_format`), and kept as that format's file (x300.avif, ...).
+
 One output, one file: a name has aliases (`300x300.jpg` and `x300-q75.jpg` are `x300.jpg` when 75 is
 --default_quality), and every alias is answered from the one file of its canonical name
 (`OutputSpec.file`), the shortest the grammar gives: `x<S>` for a square, no -q at the default
@@ -15,15 +18,20 @@ store and behind --remote_base_url) stay the files.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
-from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 from .errors import BadRequest, Forbidden, NotFound
 
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
                  "avif": "image/avif"}
 EXTENSIONS = tuple(CONTENT_TYPES)
+AUTO = "auto"
+# What `.auto` may stand for: AVIF, WebP when the request's Accept names them (best first), else
+# JPEG, or PNG for a source with transparency.
+AUTO_MODERN = ("avif", "webp")
+AUTO_FORMATS = (*AUTO_MODERN, "jpg", "png")
 MAXIMUM_OUTPUTS_PER_REQUEST = 20
 # Longer than any name the grammar allows ("99999x99999-q100.webp" is 21): refused unread.
 MAXIMUM_NAME_LENGTH = 40
@@ -49,6 +57,14 @@ class OutputSpec:
         return CONTENT_TYPES[self.ext]
 
     @property
+    def is_auto(self) -> bool:
+        return self.ext == AUTO
+
+    def as_format(self, ext: str) -> "OutputSpec":
+        """The same output in the format `ext` (what a `.auto` name stands for); the name stays."""
+        return replace(self, ext=ext)
+
+    @property
     def file(self) -> str:
         """The canonical name, of the one file of this output (on disk and in the store)."""
         if self.kind == "full":
@@ -61,6 +77,11 @@ class OutputSpec:
             stem = f"{self.width}x{self.height}"
         return stem + (f"-q{self.quality}" if self.quality else "") + f".{self.ext}"
 
+    @property
+    def auto_file(self) -> str:
+        """The canonical name of the `.auto` output that stands for this one."""
+        return self.as_format(AUTO).file
+
 
 def parse_output(name: str, settings) -> OutputSpec:
     """Parse and check an output name against the settings' maxima and extensions, or raise NotFound."""
@@ -71,8 +92,9 @@ def parse_output(name: str, settings) -> OutputSpec:
         raise NotFound(f"{name!r} is not an output name (w200.jpg, x200.jpg, 300x200.jpg, "
                        f"full_size.jpg, optionally with -q<1..100>)")
     g = match.groupdict()
-    if g["ext"] not in settings.extensions:
-        raise NotFound(f"{name!r}: extension {g['ext']!r} is not one of {','.join(settings.extensions)}")
+    if g["ext"] not in settings.extensions and not (g["ext"] == AUTO and auto_extensions(settings)):
+        raise NotFound(f"{name!r}: extension {g['ext']!r} is not one of {','.join(settings.extensions)}"
+                       + (",auto" if auto_extensions(settings) else ""))
     quality = int(g["quality"]) if g["quality"] else None
     if quality is not None and quality > 100:
         raise NotFound(f"{name!r}: quality must be 1..100")
@@ -107,10 +129,59 @@ def parse_output_list(text: str, settings) -> list[OutputSpec]:
 
 def check_allowed(spec: OutputSpec, settings) -> None:
     """Raise Forbidden unless --allowed_outputs is empty, or matches the name or its canonical name,
-    or --outputs has either: an alias of an output allowed is answered from the same file."""
+    or --outputs has either: an alias of an output allowed is answered from the same file. A `.auto`
+    name is allowed when one of the formats it stands for is (and stands for those alone)."""
+    candidates = [spec.as_format(ext) for ext in auto_extensions(settings)] if spec.is_auto else [spec]
+    if not any(is_allowed(candidate, settings) for candidate in candidates):
+        raise Forbidden(f"{spec.name!r} is not one of the outputs made here "
+                        f"({','.join(settings.allowed_outputs)})")
+
+
+def is_allowed(spec: OutputSpec, settings) -> bool:
+    """Whether --allowed_outputs (or --outputs) allows this output; allowing `x300.auto` allows the
+    formats it stands for."""
     patterns = settings.allowed_outputs
-    names = {spec.name, spec.file}
+    names = {spec.name, spec.file, spec.auto_file}
     if not patterns or names & set(settings.outputs):
-        return
-    if not any(fnmatchcase(name, pattern) for name in names for pattern in patterns):
-        raise Forbidden(f"{spec.name!r} is not one of the outputs made here ({','.join(patterns)})")
+        return True
+    return any(fnmatchcase(name, pattern) for name in names for pattern in patterns)
+
+
+def auto_extensions(settings) -> list[str]:
+    """The formats `.auto` may stand for on a server with these --extensions."""
+    return [ext for ext in AUTO_FORMATS if ext in settings.extensions]
+
+
+def accepted_types(accept: str) -> set[str]:
+    """The media types an Accept header names with a quality above 0 (`*/*` and `image/*` name none:
+    a client that sends only those is answered in the format every client reads)."""
+    named = set()
+    for part in accept.split(","):
+        media_type, *parameters = [item.strip() for item in part.split(";")]
+        quality = next((value for name, _, value in (p.partition("=") for p in parameters)
+                        if name.strip().lower() == "q"), "1")
+        try:
+            if float(quality) <= 0:
+                continue
+        except ValueError:
+            continue
+        named.add(media_type.lower())
+    return named
+
+
+def choose_format(accept: str, offered: Iterable[str], transparent: Callable[[], bool]) -> str:
+    """The format of a `.auto` output: the first of `offered` (best first, see AUTO_FORMATS) that the
+    Accept header names, else JPEG, or PNG when the source has transparency (`transparent` is only
+    asked then); the other of the two when only one is offered."""
+    offered = [ext for ext in AUTO_FORMATS if ext in offered]
+    accepted = accepted_types(accept)
+    for ext in AUTO_MODERN:
+        if ext in offered and CONTENT_TYPES[ext] in accepted:
+            return ext
+    for ext in (("png", "jpg") if transparent() else ("jpg", "png")):
+        if ext in offered:
+            return ext
+    if offered:
+        return offered[0]
+    raise NotFound("no format is offered for a .auto output here (see --extensions and "
+                   "--allowed_outputs)")

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import jinja2
 
 from .errors import SettingsError
 from .json_text import pretty
-from .names import CONTENT_TYPES
+from .names import AUTO_MODERN, CONTENT_TYPES
 from .paths import ACCEL_HEADER, ACCEL_LOCATION, CACHE_CONTROL, INFO, NAMESPACE, PARTITIONED, STATE_FOLDER
 from .version import __version__
 
@@ -33,8 +33,10 @@ READ_TIMEOUT_SECONDS = APP_TIMEOUT_SECONDS + 15
 UNSAFE_IN_PATHS = set('"\\$;{}\n\r')
 
 
-def server_block(settings: Settings) -> str:
-    """The nginx configuration text for these settings: a log format and one server block."""
+def server_block(settings: Settings, writable: Iterable[str] = ()) -> str:
+    """The nginx configuration text for these settings: a log format, the maps of `.auto` outputs
+    and one server block. `writable`: the extensions this ImageMagick writes (`.auto` offers AVIF
+    only where it is written)."""
     for what, text in (("--local_base_path", settings.base_path),
                        ("--nginx_access_log", settings.nginx_access_log)):
         if UNSAFE_IN_PATHS & set(text):
@@ -42,6 +44,7 @@ def server_block(settings: Settings) -> str:
     return _template().render(
         settings=settings, version=__version__, root=settings.base_path, app=app_address(settings),
         types={ext: kind for ext, kind in CONTENT_TYPES.items() if ext in settings.extensions},
+        auto_formats=[ext for ext in AUTO_MODERN if ext in settings.extensions and ext in writable],
         image_folder=IMAGE_FOLDER, info=re.escape(INFO), state_folder=STATE_FOLDER,
         cache_control=CACHE_CONTROL, app_timeout=APP_TIMEOUT_SECONDS,
         read_timeout=READ_TIMEOUT_SECONDS, accel_location=ACCEL_LOCATION, accel_header=ACCEL_HEADER)

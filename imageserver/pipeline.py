@@ -156,6 +156,33 @@ def sniff(head: bytes) -> Optional[str]:
     return None
 
 
+# Bytes of an original read to tell whether it has transparency: its header chunks or boxes, a GIF's
+# first graphic control extensions.
+TRANSPARENCY_HEAD_BYTES = 65536
+_GIF_CONTROL = re.compile(rb"\x21\xf9\x04(.)", re.DOTALL)
+
+
+def has_transparency(head: bytes) -> bool:
+    """Whether the image these first bytes begin may have transparent pixels, from its header alone
+    (no pixel decoded): a PNG with an alpha channel or a tRNS chunk, a GIF with a transparent colour,
+    a WebP with alpha, an AVIF or HEIC with an alpha plane."""
+    coder = sniff(head[:64])
+    if coder == "png":
+        header_chunks = head.split(b"IDAT", 1)[0]
+        return head[25:26] in (b"\x04", b"\x06") or b"tRNS" in header_chunks
+    if coder == "gif":
+        return any(match.group(1)[0] & 1 for match in _GIF_CONTROL.finditer(head))
+    if coder == "webp":
+        if head[12:16] == b"VP8X":
+            return bool(head[20] & 0x10)
+        if head[12:16] == b"VP8L" and len(head) >= 25:
+            return bool(int.from_bytes(head[21:25], "little") >> 28 & 1)
+        return False
+    if coder in ("avif", "heic"):
+        return b"auxiliary:alpha" in head or b"auxid:1" in head
+    return False
+
+
 def coder_for(data: bytes) -> str:
     """The coder for an upload, or UnsupportedMediaType."""
     if not data:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from . import eviction, files, listeners
+from . import eviction, files, listeners, purge
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class Server(BaseApplication):
             listeners.serve_in_thread(status_socket, listeners.status_routes(
                 self.stopping, lambda: len(arbiter.WORKERS)), "status-listener")
         eviction.start(settings)
+        purge.start(settings)
         arbiter.run()
 
 

@@ -110,6 +110,15 @@ class Settings:
         "rendering (0: not remembered)")
     signing_key: str = setting("", "when set, outputs need ?sig=, the HMAC-SHA256 of the path "
                                    "(see `images sign`)")
+    # -- purge: DELETE of an image, everywhere -------------------------------------------------------
+    purge_key: str = setting("", "when set, DELETE /<ns>/<folder> with `Authorization: Bearer <key>` "
+                                 "removes the image everywhere; else DELETE is a 405")
+    purge_poll_seconds: float = setting(
+        5.0, "seconds between looks at the store's purge tombstones (each server removes its local "
+             "copies of the images purged by any server within about this)")
+    purge_tombstone_seconds: float = setting(
+        7 * 86400.0, "seconds a purge's tombstone is kept in the store once a server has seen it: a "
+                     "server stopped for longer keeps local copies of images purged meanwhile")
     # durability and disk space
     no_fsync: bool = setting(
         False, "do not flush files to disk before answering (faster; a power cut can then lose "
@@ -147,12 +156,14 @@ class Settings:
         for host in self.allowed_source_hosts:
             if not HOST_PATTERN.fullmatch(host):
                 raise SettingsError(f"--allowed_source_hosts: {host!r} is not a host name or .suffix")
-        if self.signing_key and len(self.signing_key) < 16:
-            raise SettingsError("--signing_key must be at least 16 characters")
+        for name in ("signing_key", "purge_key"):
+            if getattr(self, name) and len(getattr(self, name)) < 16:
+                raise SettingsError(f"--{name} must be at least 16 characters")
         self._check_storage()
 
     def _check_storage(self) -> None:
-        for name in ("store_timeout", "upload_retry_seconds", "processor_concurrency"):
+        for name in ("store_timeout", "upload_retry_seconds", "processor_concurrency",
+                     "purge_poll_seconds", "purge_tombstone_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
         if self.minimum_free_bytes < 0:

@@ -93,7 +93,8 @@ class MantaState:
 
 class MantaHandler(BaseHTTPRequestHandler):
     """Manta's REST API, the part the server uses: PutDirectory, PutObject, GetObject, ListDirectory,
-    HEAD; every request signed (http-signature over the Date line) with a key of the account."""
+    HEAD, DeleteObject, DeleteDirectory; every request signed (http-signature over the Date line)
+    with a key of the account."""
     protocol_version = "HTTP/1.1"
     # Headers and body in one write: written apart, Nagle and delayed ACKs hold each answer ~40 ms.
     wbufsize = 1 << 16
@@ -106,6 +107,9 @@ class MantaHandler(BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self._answer(self._get)
+
+    def do_DELETE(self):
+        self._answer(self._delete)
 
     def log_message(self, *args):
         pass
@@ -202,6 +206,20 @@ class MantaHandler(BaseHTTPRequestHandler):
                                                                  "application/octet-stream"),
                                 "headers": dict(self.headers)}
         return 204, {"Computed-MD5": md5}, b""
+
+    def _delete(self, state: MantaState, path: str, body: bytes):
+        """DeleteObject, or DeleteDirectory of an empty directory: as Manta, a directory that holds
+        anything is refused (DirectoryNotEmpty), and so are the account's root directories."""
+        with state.lock:
+            entry = state.tree.get(path)
+            if entry is None:
+                return _error(404, "ResourceNotFound", f"{path} was not found")
+            if path.count("/") < 3:
+                return _error(400, "OperationNotAllowedOnRootDirectory", f"{path} is a root")
+            if entry["type"] == "directory" and any(name.rsplit("/", 1)[0] == path for name in state.tree):
+                return _error(400, "DirectoryNotEmpty", f"{path} is not empty")
+            del state.tree[path]
+        return 204, {}, b""
 
     def _get(self, state: MantaState, path: str, body: bytes):
         with state.lock:

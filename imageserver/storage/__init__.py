@@ -6,6 +6,7 @@ from typing import Optional
 from ..errors import SettingsError
 from ..paths import state_folder
 from .base import Store
+from .guard import TombstoneGuard
 from .local import NoRemoteStore
 from .pending import NoPendingUploads, PendingUploads
 from .timed import TimedStore
@@ -13,12 +14,14 @@ from .timed import TimedStore
 
 def build_store(settings, metrics=None) -> Store:
     """S3 when --aws_bucket is set, Manta when --manta_url is, else nothing remote; with `metrics`,
-    a remote store reports the time of its transfers. A bad combination of settings is a
-    SettingsError."""
+    a remote store reports the time of its transfers. A remote store refuses to bring back a purged
+    image (guard.py). A bad combination of settings is a SettingsError."""
     remote = _remote_store(settings)
     if remote is None:
         return NoRemoteStore()
-    return TimedStore(remote, metrics) if metrics is not None else remote
+    if metrics is not None:
+        remote = TimedStore(remote, metrics)
+    return TombstoneGuard(remote, settings.remote_base_path)
 
 
 def _remote_store(settings) -> Optional[Store]:

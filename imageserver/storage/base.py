@@ -30,6 +30,19 @@ class Store(ABC):
     def make_folder(self, remote_folder: str) -> None:
         """Create the folder and its parents where the store has folders; otherwise nothing."""
 
+    @abstractmethod
+    def delete(self, remote_path: str) -> None:
+        """Remove the object; nothing when there is none (a purge may be done twice)."""
+
+    @abstractmethod
+    def exists(self, remote_path: str) -> bool:
+        """True when the object is there (one small request: the purge's tombstone check)."""
+
+    @abstractmethod
+    def remove_folder(self, remote_folder: str) -> None:
+        """Remove the folder, which must be empty, where the store has folders; otherwise nothing.
+        A folder that is gone already, or that holds something again, is left as it is."""
+
     def url(self, remote_path: str, base_url: str) -> str:
         """The public URL of an object, from --remote_base_url."""
         return f"{base_url.rstrip('/')}/{remote_path}" if base_url else remote_path

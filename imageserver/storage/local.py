@@ -18,5 +18,14 @@ class NoRemoteStore(Store):
     def make_folder(self, remote_folder: str) -> None:
         pass
 
+    def delete(self, remote_path: str) -> None:
+        pass
+
+    def exists(self, remote_path: str) -> bool:
+        return False
+
+    def remove_folder(self, remote_folder: str) -> None:
+        pass
+
     def describe(self) -> str:
         return "none: local disk holds the only copy of every image"

@@ -32,6 +32,8 @@ from .base import Store
 DIRECTORY_TYPE = "application/json; type=directory"
 RETRIED_STATUSES = {429, 500, 502, 503, 504}
 PAGE = 1000
+# How Manta refuses to delete a directory that still holds entries.
+NOT_EMPTY = {"DirectoryNotEmpty", "DirectoryNotEmptyError"}
 # The http-signature algorithm for each SSH key type Manta accepts.
 ALGORITHMS = {"ssh-rsa": "rsa-sha256", "ecdsa-sha2-nistp256": "ecdsa-sha256",
               "ecdsa-sha2-nistp384": "ecdsa-sha384", "ecdsa-sha2-nistp521": "ecdsa-sha512"}
@@ -51,8 +53,9 @@ class MantaStore(Store):
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.auth = Signer(settings.manta_user, settings.manta_key_id, settings.sdc_identity)
-        # Every method is tried again: the store only GETs, HEADs and PUTs whole objects. A try again
-        # is the same request, Date and signature included: Manta allows minutes of clock skew.
+        # Every method is tried again: the store only GETs, HEADs, PUTs and DELETEs whole objects
+        # (a DELETE tried again after it was done is a 404, taken as done). A try again is the same
+        # request, Date and signature included: Manta allows minutes of clock skew.
         retrying = HTTPAdapter(max_retries=Backoff(
             total=settings.store_retries, status_forcelist=RETRIED_STATUSES, allowed_methods=None,
             raise_on_status=False, respect_retry_after_header=False))
@@ -108,6 +111,29 @@ class MantaStore(Store):
 
     def make_folder(self, remote_folder: str) -> None:
         self._put_directory(self._path(remote_folder.rstrip("/")))
+
+    def delete(self, remote_path: str) -> None:
+        path = self._path(remote_path)
+        answer = self._request("DELETE", path)
+        if answer.status_code != 404:   # gone already: a purge may be done twice
+            _check(answer, f"deleting {path}")
+
+    def exists(self, remote_path: str) -> bool:
+        path = self._path(remote_path)
+        answer = self._request("HEAD", path)
+        if answer.status_code == 404:
+            return False
+        _check(answer, f"looking up {path}")
+        return True
+
+    def remove_folder(self, remote_folder: str) -> None:
+        """DeleteDirectory: Manta refuses it while the folder holds anything (DirectoryNotEmpty),
+        which leaves a folder shared with other images (or written again meanwhile) as it is."""
+        path = self._path(remote_folder.rstrip("/"))
+        answer = self._request("DELETE", path)
+        if answer.status_code == 404 or _code(answer) in NOT_EMPTY:
+            return
+        _check(answer, f"removing folder {path}")
 
     def url(self, remote_path: str, base_url: str) -> str:
         return super().url(remote_path, base_url or f"{self.base_url}/{self.user}")

@@ -17,7 +17,7 @@ import threading
 import time
 
 from .. import files
-from ..errors import ImageServerError
+from ..errors import ImageServerError, NotFound
 from .base import Store
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,8 @@ class PendingUploads:
                         self.store.put(item["local_path"], item["remote_path"], item["content_type"])
                 except FileNotFoundError:
                     log.warning("not uploading %s: its local file is gone", item["remote_path"])
+                except NotFound as error:    # its image was purged meanwhile (purge.py)
+                    log.warning("not uploading %s: %s", item["remote_path"], error.message)
                 except ImageServerError as error:
                     self.metrics.incr("remote_upload_failed")
                     log.warning("upload of %s failed again (tried again in %g s): %s",

@@ -64,6 +64,22 @@ class S3Store(Store):
     def make_folder(self, remote_folder: str) -> None:
         """S3 has no folders: keys with slashes are enough."""
 
+    def delete(self, remote_path: str) -> None:
+        """S3 answers a delete of a missing key as one of a present key."""
+        with _translated(f"deleting {remote_path}"):
+            self.client.delete_object(Bucket=self.bucket, Key=remote_path)
+
+    def exists(self, remote_path: str) -> bool:
+        try:
+            with _translated(f"looking up {remote_path}"):
+                self.client.head_object(Bucket=self.bucket, Key=remote_path)
+        except NotFound:
+            return False
+        return True
+
+    def remove_folder(self, remote_folder: str) -> None:
+        """S3 has no folders: nothing is left once its keys are deleted."""
+
     def url(self, remote_path: str, base_url: str) -> str:
         if base_url:
             return super().url(remote_path, base_url)

@@ -26,6 +26,15 @@ class TimedStore(Store):
     def make_folder(self, remote_folder: str) -> None:
         self.store.make_folder(remote_folder)
 
+    def delete(self, remote_path: str) -> None:
+        self.store.delete(remote_path)
+
+    def exists(self, remote_path: str) -> bool:
+        return self.store.exists(remote_path)
+
+    def remove_folder(self, remote_folder: str) -> None:
+        self.store.remove_folder(remote_folder)
+
     def url(self, remote_path: str, base_url: str) -> str:
         return self.store.url(remote_path, base_url)
 

@@ -4,6 +4,7 @@
     info     GET  /<ns>/<folder>/info.json, original  what is stored of an image
     process  GET  /<ns>/<folder>/<output>             an output, made on its first request
              POST /<ns>/<folder>/process              several outputs made now
+    purge    DELETE /<ns>/<folder>                    the image removed everywhere (--purge_key)
     status   GET  /status_check
     api      GET  /openapi.json                       the API description
 
@@ -86,7 +87,7 @@ def guard_outputs(specs: Iterable[OutputSpec], outputs: str | None = None) -> No
 
 
 def register(app: Flask) -> None:
-    from . import api, info, process, status, upload
+    from . import api, info, process, purge, status, upload
 
     # A path with a doubled slash is not found, rather than redirected: werkzeug's redirects are
     # HTML and build their Location from the Host header, which the client chooses. (Its other
@@ -96,7 +97,7 @@ def register(app: Flask) -> None:
     # OPTIONS is not part of the API: it gets the JSON 405 any other method gets (Flask 3.1+).
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     for blueprint in (api.blueprint, status.blueprint, upload.blueprint, info.blueprint,
-                      process.blueprint):
+                      process.blueprint, purge.blueprint):
         app.register_blueprint(blueprint)
 
     @app.after_request
@@ -138,7 +139,10 @@ def failure_response(error: Exception, logger) -> Response:
         return error_response(500, "internal error")
     if error.status >= 500:
         logger.warning("%s: %s", type(error).__name__, error.message)
-    return error_response(error.status, error.message)
+    response = error_response(error.status, error.message)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def count_output_failure() -> None:

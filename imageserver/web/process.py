@@ -1,4 +1,7 @@
-"""An image's outputs: GET/HEAD one (made on its first request), POST process (make several now)."""
+"""An image's outputs: GET/HEAD one (made on its first request), POST process (make several now).
+
+A `.auto` output is the output in the format chosen by the request's Accept header (Images.
+choose_format): answered with that format's file and type, and `Vary: Accept`, for caches."""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -17,6 +20,9 @@ blueprint = image_blueprint("process", __name__)
 def output(key: ImageKey, name: str):
     spec = parse_output(name, service().settings)
     guard_outputs([spec])
+    auto = spec.is_auto
+    if auto:   # one of the formats --allowed_outputs allows for it
+        spec = service().choose_format(key, spec, request.headers.get("Accept", ""))
     result = service().output(key, spec)
     if result.cache == "hit" and request.headers.get(ACCEL_HEADER) == "on":
         return sent_by_nginx(key, spec)
@@ -24,6 +30,8 @@ def output(key: ImageKey, name: str):
     response.headers["X-Image-Cache"] = result.cache
     if result.pending:    # made and kept here, not yet in the remote store (retried until it is)
         response.headers["X-Image-Stored"] = "pending"
+    if auto:
+        response.vary.add("Accept")
     return response
 
 

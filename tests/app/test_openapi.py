@@ -16,5 +16,5 @@ def test_every_route_is_described_under_its_blueprint(app, client):
     # Every route (and no OPTIONS) described, each under the tag of its blueprint, named as in the
     # design.
     assert tags == blueprints
-    assert set(blueprints.values()) == {"upload", "info", "process", "status", "api"}
+    assert set(blueprints.values()) == {"upload", "info", "process", "purge", "status", "api"}
     assert {tag["name"] for tag in described["tags"]} == set(blueprints.values())

@@ -31,8 +31,11 @@ def test_schemathesis_finds_nothing(start_server, tmp_path):
         [os.path.join(VENV_BIN, "schemathesis"), "--config-file", str(config), "run",
          server.url + "/openapi.json", "--url", server.url, "--checks", CHECKS,
          "--max-examples", "60", "--seed", "5", "--generation-database", "none",
-         "--request-timeout", "30", "--workers", "2", "--no-color"],
+         "--request-timeout", "30", "--workers", "2", "--no-color",
+         # DELETE (the purge) would remove the one image the fuzzing is fixed on; this server has no
+         # --purge_key, and answers it 405 (tests/system/test_purge.py tests it).
+         "--exclude-operation-id", "purge"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "No issues found" in run.stdout
+    assert "No issues found" in run.stdout, run.stdout[-3000:]
     assert "Traceback" not in server.log()

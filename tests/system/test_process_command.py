@@ -138,3 +138,19 @@ def test_a_progress_bar_on_a_terminal_only(tmp_path):
     piped = run(*flags, "process", *paths)
     assert piped.returncode == 0 and piped.stderr == b""
     assert len(piped.stdout.splitlines()) == 3
+
+
+def test_auto_in_outputs_is_every_format_it_may_stand_for(moto_server, s3_bucket, tmp_path):
+    photo, seethrough = pictures.photo(300, 200, "jpeg"), pictures.transparent_png(60, 40)
+    flags = [*s3_flags(moto_server, s3_bucket), "--local_base_path", str(tmp_path / "cache"),
+             "--outputs", "w30.auto", "--extensions", "jpg,png,webp"]
+    done = run(*flags, "process", original_file(tmp_path / "a", photo),
+               original_file(tmp_path / "b", seethrough))
+    assert done.returncode == 0, done.stderr
+    store = S3View(moto_server, s3_bucket)
+    assert store.names(ImageKey("p", md5(photo)).folder) == ["info.json", "original", "w30.jpg", "w30.webp"]
+    assert store.names(ImageKey("p", md5(seethrough)).folder) == \
+        ["info.json", "original", "w30.png", "w30.webp"]
+    # Everything there: the second run skips both, at the cost of their listings.
+    again = run(*flags, "process", original_file(tmp_path / "c", photo))
+    assert again.returncode == 0 and again.stdout.decode().startswith(md5(photo))

@@ -214,3 +214,33 @@ class TestStoreContract:
         assert store.problems() != []
         g.open()
         assert store.list(folder) == ["original"]
+
+    def test_delete_removes_the_object_and_is_fine_twice(self, backend, tmp_path):
+        folder = remote(FOLDER, backend)
+        backend.store.make_folder(folder)
+        for name in ("original", "x300.jpg"):
+            backend.store.put(write(tmp_path, name, b"bytes"), f"{folder}/{name}", "image/jpeg")
+        assert backend.store.exists(f"{folder}/original") is backend.keeps
+        backend.store.delete(f"{folder}/original")
+        backend.store.delete(f"{folder}/original")
+        backend.store.delete(f"{folder}/never-was")
+        assert not backend.store.exists(f"{folder}/original")
+        assert backend.store.list(folder) == (["x300.jpg"] if backend.keeps else [])
+        with pytest.raises(NotFound):
+            backend.store.get(f"{folder}/original", str(tmp_path / "back" / "original"))
+
+    def test_remove_folder_leaves_a_folder_that_holds_something(self, backend, tmp_path, request):
+        folder = remote(FOLDER, backend)
+        backend.store.make_folder(folder)
+        backend.store.put(write(tmp_path, "o", b"bytes"), f"{folder}/original", "image/jpeg")
+        parent = folder.rsplit("/", 1)[0]
+        backend.store.remove_folder(parent)     # not empty (Manta: DirectoryNotEmpty): left as it is
+        backend.store.remove_folder(folder)
+        assert backend.store.list(folder) == (["original"] if backend.keeps else [])
+        backend.store.delete(f"{folder}/original")
+        backend.store.remove_folder(folder)
+        backend.store.remove_folder(folder)     # gone already: nothing to do
+        assert backend.store.list(folder) == []
+        if backend.name.startswith("manta"):   # the folder itself is gone, its parent is still there
+            tree = request.getfixturevalue("manta_server").state.tree
+            assert f"/tester/{folder}" not in tree and tree[f"/tester/{parent}"]["type"] == "directory"

@@ -1,0 +1,49 @@
+"""`.auto` through the block of `images nginx_config`: nginx picks the concrete file from Accept (a
+map), sends it from disk once made, else passes to the app; every answer says `Vary: Accept`."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from imageserver import pipeline
+from tests import pictures
+from tests.helpers import image_url
+from tests.nginx_server import NGINX, Nginx
+
+CHROME = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+OLD_SAFARI = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
+
+
+def app_requests(app, path: str) -> int:
+    return sum(f'"GET {path} ' in line for line in app.log().splitlines())
+
+
+def test_auto_through_nginx_is_sent_from_disk_by_accept_with_vary(start_server, tmp_path):
+    app = start_server()
+    nginx = Nginx(app, tmp_path)
+    try:
+        digest = app.post("/p", data=pictures.photo(640, 480)).json()["hash"]
+        path = image_url(digest, "x300.auto")
+        avif = "avif" if pipeline.can_write("avif") else "webp"
+        for accept, ext in ((CHROME, avif), (OLD_SAFARI, "webp"), ("image/avif;q=0,image/webp", "webp")):
+            first = nginx.get(path, headers={"Accept": accept})
+            assert first.status_code == 200 and first.headers["Vary"] == "Accept"
+            assert first.headers["Content-Type"] == f"image/{ext}"
+            again = nginx.get(path, headers={"Accept": accept})
+            assert again.headers["X-Image-Cache"] == "hit" and again.headers["Vary"] == "Accept"
+            assert again.headers["Content-Type"] == f"image/{ext}" and again.content == first.content
+            assert again.headers["X-Content-Type-Options"] == "nosniff"
+        # The two formats were made by the app once each; every other answer came from disk.
+        assert app_requests(app, path) == 2
+        # JPEG or PNG: the app chooses (by the source's transparency), behind nginx, with Vary.
+        for _ in range(2):
+            plain = nginx.get(path, headers={"Accept": "*/*"})
+            assert plain.headers["Content-Type"] == "image/jpeg" and plain.headers["Vary"] == "Accept"
+            assert pictures.decode(plain.content).width == 300
+        assert app_requests(app, path) == 4
+        assert nginx.get(image_url(digest, "x300.jpg")).content == plain.content
+    finally:
+        nginx.stop()
