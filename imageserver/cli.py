@@ -40,11 +40,8 @@ def doctor(settings: Settings, args: list[str]) -> int:
 
 
 def nginx_config(settings: Settings, args: list[str]) -> int:
-    from . import init_worker, pipeline
-    from .nginx import server_block
-    init_worker(settings)    # which formats this ImageMagick writes: `.auto` offers AVIF where it does
-    print(server_block(settings, pipeline.writable_extensions()), end="")
-    return 0
+    from .nginx import run_nginx_config
+    return run_nginx_config(settings)
 
 
 def process(settings: Settings, args: list[str]) -> int:

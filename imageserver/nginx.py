@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import re
 from importlib.resources import files
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from .errors import SettingsError
 from .json_text import pretty
 from .names import AUTO_MODERN, CONTENT_TYPES
-from .paths import ACCEL_HEADER, ACCEL_LOCATION, CACHE_CONTROL, INFO, NAMESPACE, PARTITIONED, STATE_FOLDER
+from .paths import (ACCEL_HEADER, ACCEL_LOCATION, ACCEL_LOCATION_VARY_ACCEPT, CACHE_CONTROL, INFO, NAMESPACE,
+                    PARTITIONED, STATE_FOLDER)
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -31,6 +33,15 @@ IMAGE_FOLDER = f"/{NAMESPACE.pattern}/{PARTITIONED.pattern}/"
 APP_TIMEOUT_SECONDS = 60
 READ_TIMEOUT_SECONDS = APP_TIMEOUT_SECONDS + 15
 UNSAFE_IN_PATHS = set('"\\$;{}\n\r')
+
+
+def run_nginx_config(settings: Settings) -> int:
+    """`images nginx_config`: the block on standard output, for what this ImageMagick writes (`.auto`
+    offers AVIF where it is written)."""
+    from . import init_worker, pipeline
+    init_worker(settings)
+    print(server_block(settings, pipeline.writable_extensions()), end="")
+    return 0
 
 
 def server_block(settings: Settings, writable: Iterable[str] = ()) -> str:
@@ -47,7 +58,8 @@ def server_block(settings: Settings, writable: Iterable[str] = ()) -> str:
         auto_formats=[ext for ext in AUTO_MODERN if ext in settings.extensions and ext in writable],
         image_folder=IMAGE_FOLDER, info=re.escape(INFO), state_folder=STATE_FOLDER,
         cache_control=CACHE_CONTROL, app_timeout=APP_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS, accel_location=ACCEL_LOCATION, accel_header=ACCEL_HEADER)
+        read_timeout=READ_TIMEOUT_SECONDS, accel_location=ACCEL_LOCATION,
+        accel_location_vary_accept=ACCEL_LOCATION_VARY_ACCEPT, accel_header=ACCEL_HEADER)
 
 
 def _template() -> jinja2.Template:

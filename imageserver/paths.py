@@ -29,6 +29,8 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 # The nginx block's internal location for the files of the store (X-Accel-Redirect): an output the
 # app has checked (a signature, an alias) is sent by nginx from there. No client request reaches it.
 ACCEL_LOCATION = "/.imageserver-files"
+# The same files, for an answer to `.auto`: sent with `Vary: Accept` (nginx keeps no Vary of the app's).
+ACCEL_LOCATION_VARY_ACCEPT = "/.imageserver-files-by-accept"
 # The header the nginx block adds to every request it passes on (replacing any the client sent):
 # only then does the app answer with X-Accel-Redirect instead of the file.
 ACCEL_HEADER = "X-Image-Accel"

@@ -31,7 +31,6 @@ import logging
 import os
 import threading
 import time
-from typing import Optional
 
 from . import files
 from .errors import ImageServerError
@@ -109,6 +108,8 @@ class Purges:
             except FileNotFoundError:
                 continue
             match = TOMBSTONE_NAME.fullmatch(name)
+            if match is None:
+                continue    # not a record of ours
             key = ImageKey(match["namespace"], match["hash"])
             removed = self._finish(key, record)
             finished += 1
@@ -180,6 +181,7 @@ class Sweep:
         removed = 0
         for name in names:
             match = TOMBSTONE_NAME.fullmatch(name)
+            assert match is not None    # names were kept for matching
             key = ImageKey(match["namespace"], match["hash"])
             if os.path.isdir(key.local_folder(self.base)):
                 here = remove_local(self.base, key)
@@ -192,7 +194,7 @@ class Sweep:
         return removed
 
 
-def start(settings) -> Optional[threading.Thread]:
+def start(settings) -> threading.Thread | None:
     """The sweep, in a thread of the gunicorn master (it never loads ImageMagick): a first pass at
     once (finishing the purges a crash cut short), then one every --purge_poll_seconds."""
     from .metrics import build_metrics

@@ -2,6 +2,7 @@
 once stored, is checked against the image's tombstone `<remote base>/.purged/<ns>.<hash>`."""
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Optional
 
@@ -70,7 +71,7 @@ class TombstoneGuard(Store):
     def url(self, remote_path: str, base_url: str) -> str:
         return self.store.url(remote_path, base_url)
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:   # `list` in this class is a method
         return self.store.problems()
 
     def describe(self) -> str:

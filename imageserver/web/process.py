@@ -10,7 +10,7 @@ from flask import Response, request
 from werkzeug.http import dump_options_header
 
 from ..names import OutputSpec, parse_output, parse_output_list
-from ..paths import ACCEL_HEADER, ACCEL_LOCATION, CACHE_CONTROL, ImageKey
+from ..paths import ACCEL_HEADER, ACCEL_LOCATION, ACCEL_LOCATION_VARY_ACCEPT, CACHE_CONTROL, ImageKey
 from . import guard_outputs, image_blueprint, send_image_file, service
 
 blueprint = image_blueprint("process", __name__)
@@ -25,7 +25,7 @@ def output(key: ImageKey, name: str):
         spec = service().choose_format(key, spec, request.headers.get("Accept", ""))
     result = service().output(key, spec)
     if result.cache == "hit" and request.headers.get(ACCEL_HEADER) == "on":
-        return sent_by_nginx(key, spec)
+        return sent_by_nginx(key, spec, vary_accept=auto)
     response = send_image_file(result.path, spec.content_type, spec.name)
     response.headers["X-Image-Cache"] = result.cache
     if result.pending:    # made and kept here, not yet in the remote store (retried until it is)
@@ -35,13 +35,14 @@ def output(key: ImageKey, name: str):
     return response
 
 
-def sent_by_nginx(key: ImageKey, spec: OutputSpec) -> Response:
+def sent_by_nginx(key: ImageKey, spec: OutputSpec, vary_accept: bool = False) -> Response:
     """The answer that has the nginx block in front send an output on disk (X-Accel-Redirect to its
     internal location), with its own headers, ranges and 304s: checked here, sent by nginx. The path
     is the output's file in the store, made of the checked key and canonical name, never of the
-    request's own text."""
+    request's own text. The answer to `.auto` goes through the location that adds `Vary: Accept`."""
     response = Response(status=200, mimetype=spec.content_type)
-    response.headers["X-Accel-Redirect"] = quote(f"{ACCEL_LOCATION}/{key.folder}/{spec.file}")
+    location = ACCEL_LOCATION_VARY_ACCEPT if vary_accept else ACCEL_LOCATION
+    response.headers["X-Accel-Redirect"] = quote(f"{location}/{key.folder}/{spec.file}")
     response.headers["Content-Disposition"] = dump_options_header("inline", {"filename": spec.name})
     response.headers["Cache-Control"] = CACHE_CONTROL
     response.headers["X-Image-Cache"] = "hit"

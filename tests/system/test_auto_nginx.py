@@ -8,6 +8,7 @@ import pytest
 
 from imageserver import pipeline
 from tests import pictures
+from imageserver.signing import signature as sign
 from tests.helpers import image_url
 from tests.nginx_server import NGINX, Nginx
 
@@ -45,5 +46,27 @@ def test_auto_through_nginx_is_sent_from_disk_by_accept_with_vary(start_server, 
             assert pictures.decode(plain.content).width == 300
         assert app_requests(app, path) == 4
         assert nginx.get(image_url(digest, "x300.jpg")).content == plain.content
+    finally:
+        nginx.stop()
+
+
+def test_signed_auto_through_nginx_is_checked_by_the_app_and_varies_with_accept(start_server, tmp_path):
+    key = "a-signing-key-of-some-length"
+    app = start_server("--signing_key", key)
+    nginx = Nginx(app, tmp_path, "--signing_key", key)
+    try:
+        digest = app.post("/p", data=pictures.photo(640, 480)).json()["hash"]
+        path = image_url(digest, "x300.auto")
+        signature = sign(key, path)
+        for accept, kind in (("image/webp", "image/webp"), ("*/*", "image/jpeg")):
+            for _ in range(2):      # made by the app, then a hit sent by nginx
+                answer = nginx.get(path, params={"sig": signature}, headers={"Accept": accept})
+                assert answer.status_code == 200, answer.text
+                assert answer.headers["Content-Type"] == kind and answer.headers["Vary"] == "Accept"
+                assert pictures.decode(answer.content).width == 300
+            assert answer.headers["X-Image-Cache"] == "hit"
+        forged = ("A" if signature[0] != "A" else "B") + signature[1:]
+        forged = nginx.get(path, params={"sig": forged}, headers={"Accept": "image/webp"})
+        assert forged.status_code == 403
     finally:
         nginx.stop()
