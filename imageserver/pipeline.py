@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from . import cost, magick
+from . import cost, icc, magick
 from .errors import NotConfigured, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from .magick import Color, Image, ResourceLimitError, WandException, WandWarning
 from .names import OutputSpec
@@ -46,6 +46,8 @@ AVIF_BRANDS = {b"avif", b"avis"}
 # EXIF orientations 5..8 store the picture turned by 90 degrees.
 TRANSPOSED_ORIENTATIONS = {"left_top", "right_top", "right_bottom", "left_bottom"}
 WHITE = "white"
+# Lanczos's window, in source pixels per output pixel: its own is 3 (see bench/README.md).
+LANCZOS_SUPPORT: Optional[float] = None
 # Decode JPEGs at no less than this many times the output size (see _jpeg_size_hint).
 SHRINK_ON_LOAD_MARGIN = 1.5
 # (denominator ImageMagick passes to libjpeg, the scale libjpeg-turbo then decodes at), smallest first.
@@ -596,7 +598,7 @@ def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool)
         if animated:
             image.resize(layout.width, layout.height, filter="lanczos")
         else:
-            magick.resize_lanczos(image, layout.width, layout.height)
+            magick.resize_lanczos(image, layout.width, layout.height, LANCZOS_SUPPORT)
     image.page = (layout.width, layout.height, 0, 0)
 
 
@@ -614,9 +616,12 @@ def _preshrink(image: "Image", layout: Plan, shown_w: int) -> None:
 
 
 def _to_srgb(image: "Image") -> None:
-    """8-bit sRGB out: through the embedded ICC profile where there is one, else by formula."""
+    """8-bit sRGB out: through the embedded ICC profile where there is one, else by formula. An
+    embedded profile that is sRGB itself (what most cameras and editors write) is left alone: the
+    transform would change nothing but cost more than the rest of a small render (bench/README.md)."""
     # Wand's profiles mapping answers None for a missing key, so `in` would always be true.
-    embedded = image.profiles["icc"] is not None
+    profile = image.profiles["icc"]
+    embedded = profile is not None and not icc.is_srgb(profile)
     if image.colorspace in ("srgb", "rgb", "gray") and not embedded:
         return
     srgb = _srgb_profile()

@@ -137,6 +137,56 @@ def test_embedded_icc_profile_is_used(tmp_path):
     assert not near(out.pixel(5, 5), (60, 160, 60, 255), 10)
 
 
+def converted_by_convert(data: bytes, tmp_path) -> tuple:
+    """The middle pixel of `data` converted to sRGB through its embedded profile by the convert CLI."""
+    source = tmp_path / "tagged"
+    source.write_bytes(data)
+    expected = subprocess.run(
+        ["/usr/bin/convert", str(source), "-profile", "/usr/share/color/icc/sRGB.icc", "-format",
+         "%[fx:round(255*p{10,10}.r)],%[fx:round(255*p{10,10}.g)],%[fx:round(255*p{10,10}.b)]", "info:"],
+        capture_output=True, text=True, check=True, env=without_our_policy()).stdout
+    return tuple(int(v) for v in expected.split(",")) + (255,)
+
+
+@pytest.mark.parametrize("profile", ["/usr/share/color/icc/compatibleWithAdobeRGB1998.icc",
+                                     "/usr/share/color/icc/colord/AdobeRGB1998.icc",
+                                     "/usr/share/color/icc/colord/ProPhotoRGB.icc"])
+def test_a_wide_gamut_jpeg_is_converted_to_srgb(profile, tmp_path):
+    if not os.path.exists(profile):
+        pytest.skip(f"{profile} is not installed (make install installs it)")
+    with open(profile, "rb") as f:
+        data = pictures.tagged_jpeg(20, 20, "rgb(60,160,60)", f.read())
+    out = render(data, "x20.jpg")
+    assert "icc" not in out.profiles
+    assert near(out.pixel(10, 10), converted_by_convert(data, tmp_path), 3)
+    assert not near(out.pixel(10, 10), (60, 160, 60, 255), 10)
+
+
+@pytest.mark.parametrize("curve", [pictures.gamma_curve(1.0), pictures.gamma_curve(2.2)])
+def test_a_jpeg_tagged_with_srgb_primaries_but_another_tone_curve_is_converted(curve, tmp_path):
+    # Linear-light "sRGB" makes the same numbers far lighter; gamma 2.2 a little darker in the shadows.
+    data = pictures.tagged_jpeg(20, 20, "rgb(30,60,90)", pictures.icc_profile(curve=curve))
+    expected = converted_by_convert(data, tmp_path)
+    assert not near(expected, (30, 60, 90, 255), 2)
+    assert near(render(data, "x20.jpg").pixel(10, 10), expected, 3)
+
+
+@pytest.mark.parametrize("profile", ["/usr/share/color/icc/colord/sRGB.icc", "built"])
+def test_an_srgb_tagged_jpeg_renders_as_the_same_picture_untagged(profile):
+    if profile == "built":
+        icc_bytes = pictures.icc_profile()
+    elif os.path.exists(profile):
+        with open(profile, "rb") as f:
+            icc_bytes = f.read()
+    else:
+        pytest.skip(f"{profile} is not installed (make install installs it)")
+    photo = pictures.photo(64, 48, "jpeg")
+    body = b"ICC_PROFILE\x00\x01\x01" + icc_bytes
+    tagged = photo[:2] + b"\xff\xe2" + (len(body) + 2).to_bytes(2, "big") + body + photo[2:]
+    spec = parse_output("40x30.jpg", SETTINGS)
+    assert pipeline.render(tagged, spec, 75) == pipeline.render(photo, spec, 75)
+
+
 def test_alpha_is_flattened_on_white_for_jpeg_and_kept_for_png_and_webp():
     source = pictures.transparent_png(80, 80)
     jpeg = render(source, "x40.jpg")
