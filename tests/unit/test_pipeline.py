@@ -137,6 +137,24 @@ def test_embedded_icc_profile_is_used(tmp_path):
     assert not near(out.pixel(5, 5), (60, 160, 60, 255), 10)
 
 
+def test_resize_is_lanczos_reaching_two_and_a_half_pixels(tmp_path):
+    # Lanczos 3 without its last half lobe (pipeline.LANCZOS_SUPPORT): what convert makes with
+    # filter:support=2.5, and not what it makes with Lanczos's own reach of 3.
+    source = tmp_path / "photo.png"
+    source.write_bytes(pictures.photo(96, 72, "png"))
+    made = decode(pipeline.render(source.read_bytes(), parse_output("w50.png", SETTINGS), 75))
+
+    def by_convert(*define):
+        out = tmp_path / "out.png"
+        subprocess.run(["/usr/bin/convert", str(source), "-filter", "Lanczos", *define, "-resize", "50x38!",
+                        "-depth", "8", "-strip", str(out)], check=True, env=without_our_policy())
+        return decode(out.read_bytes())
+    truncated, whole = by_convert("-define", "filter:support=2.5"), by_convert()
+    points = [(x, y) for x in range(0, 50, 7) for y in range(0, 38, 5)]
+    assert [made.pixel(*p) for p in points] == [truncated.pixel(*p) for p in points]
+    assert [made.pixel(*p) for p in points] != [whole.pixel(*p) for p in points]
+
+
 def converted_by_convert(data: bytes, tmp_path) -> tuple:
     """The middle pixel of `data` converted to sRGB through its embedded profile by the convert CLI."""
     source = tmp_path / "tagged"
