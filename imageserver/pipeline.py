@@ -450,7 +450,8 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
     with _decoding("render", work):
         with _open(data, source.coder, first_frame_only=not animated_gif, size_hint=hint) as image:
             image.auto_orient()
-            _crop_and_resize(image, layout, source.width, animated_gif)
+            _crop_and_resize(image, layout, source.width, animated_gif,
+                             preshrink=source.coder != "jpeg" and not animated_gif)
             _to_srgb(image)
             if not _keeps_alpha(spec.ext) and image.alpha_channel:
                 image.background_color = Color(WHITE)
@@ -581,16 +582,16 @@ def _jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transp
     return ""
 
 
-def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool) -> None:
-    """Crop (in the decoded image's pixels, which shrink-on-load may have made smaller), then resize."""
-    if not animated:
+def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool,
+                     preshrink: bool = False) -> None:
+    """Crop (in the decoded image's pixels, which shrink-on-load may have made smaller), then resize.
+    `preshrink`: for sources decoded whole (all but JPEG), see _preshrink."""
+    if preshrink:
         _preshrink(image, layout, shown_w)
     factor = image.width / shown_w
     left, top, width, height = (value * factor for value in layout.crop)
-    box_w = max(1, min(image.width, round(width)))
-    box_h = max(1, min(image.height, round(height)))
-    box_l = min(max(0, round(left)), image.width - box_w)
-    box_t = min(max(0, round(top)), image.height - box_h)
+    box_l, box_w = _span(image.width, left, width)
+    box_t, box_h = _span(image.height, top, height)
     if (box_l, box_t, box_w, box_h) != (0, 0, image.width, image.height):
         if animated:  # Wand's crop coalesces and crops every frame
             image.crop(box_l, box_t, width=box_w, height=box_h)
@@ -604,11 +605,27 @@ def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool)
     image.page = (layout.width, layout.height, 0, 0)
 
 
+def _span(size: int, start: float, length: float) -> tuple:
+    """(start, length) in whole pixels of the span [start, start + length) of `size` pixels. A centred
+    span (the plan's crops are) stays exactly centred: its length takes the parity of `size`, at most
+    one pixel more (a stretch of 0.3% on a 375-pixel crop). Rounded as it comes, it sat
+    half a pixel off centre, and half a pixel of a picture decoded at 1/8 is 4 pixels of the source:
+    x100.jpg of a 12 MP JPEG scored SSIM 0.918 against 0.925 centred (bench/README.md)."""
+    box = max(1, min(size, round(length)))
+    if abs(start + length / 2 - size / 2) < 0.01:
+        box += (size - box) % 2    # odd leftover: one more pixel (there is room for it)
+        return (size - box) // 2, box
+    return min(max(0, round(start)), size - box), box
+
+
 def _preshrink(image: "Image", layout: Plan, shown_w: int) -> None:
     """Box-average a picture still over PRESHRINK_FROM times the output's scale (no JPEG
     shrink-on-load: PNG, WebP, GIF) to twice that scale, before the crop: a fraction of the cost of
     a Lanczos pass over all its pixels, it leaves Lanczos two pixels per output pixel, and the crop
-    then copies a small picture (a 50 MP PNG cropped first would need a second 270 MB copy)."""
+    then copies a small picture (a 50 MP PNG cropped first would need a second 270 MB copy). Never
+    for a JPEG: decoded at a DCT scale it is already small, and a box average of it on top cost
+    tiny outputs SSIM and saved no CPU (x100.jpg and 50x100.jpg of a 12 MP JPEG: 0.919 against
+    0.925 without; bench/README.md)."""
     scale = layout.scale * shown_w / image.width  # output pixels per decoded pixel
     if scale * PRESHRINK_FROM > 1:
         return

@@ -137,6 +137,17 @@ def test_embedded_icc_profile_is_used(tmp_path):
     assert not near(out.pixel(5, 5), (60, 160, 60, 255), 10)
 
 
+@pytest.mark.parametrize("name", ["x60.png", "x90.png", "x100.png", "120x60.png"])
+def test_a_small_crop_of_a_big_jpeg_is_centred_exactly(name):
+    # Decoded at 1/8, the crop is taken from 300x225 pixels: half a pixel off centre there is 4
+    # pixels of the source. The red/blue boundary must fall exactly between the middle two columns.
+    out = decode(pipeline.render(pictures.halves(2400, 1800, "red", "blue", "jpeg"),
+                                 parse_output(name, SETTINGS), 75))
+    middle = out.width // 2
+    left, right = out.pixel(middle - 1, out.height // 2), out.pixel(middle, out.height // 2)
+    assert abs(left[0] - right[2]) <= 3 and abs(left[2] - right[0]) <= 3, (left, right)
+
+
 def test_resize_is_lanczos_reaching_two_and_a_half_pixels(tmp_path):
     # Lanczos 3 without its last half lobe (pipeline.LANCZOS_SUPPORT): what convert makes with
     # filter:support=2.5, and not what it makes with Lanczos's own reach of 3.
