@@ -69,7 +69,7 @@ class ImageServer(Workers):
         self.base, self.port = base, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.flags = ["--listen", "127.0.0.1", "--port", str(self.port), "--local_base_path", base,
-                      "--workers", str(WORKERS)]
+                      "--workers", str(WORKERS), "--maximum_variants", "0"]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen([IMAGES, *self.flags, "server"], stdout=log,
                                             stderr=subprocess.STDOUT)
