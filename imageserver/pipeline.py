@@ -590,8 +590,9 @@ def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool,
         _preshrink(image, layout, shown_w)
     factor = image.width / shown_w
     left, top, width, height = (value * factor for value in layout.crop)
-    box_l, box_w = _span(image.width, left, width)
-    box_t, box_h = _span(image.height, top, height)
+    shrunk = factor < 1    # decoded at a DCT scale
+    box_l, box_w = _span(image.width, left, width, shrunk)
+    box_t, box_h = _span(image.height, top, height, shrunk)
     if (box_l, box_t, box_w, box_h) != (0, 0, image.width, image.height):
         if animated:  # Wand's crop coalesces and crops every frame
             image.crop(box_l, box_t, width=box_w, height=box_h)
@@ -605,14 +606,16 @@ def _crop_and_resize(image: "Image", layout: Plan, shown_w: int, animated: bool,
     image.page = (layout.width, layout.height, 0, 0)
 
 
-def _span(size: int, start: float, length: float) -> tuple:
-    """(start, length) in whole pixels of the span [start, start + length) of `size` pixels. A centred
-    span (the plan's crops are) stays exactly centred: its length takes the parity of `size`, at most
-    one pixel more (a stretch of 0.3% on a 375-pixel crop). Rounded as it comes, it sat
-    half a pixel off centre, and half a pixel of a picture decoded at 1/8 is 4 pixels of the source:
-    x100.jpg of a 12 MP JPEG scored SSIM 0.918 against 0.925 centred (bench/README.md)."""
+def _span(size: int, start: float, length: float, shrunk: bool) -> tuple:
+    """(start, length) in whole pixels of the span [start, start + length) of `size` pixels. In a
+    picture `shrunk` on load, a centred span (the plan's crops are) stays exactly centred: its length
+    takes the parity of `size`, at most one pixel more (a stretch of 0.3% on a 375-pixel crop).
+    Rounded as it comes, it sat half a pixel off centre, and half a pixel of a picture decoded at 1/8
+    is 4 pixels of the source: x100.jpg of a 12 MP JPEG scored SSIM 0.918 against 0.925 centred
+    (bench/README.md). At full size, rounding is half a source pixel at most, as every other
+    renderer crops, and a pixel more would stretch the output instead."""
     box = max(1, min(size, round(length)))
-    if abs(start + length / 2 - size / 2) < 0.01:
+    if shrunk and abs(start + length / 2 - size / 2) < 0.01:
         box += (size - box) % 2    # odd leftover: one more pixel (there is room for it)
         return (size - box) // 2, box
     return min(max(0, round(start)), size - box), box
