@@ -103,7 +103,8 @@ def rgb(image: Image) -> np.ndarray:
             copy.alpha_channel = "remove"
         copy.depth = 8
         data = copy.make_blob("rgb")
-        return np.frombuffer(data, dtype=np.uint8).reshape(copy.height, copy.width, 3).astype(np.float64)
+        pixels = np.frombuffer(data, dtype=np.uint8).reshape(copy.height, copy.width, 3)
+        return pixels.astype(np.float64)
 
 
 def delta_e(got: np.ndarray, expected: np.ndarray) -> float:

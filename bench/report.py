@@ -67,10 +67,10 @@ def table(results: dict) -> str:
             f"{convert['cpu_ms'] / w['worker_cpu_ms']:.1f}x", _ssim(convert["ssim"])]) + " |")
     tagged = [w for w in rows if w.get("tagged") and w.get("ssim", {}).get("delta_e")]
     if tagged:
-        lines += ["", "Colour, for the sources that carry an ICC profile (mean CIE76 delta E of 8x8-pixel block "
-                      "means against the colour-managed reference; under 1 is invisible, 2-3 visible side by "
-                      "side): as a colour-managed viewer (a browser) shows each output, and, for outputs that "
-                      "keep the source's profile, as a viewer that ignores it shows them:", "",
+        lines += ["", "Colour, for the sources that carry an ICC profile (mean CIE76 delta E of 8x8-pixel "
+                      "block means against the colour-managed reference; under 1 is invisible, 2-3 visible "
+                      "side by side): as a colour-managed viewer (a browser) shows each output, and, for "
+                      "outputs that keep the source's profile, as a viewer that ignores it shows them:", "",
                   f"| workload | ours | {p['name']}, colour-managed | {p['name']}, profile ignored |",
                   "|---|---:|---:|---:|"]
         for w in tagged:
