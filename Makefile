@@ -7,6 +7,7 @@
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 # make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
 # make bench   install what is missing, then run the benchmark (a few minutes; see bench/README.md)
+# make bench-debian13  the same bench on Debian 13 / ImageMagick 7, in the debootstrap root (root only)
 # make chaos   inject faults into a live server (CHAOS_SECONDS each, default 20) and report; not part of make test
 # make deps    install what is needed (the original's name for make install)
 # make build   an sdist and a wheel in dist/, checked with twine
@@ -20,7 +21,7 @@ SOAK_CLIENTS ?= 6
 CHAOS_SECONDS ?= 20
 
 .PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta lint test test-fast tests \
-	test-debian13 soak chaos bench clean deps build release
+	test-debian13 soak chaos bench bench-debian13 clean deps build release
 
 install: system-packages $(VENV)/.installed
 
@@ -99,6 +100,11 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 # BENCH_FLAGS: e.g. "--seconds 5 --only 1,2" (python -m bench --help)
 bench: install $(VENV)/.bench-installed
 	$(VENV)/bin/python -m bench $(BENCH_FLAGS)
+
+# The same bench in the Debian 13 root of `make test-debian13`; results in bench/imagemagick7/.
+bench-debian13: $(VENV)/.bench-installed
+	$(VENV)/bin/python -c "from bench import inputs; inputs.make_all('bench/work')"
+	DEBIAN13_BENCH=1 BENCH_FLAGS="$(BENCH_FLAGS)" scripts/test-debian13
 
 deps: install
 

@@ -16,6 +16,19 @@ SOURCES = {
     "photo-12mp-alpha.png": (4000, 3000, "png", True),
     "photo-50mp.jpg": (8660, 5773, "jpeg", False),
 }
+# The same pictures as users' cameras and editors send them: tagged with an ICC profile. (name: the
+# untagged source it is made from, the profile, and whether its pixels are converted into that
+# profile (a wide-gamut picture) or the profile only attached (an sRGB one: the same pixels).
+# The sRGB profile is colord's (colord-data), not the one the server converts to (icc-profiles-free):
+# ImageMagick skips the transform when both profiles are the same bytes, and a camera's are not.
+ICC_FOLDER = "/usr/share/color/icc"
+SRGB_PROFILE = f"{ICC_FOLDER}/sRGB.icc"
+CAMERA_SRGB_PROFILE = f"{ICC_FOLDER}/colord/sRGB.icc"
+TAGGED = {
+    "web-800x600-srgb.jpg": ("web-800x600.jpg", CAMERA_SRGB_PROFILE, False),
+    "photo-12mp-srgb.jpg": ("photo-12mp.jpg", CAMERA_SRGB_PROFILE, False),
+    "web-800x600-adobergb.jpg": ("web-800x600.jpg", f"{ICC_FOLDER}/compatibleWithAdobeRGB1998.icc", True),
+}
 JPEG_QUALITY = 88
 GRAIN = 30
 SMOOTH = 4
@@ -39,7 +52,32 @@ def make_all(folder: str) -> dict:
                 out.write(data)
             os.replace(path + ".tmp", path)
         paths[name] = path
+    for name, (untagged, profile, convert) in TAGGED.items():
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            with open(paths[untagged], "rb") as f, open(profile, "rb") as p:
+                data = tagged(f.read(), p.read(), convert)
+            with open(path + ".tmp", "wb") as out:
+                out.write(data)
+            os.replace(path + ".tmp", path)
+        paths[name] = path
     return paths
+
+
+def tagged(jpeg: bytes, profile: bytes, convert: bool) -> bytes:
+    """The JPEG with `profile` embedded. With `convert`, its pixels are first converted from sRGB into
+    the profile's colours and encoded again (ImageMagick embeds the profile), so that it looks the same
+    to a colour-managed viewer; else only an APP2 ICC_PROFILE segment is added after the start marker,
+    the rest of its bytes untouched."""
+    if convert:
+        from imageserver import magick
+        with Image(blob=jpeg) as image, open(SRGB_PROFILE, "rb") as srgb:
+            image.profiles["icc"] = srgb.read()
+            magick.convert_profile(image, profile)
+            image.compression_quality = JPEG_QUALITY
+            return image.make_blob("jpeg")
+    body = b"ICC_PROFILE\x00\x01\x01" + profile
+    return jpeg[:2] + b"\xff\xe2" + (len(body) + 2).to_bytes(2, "big") + body + jpeg[2:]
 
 
 def photo(width: int, height: int, fmt: str, alpha: bool) -> bytes:

@@ -65,6 +65,23 @@ def table(results: dict) -> str:
             w["key"], _rate(w["rps"]), _rate(convert["rps"]), f"{w['ratio_to_convert']:.1f}x",
             f"{w['worker_cpu_ms']:.1f}", f"{convert['cpu_ms']:.1f}",
             f"{convert['cpu_ms'] / w['worker_cpu_ms']:.1f}x", _ssim(convert["ssim"])]) + " |")
+    tagged = [w for w in rows if w.get("tagged") and w.get("ssim", {}).get("delta_e")]
+    if tagged:
+        lines += ["", "Colour, for the sources that carry an ICC profile (mean CIE76 delta E of 8x8-pixel "
+                      "block means against the colour-managed reference; under 1 is invisible, 2-3 visible "
+                      "side by side): as a colour-managed viewer (a browser) shows each output, and, for "
+                      "outputs that keep the source's profile, as a viewer that ignores it shows them:", "",
+                  f"| workload | ours | {p['name']}, colour-managed | {p['name']}, profile ignored |",
+                  "|---|---:|---:|---:|"]
+        for w in tagged:
+            ours, theirs = w["ssim"]["delta_e"], w.get("peer", {}).get("ssim", {}).get("delta_e", {})
+            lines.append(f"| {w['key']} | {ours['managed']:.2f} | {_delta(theirs.get('managed'))} "
+                         f"| {_delta(theirs.get('unmanaged'), 'no profile kept')} |")
+    for w in rows:
+        if w["key"].endswith("burst"):
+            lines += ["", f"{w['key']}: req/s is bursts (pages) per second, each timed from its first "
+                          "request to its last answer; CPU per burst; our upload of the new picture "
+                          f"apart: {w.get('upload_cpu_ms', 0):.1f} ms of worker CPU."]
     memory = results.get("memory_largest_source")
     if memory:
         lines += ["", f"Largest source allowed ({memory['source']}, {memory['outputs']}): "
@@ -83,6 +100,10 @@ def _ms(value) -> str:
     if not value:
         return ""
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _delta(value, missing: str = "") -> str:
+    return f"{value:.2f}" if value is not None else missing
 
 
 def _ssim(ssim) -> str:

@@ -22,7 +22,7 @@ from imageserver import signing
 from imageserver.names import parse_output
 from imageserver.settings import Settings
 
-from . import baseline, inputs, peer, quality, report
+from . import baseline, burst, inputs, peer, quality, report
 from .peer import Thumbor
 from .server import ImageServer, Nginx, Unavailable, Workers
 
@@ -49,6 +49,7 @@ class Workload:
     baseline: bool = False          # also run the convert baseline
     peer: str = ""                  # how thumbor runs it: "render" (no storage), "hits" (result
                                     # storage), "" (not at all: it has no such request)
+    tagged: bool = False            # the source has an ICC profile: colour differences reported
     results: dict = field(default_factory=dict)
 
     def name(self, i: int) -> str:
@@ -70,6 +71,8 @@ def _stride(n: int) -> int:
 
 
 UPLOAD_OUTPUTS = "x300.jpg,x300.webp,w640.jpg"
+# The sizes a product page asks for of a new picture, at once (workload 7).
+BURST_OUTPUTS = ("x100.jpg", "x300.jpg", "w480.jpg", "800x600.jpg", "w1000.jpg")
 WORKLOADS = [
     Workload("1", "800x600 JPEG, new <W>x<H>.jpg", "web-800x600.jpg", "fill", 100, 500, "jpg",
              baseline=True, peer="render"),
@@ -79,10 +82,18 @@ WORKLOADS = [
              baseline=True, peer="render"),
     Workload("3 webp", "12 MP JPEG, new x<S>.webp", "photo-12mp.jpg", "square", 100, 600, "webp",
              baseline=True, peer="render"),
+    Workload("1 srgb", "800x600 JPEG tagged sRGB, new <W>x<H>.jpg", "web-800x600-srgb.jpg", "fill",
+             100, 500, "jpg", peer="render", tagged=True),
+    Workload("1 adobe", "800x600 JPEG tagged Adobe RGB, new <W>x<H>.jpg", "web-800x600-adobergb.jpg",
+             "fill", 100, 500, "jpg", peer="render", tagged=True),
+    Workload("2 srgb", "12 MP JPEG tagged sRGB, new w<W>.jpg", "photo-12mp-srgb.jpg", "width", 200,
+             1000, "jpg", peer="render", tagged=True),
     Workload("4", "12 MP PNG with alpha, new w<W>.webp", "photo-12mp-alpha.png", "width", 200, 1000,
              "webp", seconds_factor=1.5, peer="render"),
     Workload("5", f"upload 12 MP JPEG, outputs={UPLOAD_OUTPUTS}", "photo-12mp.jpg", "upload",
              seconds_factor=1.5),
+    Workload("7 burst", f"page burst: a new 12 MP JPEG (tagged sRGB), then {','.join(BURST_OUTPUTS)} "
+             "at once by 5 clients", "photo-12mp-srgb.jpg", "burst", peer="render", tagged=True),
     Workload("6 gunicorn", "cache hits through gunicorn", "web-800x600.jpg", "paths",
              peer="hits"),
     Workload("6 nginx", "cache hits through nginx (generated block)", "web-800x600.jpg", "paths"),
@@ -137,7 +148,8 @@ def main(argv=None) -> int:
                             sources="bench/work", result_storage="(file, for cache hits)",
                             results="bench/work/thumbor-results")},
                "memory_largest_source": memory,
-               "workloads": [{"key": w.key, "title": w.title, **w.results} for w in chosen]}
+               "workloads": [{"key": w.key, "title": w.title, "tagged": w.tagged, **w.results}
+                             for w in chosen]}
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -197,6 +209,8 @@ class Target:
 def measure(workload: Workload, server: ImageServer, thumbor: Thumbor, sources: dict, folders: dict,
             work: str, seconds: float) -> dict:
     """Drive our server and the peer in turn, then score a few outputs of each and run the baseline."""
+    if workload.mode == "burst":
+        return measure_burst(workload, server, thumbor, sources, seconds)
     stack = []
     try:
         targets = [our_target(workload, server, sources, folders, work, stack)]
@@ -221,6 +235,25 @@ def measure(workload: Workload, server: ImageServer, thumbor: Thumbor, sources: 
     if workload.baseline:
         measured["convert"] = run_baseline(workload, sources, work, seconds)
         measured["ratio_to_convert"] = round(measured["rps"] / measured["convert"]["rps"], 2)
+    return measured
+
+
+def measure_burst(workload: Workload, server: ImageServer, thumbor: Thumbor, sources: dict,
+                  seconds: float) -> dict:
+    """Workload 7 (bench/burst.py): ours and thumbor's in turn; the last burst's outputs scored."""
+    with open(sources[workload.source], "rb") as f:
+        data = f.read()
+    targets = [("ours", burst.our_picture(server, NAMESPACE, BURST_OUTPUTS), server),
+               ("peer", burst.peer_picture(thumbor, BURST_OUTPUTS), thumbor)]
+    for _, _, workers in targets:
+        workers.reset_peak_rss()
+    figures, last = burst.interleave(targets, data, BURST_OUTPUTS, seconds * workload.seconds_factor,
+                                     ROUNDS, with_comment)
+    measured, measured["peer"] = figures["ours"], figures["peer"]
+    measured["ratio_to_peer"] = round(measured["rps"] / measured["peer"]["rps"], 2)
+    measured["cpu_ratio_to_peer"] = round(measured["peer"]["worker_cpu_ms"] / measured["worker_cpu_ms"], 2)
+    measured["ssim"] = score_outputs(workload, sources, last["ours"])
+    measured["peer"]["ssim"] = score_outputs(workload, sources, last["peer"])
     return measured
 
 
@@ -339,6 +372,8 @@ def hit_paths(url: str, paths: list, listed: str) -> str:
 
 
 def quality_names(workload: Workload) -> list:
+    if workload.mode == "burst":
+        return list(BURST_OUTPUTS)
     if workload.mode == "upload":
         return UPLOAD_OUTPUTS.split(",")
     return [workload.name(10_007 * i + 3) for i in range(QUALITY_SAMPLES)]
@@ -390,12 +425,16 @@ def run_baseline(workload: Workload, sources: dict, work: str, seconds: float) -
 
 
 def _summary(scores: dict) -> dict:
-    """Mean and least SSIM of the outputs, and the mean ceiling (the reference itself, encoded)."""
-    values = [value for value, _ in scores.values()]
-    ceilings = [ceiling for _, ceiling in scores.values()]
+    """Mean and least SSIM of the outputs, the mean ceiling (the reference itself, encoded), and the
+    mean colour differences (quality.score)."""
+    values = [value for value, _, _ in scores.values()]
+    ceilings = [ceiling for _, ceiling, _ in scores.values()]
+    colours = [colour for _, _, colour in scores.values()]
     return {"mean": round(sum(values) / len(values), 4), "min": round(min(values), 4),
             "ceiling": round(sum(ceilings) / len(ceilings), 4),
-            "each": {name: round(value, 4) for name, (value, _) in scores.items()}}
+            "delta_e": {view: round(sum(c[view] for c in colours) / len(colours), 2)
+                        for view in colours[0]},
+            "each": {name: round(value, 4) for name, (value, _, _) in scores.items()}}
 
 
 def largest_source_memory(server: ImageServer, sources: dict) -> dict:

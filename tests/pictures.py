@@ -90,6 +90,46 @@ def grey_jpeg(width: int, height: int, level: int) -> bytes:
         return image.make_blob("jpeg")
 
 
+def icc_profile(colorants=((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)),
+                curve: bytes = b"") -> bytes:
+    """A minimal RGB matrix/shaper ICC profile (v2, monitor class): its primaries as D50 XYZ (sRGB's
+    by default) and one tone curve tag for all three channels (sRGB's parametric curve by default)."""
+    curve = curve or parametric_curve(3, 2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
+    def xyz(values):
+        return b"XYZ \x00\x00\x00\x00" + b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+    tags = [(b"wtpt", xyz((0.9642, 1.0, 0.8249)))] + [
+        (name, xyz(values)) for name, values in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants)] + [
+        (name, curve) for name in (b"rTRC", b"gTRC", b"bTRC")]
+    table_size = 4 + 12 * len(tags)
+    offset, entries, body = 128 + table_size, b"", b""
+    for name, data in tags:
+        data += b"\x00" * (-len(data) % 4)
+        entries += struct.pack(">4sII", name, offset + len(body), len(data))
+        body += data
+    size = 128 + table_size + len(body)
+    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\x00" * 12
+              + b"acsp" + b"\x00" * 28 + struct.pack(">iii", 63190, 65536, 54061) + b"\x00" * 48)
+    return header + struct.pack(">I", len(tags)) + entries + body
+
+
+def parametric_curve(kind: int, *parameters: float) -> bytes:
+    """An ICC 'para' tone curve tag."""
+    return (b"para\x00\x00\x00\x00" + struct.pack(">HH", kind, 0)
+            + b"".join(struct.pack(">i", round(p * 65536)) for p in parameters))
+
+
+def gamma_curve(gamma: float) -> bytes:
+    """An ICC 'curv' tag of one entry: a pure power curve (1.0: linear light)."""
+    return b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, round(gamma * 256)) + b"\x00\x00"
+
+
+def tagged_jpeg(width: int, height: int, colour: str, profile: bytes) -> bytes:
+    """A JPEG of one colour, its numbers as written, with `profile` embedded (not converted to)."""
+    with Image(width=width, height=height, background=Color(colour)) as image:
+        image.profiles["icc"] = profile
+        return image.make_blob("jpeg")
+
+
 def cmyk_jpeg(width: int, height: int, colour: str = "red") -> bytes:
     with Image(width=width, height=height, background=Color(colour)) as image:
         image.transform_colorspace("cmyk")

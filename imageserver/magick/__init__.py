@@ -414,9 +414,13 @@ def crop(image: "Image", left: int, top: int, width: int, height: int) -> None:
     library.MagickCropImage(image.wand, width, height, left, top) or image.raise_exception()
 
 
-def resize_lanczos(image: "Image", width: int, height: int) -> None:
-    """A Lanczos resize. Wand's binding of MagickResizeImage takes 6's blur argument on both
-    versions (7 has none, and ignores it), so it is given 1.0: no blur."""
+def resize_lanczos(image: "Image", width: int, height: int, support: Optional[float] = None) -> None:
+    """A Lanczos resize; `support`: the filter's reach in source pixels (its window), when not
+    Lanczos's own 3 (the "filter:support" artifact, which 6 and 7 both read). Wand's binding of
+    MagickResizeImage takes 6's blur argument on both versions (7 has none, and ignores it), so it
+    is given 1.0: no blur."""
+    if support is not None:
+        library.MagickSetImageArtifact(image.wand, b"filter:support", repr(support).encode())
     library.MagickResizeImage(image.wand, width, height, LANCZOS, 1.0) or image.raise_exception()
 
 

@@ -179,6 +179,85 @@ def test_embedded_icc_profile_is_used(tmp_path):
     assert not near(out.pixel(5, 5), (60, 160, 60, 255), 10)
 
 
+@pytest.mark.parametrize("name", ["x60.png", "x90.png", "x100.png", "120x60.png"])
+def test_a_small_crop_of_a_big_jpeg_is_centred_exactly(name):
+    # Decoded at 1/8, the crop is taken from 300x225 pixels: half a pixel off centre there is 4
+    # pixels of the source. The red/blue boundary must fall exactly between the middle two columns.
+    out = decode(pipeline.render(pictures.halves(2400, 1800, "red", "blue", "jpeg"),
+                                 parse_output(name, SETTINGS), 75))
+    middle = out.width // 2
+    left, right = out.pixel(middle - 1, out.height // 2), out.pixel(middle, out.height // 2)
+    assert abs(left[0] - right[2]) <= 3 and abs(left[2] - right[0]) <= 3, (left, right)
+
+
+def test_resize_is_lanczos_reaching_two_and_a_half_pixels(tmp_path):
+    # Lanczos 3 without its last half lobe (pipeline.LANCZOS_SUPPORT): what convert makes with
+    # filter:support=2.5, and not what it makes with Lanczos's own reach of 3.
+    source = tmp_path / "photo.png"
+    source.write_bytes(pictures.photo(96, 72, "png"))
+    made = decode(pipeline.render(source.read_bytes(), parse_output("w50.png", SETTINGS), 75))
+
+    def by_convert(*define):
+        out = tmp_path / "out.png"
+        subprocess.run(["/usr/bin/convert", str(source), "-filter", "Lanczos", *define, "-resize", "50x38!",
+                        "-depth", "8", "-strip", str(out)], check=True, env=without_our_policy())
+        return decode(out.read_bytes())
+    truncated, whole = by_convert("-define", "filter:support=2.5"), by_convert()
+    points = [(x, y) for x in range(0, 50, 7) for y in range(0, 38, 5)]
+    assert [made.pixel(*p) for p in points] == [truncated.pixel(*p) for p in points]
+    assert [made.pixel(*p) for p in points] != [whole.pixel(*p) for p in points]
+
+
+def converted_by_convert(data: bytes, tmp_path) -> tuple:
+    """The middle pixel of `data` converted to sRGB through its embedded profile by the convert CLI."""
+    source = tmp_path / "tagged"
+    source.write_bytes(data)
+    expected = subprocess.run(
+        ["/usr/bin/convert", str(source), "-profile", "/usr/share/color/icc/sRGB.icc", "-format",
+         "%[fx:round(255*p{10,10}.r)],%[fx:round(255*p{10,10}.g)],%[fx:round(255*p{10,10}.b)]", "info:"],
+        capture_output=True, text=True, check=True, env=without_our_policy()).stdout
+    return tuple(int(v) for v in expected.split(",")) + (255,)
+
+
+@pytest.mark.parametrize("profile", ["/usr/share/color/icc/compatibleWithAdobeRGB1998.icc",
+                                     "/usr/share/color/icc/colord/AdobeRGB1998.icc",
+                                     "/usr/share/color/icc/colord/ProPhotoRGB.icc"])
+def test_a_wide_gamut_jpeg_is_converted_to_srgb(profile, tmp_path):
+    if not os.path.exists(profile):
+        pytest.skip(f"{profile} is not installed (make install installs it)")
+    with open(profile, "rb") as f:
+        data = pictures.tagged_jpeg(20, 20, "rgb(60,160,60)", f.read())
+    out = render(data, "x20.jpg")
+    assert "icc" not in out.profiles
+    assert near(out.pixel(10, 10), converted_by_convert(data, tmp_path), 3)
+    assert not near(out.pixel(10, 10), (60, 160, 60, 255), 10)
+
+
+@pytest.mark.parametrize("curve", [pictures.gamma_curve(1.0), pictures.gamma_curve(2.2)])
+def test_a_jpeg_tagged_with_srgb_primaries_but_another_tone_curve_is_converted(curve, tmp_path):
+    # Linear-light "sRGB" makes the same numbers far lighter; gamma 2.2 a little darker in the shadows.
+    data = pictures.tagged_jpeg(20, 20, "rgb(30,60,90)", pictures.icc_profile(curve=curve))
+    expected = converted_by_convert(data, tmp_path)
+    assert not near(expected, (30, 60, 90, 255), 2)
+    assert near(render(data, "x20.jpg").pixel(10, 10), expected, 3)
+
+
+@pytest.mark.parametrize("profile", ["/usr/share/color/icc/colord/sRGB.icc", "built"])
+def test_an_srgb_tagged_jpeg_renders_as_the_same_picture_untagged(profile):
+    if profile == "built":
+        icc_bytes = pictures.icc_profile()
+    elif os.path.exists(profile):
+        with open(profile, "rb") as f:
+            icc_bytes = f.read()
+    else:
+        pytest.skip(f"{profile} is not installed (make install installs it)")
+    photo = pictures.photo(64, 48, "jpeg")
+    body = b"ICC_PROFILE\x00\x01\x01" + icc_bytes
+    tagged = photo[:2] + b"\xff\xe2" + (len(body) + 2).to_bytes(2, "big") + body + photo[2:]
+    spec = parse_output("40x30.jpg", SETTINGS)
+    assert pipeline.render(tagged, spec, 75) == pipeline.render(photo, spec, 75)
+
+
 def test_alpha_is_flattened_on_white_for_jpeg_and_kept_for_png_and_webp():
     source = pictures.transparent_png(80, 80)
     jpeg = render(source, "x40.jpg")
