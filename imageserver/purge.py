@@ -200,8 +200,12 @@ def start(settings) -> threading.Thread | None:
     from .metrics import build_metrics
     from .storage import build_store
 
+    # Built here, before the thread starts: building them imports modules (a store's client, statsd),
+    # and a thread of the master that is importing a module when gunicorn forks a worker leaves that
+    # module's import lock held in the worker for ever (the worker hangs at its first import of it).
+    sweep = Sweep(settings, build_store(settings), build_metrics(settings))
+
     def run() -> None:
-        sweep = Sweep(settings, build_store(settings), build_metrics(settings))
         while True:
             try:
                 sweep.once()
