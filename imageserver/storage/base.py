@@ -54,3 +54,41 @@ class Store(ABC):
     def describe(self) -> str:
         """What doctor says of a store that answers."""
         return f"{type(self).__name__} answers"
+
+
+class WrappedStore(Store):
+    """A store around another: everything is the wrapped store's, but what a subclass adds (the
+    timing of transfers, the tombstone check of a purge)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def put(self, local_path: str, remote_path: str, content_type: str) -> None:
+        self.store.put(local_path, remote_path, content_type)
+
+    def get(self, remote_path: str, local_path: str) -> None:
+        self.store.get(remote_path, local_path)
+
+    def list(self, remote_folder: str) -> builtins.list[str]:
+        return self.store.list(remote_folder)
+
+    def make_folder(self, remote_folder: str) -> None:
+        self.store.make_folder(remote_folder)
+
+    def delete(self, remote_path: str) -> None:
+        self.store.delete(remote_path)
+
+    def exists(self, remote_path: str) -> bool:
+        return self.store.exists(remote_path)
+
+    def remove_folder(self, remote_folder: str) -> None:
+        self.store.remove_folder(remote_folder)
+
+    def url(self, remote_path: str, base_url: str) -> str:
+        return self.store.url(remote_path, base_url)
+
+    def problems(self) -> builtins.list[str]:
+        return self.store.problems()
+
+    def describe(self) -> str:
+        return self.store.describe()

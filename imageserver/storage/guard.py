@@ -2,13 +2,12 @@
 once stored, is checked against the image's tombstone `<remote base>/.purged/<ns>.<hash>`."""
 from __future__ import annotations
 
-import builtins
 import re
 from typing import Optional
 
 from ..errors import NotFound
 from ..paths import ImageKey
-from .base import Store
+from .base import Store, WrappedStore
 
 TOMBSTONES = ".purged"
 TOMBSTONE_NAME = re.compile(r"(?P<namespace>[a-z0-9_]{1,64})\.(?P<hash>[0-9a-f]{32})")
@@ -26,13 +25,14 @@ def tombstone(remote_base: str, key: ImageKey) -> str:
     return f"{tombstone_folder(remote_base)}/{key.namespace}.{key.hash}"
 
 
-class TombstoneGuard(Store):
+class TombstoneGuard(WrappedStore):
     """A remote store whose every object of an image, once stored, is checked against the image's
     tombstone (one HEAD): an image purged meanwhile is not brought back by an output made from a
     local copy of its original, nor by a retried upload; the object goes again, and NotFound."""
 
     def __init__(self, store: Store, remote_base: str):
-        self.store, self.remote_base = store, remote_base.strip("/")
+        super().__init__(store)
+        self.remote_base = remote_base.strip("/")
 
     def put(self, local_path: str, remote_path: str, content_type: str) -> None:
         self.store.put(local_path, remote_path, content_type)
@@ -49,30 +49,3 @@ class TombstoneGuard(Store):
         if match is None:
             return None
         return ImageKey(match["namespace"], match["h1"] + match["h2"] + match["h3"] + match["rest"])
-
-    def get(self, remote_path: str, local_path: str) -> None:
-        self.store.get(remote_path, local_path)
-
-    def list(self, remote_folder: str) -> list[str]:
-        return self.store.list(remote_folder)
-
-    def make_folder(self, remote_folder: str) -> None:
-        self.store.make_folder(remote_folder)
-
-    def delete(self, remote_path: str) -> None:
-        self.store.delete(remote_path)
-
-    def exists(self, remote_path: str) -> bool:
-        return self.store.exists(remote_path)
-
-    def remove_folder(self, remote_folder: str) -> None:
-        self.store.remove_folder(remote_folder)
-
-    def url(self, remote_path: str, base_url: str) -> str:
-        return self.store.url(remote_path, base_url)
-
-    def problems(self) -> builtins.list[str]:   # `list` in this class is a method
-        return self.store.problems()
-
-    def describe(self) -> str:
-        return self.store.describe()
