@@ -205,6 +205,8 @@ def start(settings) -> threading.Thread | None:
     # module's import lock held in the worker for ever (the worker hangs at its first import of it).
     sweep = Sweep(settings, build_store(settings), build_metrics(settings))
 
+    first_pass = threading.Event()
+
     def run() -> None:
         while True:
             try:
@@ -213,8 +215,13 @@ def start(settings) -> threading.Thread | None:
                 log.warning("purge sweep: %s", error.message)
             except Exception:   # the thread must outlive any one pass
                 log.exception("purge sweep failed")
+            first_pass.set()
             time.sleep(settings.purge_poll_seconds)
 
     thread = threading.Thread(target=run, name="purge-sweep", daemon=True)
     thread.start()
+    # The first pass makes the store's first requests, and its client imports modules as it makes
+    # them; gunicorn forks its workers right after this. Waiting for that pass keeps a fork from
+    # catching an import half done (a store that does not answer holds start-up --store_timeout).
+    first_pass.wait(settings.store_timeout)
     return thread
