@@ -24,13 +24,18 @@ _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 def grey(image: Image) -> np.ndarray:
     """The image as 8-bit grey values (flattened on white first when it has alpha)."""
+    data, height, width = _eight_bit(image, "gray")
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width).astype(np.float64)
+
+
+def _eight_bit(image: Image, layout: str) -> tuple:
+    """(raw 8-bit pixels in `layout` ("gray", "rgb"), height, width), flattened on white first."""
     with image.clone() as copy:
         if copy.alpha_channel:
             copy.background_color = Color("white")
             copy.alpha_channel = "remove"
         copy.depth = 8
-        data = copy.make_blob("gray")
-        return np.frombuffer(data, dtype=np.uint8).reshape(copy.height, copy.width).astype(np.float64)
+        return copy.make_blob(layout), copy.height, copy.width
 
 
 def _blur(values: np.ndarray) -> np.ndarray:
@@ -97,14 +102,8 @@ def score(source: bytes, spec: OutputSpec, output: bytes, quality: int = 75) -> 
 
 def rgb(image: Image) -> np.ndarray:
     """The image as 8-bit sRGB values, height x width x 3 (flattened on white)."""
-    with image.clone() as copy:
-        if copy.alpha_channel:
-            copy.background_color = Color("white")
-            copy.alpha_channel = "remove"
-        copy.depth = 8
-        data = copy.make_blob("rgb")
-        pixels = np.frombuffer(data, dtype=np.uint8).reshape(copy.height, copy.width, 3)
-        return pixels.astype(np.float64)
+    data, height, width = _eight_bit(image, "rgb")
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3).astype(np.float64)
 
 
 def delta_e(got: np.ndarray, expected: np.ndarray) -> float:
