@@ -11,7 +11,7 @@
 # make chaos   inject faults into a live server (CHAOS_SECONDS each, default 20) and report; not part of make test
 # make deps    install what is needed (the original's name for make install)
 # make build   an sdist and a wheel in dist/, checked with twine
-# make release refuse unless imageserver/version.py names a new, untagged version and the tree is
+# make release refuse unless imageserver/core/version.py names a new, untagged version and the tree is
 #              clean; then build, check, tag v<version>, and print the upload command (uploads nothing)
 VENV := .venv
 PYTHON ?= python3
@@ -119,7 +119,7 @@ build: install
 	$(build-and-check)
 
 # The version, read where it is written once.
-VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' imageserver/version.py)
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' imageserver/core/version.py)
 
 release: install
 	@$(VENV)/bin/python scripts/check-release "$(VERSION)"

@@ -1,8 +1,8 @@
 # gunicorn -c gunicorn.conf.py wsgi:app  (settings from IMG_* environment variables)
-from imageserver.gunicorn_conf import *  # noqa: F401,F403
-from imageserver.gunicorn_conf import from_settings
-from imageserver.server import clear_leftovers
-from imageserver.settings import Settings
+from imageserver.serving.gunicorn_conf import *  # noqa: F401,F403
+from imageserver.serving.gunicorn_conf import from_settings
+from imageserver.serving.server import clear_leftovers
+from imageserver.core.settings import Settings
 
 globals().update(from_settings(Settings.from_env()))
 
@@ -13,6 +13,6 @@ def on_starting(server):
 
 def when_ready(server):
     # In the master, as `images server` does: the sweeps of --maximum_local_bytes and of purges.
-    from imageserver import eviction, purge
+    from imageserver.images import eviction, purge
     eviction.start(Settings.from_env())
     purge.start(Settings.from_env())

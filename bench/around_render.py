@@ -22,10 +22,10 @@ import subprocess
 import sys
 import time
 
-from imageserver import pipeline
-from imageserver.names import parse_output
-from imageserver.paths import ImageKey
-from imageserver.settings import Settings
+from imageserver.imaging import pipeline
+from imageserver.core.names import parse_output
+from imageserver.core.paths import ImageKey
+from imageserver.core.settings import Settings
 
 import requests
 
@@ -44,7 +44,8 @@ HIT_PATHS = 200
 # The server, with the render replaced: the rest of the process is the real `images server`.
 LAUNCH = """\
 import sys
-from imageserver import cli, pipeline
+from imageserver.commands import cli
+from imageserver.imaging import pipeline
 print("imageserver from", pipeline.__file__, flush=True)
 with open(sys.argv[1], "rb") as f:
     RENDERED = f.read()

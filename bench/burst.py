@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from imageserver.names import parse_output
-from imageserver.settings import Settings
+from imageserver.core.names import parse_output
+from imageserver.core.settings import Settings
 
 from . import peer
 

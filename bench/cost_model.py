@@ -1,4 +1,4 @@
-"""`python -m bench.cost_model`: the cost model (imageserver/cost.py) beside the real CPU time of the
+"""`python -m bench.cost_model`: the cost model (imageserver/imaging/cost.py) beside the real CPU time of the
 same work, on this machine, for the sources and outputs users ask for and for the hostile ones.
 
 Each row is one render (or an upload's check): the price the server puts on it before starting,
@@ -40,10 +40,11 @@ def main() -> int:
                for name, width, height, fmt, alpha in SOURCES}
     sources.update(hostile_sources())
 
-    from imageserver import init_worker, pipeline
-    from imageserver.errors import ImageServerError
-    from imageserver.names import parse_output
-    from imageserver.settings import Settings
+    from imageserver.images.setup import init_worker
+    from imageserver.imaging import pipeline
+    from imageserver.core.errors import ImageServerError
+    from imageserver.core.names import parse_output
+    from imageserver.core.settings import Settings
     settings = Settings(maximum_width=4000, maximum_height=4000)
     init_worker(settings)
     limits = pipeline.Limits(maximum_request_ms=10**9)   # priced, never refused here

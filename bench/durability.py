@@ -22,7 +22,7 @@ import time
 
 import requests
 
-from imageserver import files
+from imageserver.core import files
 from tests import pictures
 from tests.faults import image_url, launch
 

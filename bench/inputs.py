@@ -70,7 +70,7 @@ def tagged(jpeg: bytes, profile: bytes, convert: bool) -> bytes:
     to a colour-managed viewer; else only an APP2 ICC_PROFILE segment is added after the start marker,
     the rest of its bytes untouched."""
     if convert:
-        from imageserver import magick
+        from imageserver.imaging import magick
         with Image(blob=jpeg) as image, open(SRGB_PROFILE, "rb") as srgb:
             image.profiles["icc"] = srgb.read()
             magick.convert_profile(image, profile)

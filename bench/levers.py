@@ -77,9 +77,9 @@ def main(argv=None) -> int:
     # that scoring reads pixels through.
     os.environ["MAGICK_THREAD_LIMIT"] = os.environ["OMP_NUM_THREADS"] = "1"
     import wand.resource
-    from imageserver import icc, magick, pipeline
-    from imageserver.names import parse_output
-    from imageserver.settings import Settings
+    from imageserver.imaging import icc, magick, pipeline
+    from imageserver.core.names import parse_output
+    from imageserver.core.settings import Settings
     wand.resource.limits["thread"] = 1
     settings = Settings()
     specs = [parse_output(name, settings) for name in NAMES[args.source.split("-")[0]]]

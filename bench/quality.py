@@ -10,8 +10,8 @@ import numpy as np
 from wand.color import Color
 from wand.image import Image
 
-from imageserver import magick, pipeline
-from imageserver.names import OutputSpec
+from imageserver.imaging import magick, pipeline
+from imageserver.core.names import OutputSpec
 
 SRGB_PROFILE = "/usr/share/color/icc/sRGB.icc"
 BLOCK = 8

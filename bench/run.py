@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import requests
 from wand.version import MAGICK_VERSION
 
-from imageserver import signing
-from imageserver.names import parse_output
-from imageserver.settings import Settings
+from imageserver.core import signing
+from imageserver.core.names import parse_output
+from imageserver.core.settings import Settings
 
 from . import baseline, burst, inputs, peer, quality, report
 from .peer import Thumbor

@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import faults
 from tests.helpers import free_port, wait_until, worker_pids
 from tests.nginx_server import Nginx

@@ -17,8 +17,9 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from imageserver import create_app, init_worker
-from imageserver.settings import Settings, parse_command_line
+from imageserver import create_app
+from imageserver.images.setup import init_worker
+from imageserver.core.settings import Settings, parse_command_line
 from tests import pictures
 from tests.helpers import IMAGES, free_port, server_environment, stop_process, wait_until_up
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair

@@ -20,8 +20,8 @@ import requests
 from wand.image import Image
 
 from tests import pictures
-from imageserver.paths import ImageKey
-from imageserver.variants import RECORDS
+from imageserver.core.paths import ImageKey
+from imageserver.images.variants import RECORDS
 from tests.conftest import RunningServer
 from tests.helpers import IMAGES, free_port, image_url, server_environment, wait_until_up
 

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from imageserver import pipeline
-from imageserver.names import parse_output
-from imageserver.paths import ImageKey
-from imageserver.settings import Settings
+from imageserver.imaging import pipeline
+from imageserver.core.names import parse_output
+from imageserver.core.paths import ImageKey
+from imageserver.core.settings import Settings
 from tests import pictures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -25,7 +25,7 @@ from collections import Counter
 
 import requests
 
-from imageserver.variants import RECORDS
+from imageserver.images.variants import RECORDS
 from tests import hostile, pictures
 from tests.helpers import IMAGES, folder_of, free_port, wait_until_up, worker_pids
 from tests.netns import in_own_network, isolated_command

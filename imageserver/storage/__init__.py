@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..errors import SettingsError
-from ..paths import state_folder
-from .base import Store
-from .guard import TombstoneGuard
-from .local import NoRemoteStore
-from .pending import NoPendingUploads, PendingUploads
-from .timed import TimedStore
+from imageserver.core.errors import SettingsError
+from imageserver.core.paths import state_folder
+from imageserver.storage.base import Store
+from imageserver.storage.guard import TombstoneGuard
+from imageserver.storage.local import NoRemoteStore
+from imageserver.storage.pending import NoPendingUploads, PendingUploads
+from imageserver.storage.timed import TimedStore
 
 
 def build_store(settings, metrics=None) -> Store:
@@ -28,10 +28,10 @@ def _remote_store(settings) -> Optional[Store]:
     if settings.aws_bucket and settings.manta_url:
         raise SettingsError("give --aws_bucket or --manta_url, not both: one store at a time")
     if settings.aws_bucket:
-        from .s3 import S3Store
+        from imageserver.storage.s3 import S3Store
         return S3Store(settings)
     if settings.manta_url:
-        from .manta import MantaStore
+        from imageserver.storage.manta import MantaStore
         return MantaStore(settings)
     return None
 

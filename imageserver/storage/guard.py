@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from ..errors import NotFound
-from ..paths import ImageKey
-from .base import Store, WrappedStore
+from imageserver.core.errors import NotFound
+from imageserver.core.paths import ImageKey
+from imageserver.storage.base import Store, WrappedStore
 
 TOMBSTONES = ".purged"
 TOMBSTONE_NAME = re.compile(r"(?P<namespace>[a-z0-9_]{1,64})\.(?P<hash>[0-9a-f]{32})")

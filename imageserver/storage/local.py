@@ -1,8 +1,8 @@
 """The default store: nothing remote. Local disk is then the only copy of every image."""
 from __future__ import annotations
 
-from ..errors import NotFound
-from .base import Store
+from imageserver.core.errors import NotFound
+from imageserver.storage.base import Store
 
 
 class NoRemoteStore(Store):

@@ -24,10 +24,10 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
-from .. import files
-from ..errors import NotFound, SettingsError, StoreError, Unavailable
-from ..paths import CACHE_CONTROL
-from .base import Store
+from imageserver.core import files
+from imageserver.core.errors import NotFound, SettingsError, StoreError, Unavailable
+from imageserver.core.paths import CACHE_CONTROL
+from imageserver.storage.base import Store
 
 DIRECTORY_TYPE = "application/json; type=directory"
 RETRIED_STATUSES = {429, 500, 502, 503, 504}

@@ -16,9 +16,9 @@ import os
 import threading
 import time
 
-from .. import files
-from ..errors import ImageServerError, NotFound
-from .base import Store
+from imageserver.core import files
+from imageserver.core.errors import ImageServerError, NotFound
+from imageserver.storage.base import Store
 
 log = logging.getLogger(__name__)
 LOCK_SECONDS = 600

@@ -15,10 +15,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, \
     NoCredentialsError
 
-from .. import files
-from ..errors import NotFound, SettingsError, StoreError, Unavailable
-from ..paths import CACHE_CONTROL
-from .base import Store
+from imageserver.core import files
+from imageserver.core.errors import NotFound, SettingsError, StoreError, Unavailable
+from imageserver.core.paths import CACHE_CONTROL
+from imageserver.storage.base import Store
 
 MISSING = {"404", "NoSuchKey", "NotFound"}
 

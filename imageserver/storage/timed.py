@@ -1,7 +1,7 @@
 """A remote store that reports how long its transfers take (`download.time.store`, `upload.time.store`)."""
 from __future__ import annotations
 
-from .base import Store, WrappedStore
+from imageserver.storage.base import Store, WrappedStore
 
 
 class TimedStore(WrappedStore):

@@ -19,12 +19,12 @@ from flask import Blueprint, Flask, Response, current_app, request, send_file
 from gunicorn.http import errors as gunicorn_errors
 from werkzeug.exceptions import HTTPException
 
-from .. import signing
-from ..errors import ImageServerError
-from ..images import Images
-from ..json_text import pretty
-from ..names import OutputSpec, check_allowed
-from ..paths import CACHE_CONTROL, ImageKey
+from imageserver.core import signing
+from imageserver.core.errors import ImageServerError
+from imageserver.images.service import Images
+from imageserver.core.json_text import pretty
+from imageserver.core.names import OutputSpec, check_allowed
+from imageserver.core.paths import CACHE_CONTROL, ImageKey
 
 IMAGE_FOLDER = "/<namespace>/<p1>/<p2>/<p3>/<rest>"
 # What gunicorn raises in a view reading a chunked body that breaks the chunked coding, or stops.
@@ -87,7 +87,7 @@ def guard_outputs(specs: Iterable[OutputSpec], outputs: str | None = None) -> No
 
 
 def register(app: Flask) -> None:
-    from . import api, info, process, purge, status, upload
+    from imageserver.web import api, info, process, purge, status, upload
 
     # A path with a doubled slash is not found, rather than redirected: werkzeug's redirects are
     # HTML and build their Location from the Host header, which the client chooses. (Its other

@@ -1,8 +1,8 @@
 """An image's stored facts: GET info.json, and GET its original bytes (as a download)."""
 from __future__ import annotations
 
-from ..paths import ImageKey
-from . import image_blueprint, json_response, send_image_file, service
+from imageserver.core.paths import ImageKey
+from imageserver.web import image_blueprint, json_response, send_image_file, service
 
 blueprint = image_blueprint("info", __name__)
 

@@ -9,9 +9,15 @@ from urllib.parse import quote
 from flask import Response, request
 from werkzeug.http import dump_options_header
 
-from ..names import OutputSpec, parse_output, parse_output_list
-from ..paths import ACCEL_HEADER, ACCEL_LOCATION, ACCEL_LOCATION_VARY_ACCEPT, CACHE_CONTROL, ImageKey
-from . import guard_outputs, image_blueprint, send_image_file, service
+from imageserver.core.names import OutputSpec, parse_output, parse_output_list
+from imageserver.core.paths import (
+    ACCEL_HEADER,
+    ACCEL_LOCATION,
+    ACCEL_LOCATION_VARY_ACCEPT,
+    CACHE_CONTROL,
+    ImageKey,
+)
+from imageserver.web import guard_outputs, image_blueprint, send_image_file, service
 
 blueprint = image_blueprint("process", __name__)
 

@@ -6,9 +6,9 @@ import hmac
 from flask import request
 from werkzeug.exceptions import MethodNotAllowed
 
-from ..errors import Forbidden, Unauthorized
-from ..paths import ImageKey
-from . import image_blueprint, json_response, service
+from imageserver.core.errors import Forbidden, Unauthorized
+from imageserver.core.paths import ImageKey
+from imageserver.web import image_blueprint, json_response, service
 
 blueprint = image_blueprint("purge", __name__)
 

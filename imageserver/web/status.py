@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from .. import eviction, pipeline, space
-from ..version import __version__
-from . import json_response, service
+from imageserver.images import eviction, space
+from imageserver.imaging import pipeline
+from imageserver.core.version import __version__
+from imageserver.web import json_response, service
 
 blueprint = Blueprint("status", __name__)
 

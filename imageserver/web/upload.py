@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from ..errors import BadRequest, PayloadTooLarge
-from ..names import parse_output_list
-from . import guard_outputs, json_response, service
+from imageserver.core.errors import BadRequest, PayloadTooLarge
+from imageserver.core.names import parse_output_list
+from imageserver.web import guard_outputs, json_response, service
 
 blueprint = Blueprint("upload", __name__)
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.helpers import assert_json_error, folder_of
 from tests.pictures import decode, near

@@ -8,9 +8,10 @@ import os
 
 import pytest
 
-from imageserver import pipeline, signing
-from imageserver.names import accepted_types, choose_format
-from imageserver.paths import ImageKey
+from imageserver.imaging import pipeline
+from imageserver.core import signing
+from imageserver.core.names import accepted_types, choose_format
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.helpers import assert_json_error, image_url
 

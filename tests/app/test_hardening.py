@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from imageserver import signing
+from imageserver.core import signing
 from tests import hostile, pictures
 from tests.helpers import IMAGES, assert_json_error, folder_of
 

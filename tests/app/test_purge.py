@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.helpers import assert_json_error, folder_of, image_url
 

@@ -1,4 +1,4 @@
-"""Our gunicorn worker (imageserver/worker.py), with gunicorn's own settings for it, on a socket pair:
+"""Our gunicorn worker (imageserver/serving/worker.py), with gunicorn's own settings for it, on a socket pair:
 every request is read by gunicorn and answered by the app, with the access-log line; a client that
 sends nothing until the worker timeout gets the JSON 503."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.config import Config
 
-from imageserver import gunicorn_conf
-from imageserver.access_log import AccessLogger
-from imageserver.worker import JsonErrorWorker
+from imageserver.serving import gunicorn_conf
+from imageserver.serving.access_log import AccessLogger
+from imageserver.serving.worker import JsonErrorWorker
 from tests import pictures
 from tests.helpers import ROOT, folder_of
 

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from imageserver import pipeline
+from imageserver.imaging import pipeline
 from tests import pictures
-from imageserver.signing import signature as sign
+from imageserver.core.signing import signature as sign
 from tests.helpers import image_url
 from tests.nginx_server import NGINX, Nginx
 

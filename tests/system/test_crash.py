@@ -9,8 +9,8 @@ import pytest
 import requests
 from wand.image import Image
 
-from imageserver.paths import ImageKey
-from imageserver.variants import RECORDS
+from imageserver.core.paths import ImageKey
+from imageserver.images.variants import RECORDS
 from tests import pictures
 from tests.faults import Load, check_files, kill_everything, launch
 from tests.helpers import image_url as url, plain_gunicorn, wait_until, worker_pids

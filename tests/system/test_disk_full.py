@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.conftest import s3_flags
 from tests.faults import can_mount_tmpfs, check_files, fill, launch, tmpfs

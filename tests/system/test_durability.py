@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.conftest import s3_flags
 from tests.faults import check_files, launch

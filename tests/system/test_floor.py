@@ -40,7 +40,7 @@ def test_the_declared_floors_serve_an_output(tmp_path):
     # The package itself from this tree, on the path (installing it would build in the tree).
     port = free_port()
     server = subprocess.Popen(
-        [str(venv / "bin" / "python"), "-c", "from imageserver.cli import main; main()",
+        [str(venv / "bin" / "python"), "-c", "from imageserver.commands.cli import main; main()",
          "--listen", "127.0.0.1", "--port", str(port), "--status_port", "0", "--workers", "1",
          "--local_base_path", str(tmp_path / "public"), "server"],
         env={**server_environment(), "PYTHONPATH": ROOT}, cwd=tmp_path,

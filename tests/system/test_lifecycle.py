@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import hostile, pictures
 from tests.conftest import launch
 from tests.helpers import IMAGES, free_port, image_url, plain_gunicorn, wait_until, worker_pids

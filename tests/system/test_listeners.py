@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from imageserver.listeners import MAX_CONNECTIONS
+from imageserver.serving.listeners import MAX_CONNECTIONS
 from tests.helpers import assert_healthy, free_port, port_inodes, socket_inodes, wait_until, worker_pids
 
 # A server's usual limit of open files (the test process may have more): with it, main's status

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from imageserver.variants import RECORDS
+from imageserver.images.variants import RECORDS
 from tests import pictures
 from tests.helpers import ROOT, free_port, server_environment, wait_until_up
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from imageserver import __version__
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.helpers import ROOT, VENV_BIN, free_port, server_environment, wait_until_up
 from tests.system.remote import MantaView, S3View
@@ -131,13 +131,15 @@ def test_make_build_leaves_a_wheel_that_installs_and_runs(tree, tmp_path):
     version = subprocess.run([str(fresh / "bin" / "images"), "--version"], capture_output=True,
                              text=True, timeout=60, cwd=tmp_path)
     assert (version.returncode, version.stdout.strip()) == (0, __version__), version.stderr
-    # The API description and the coder policy are in the wheel, where the server looks for them.
+    # The API description, the coder policy and nginx's block are in the wheel, where the server
+    # looks for them.
     found = subprocess.run([str(fresh / "bin" / "python"), "-c",
-                            "import os, imageserver.web as w; d = os.path.dirname(w.__file__); "
-                            "print(os.path.exists(d + '/openapi.json'), "
-                            "os.path.exists(d + '/../magick/policy.xml'))"],
+                            "import os, imageserver as i; d = os.path.dirname(i.__file__); "
+                            "print(os.path.exists(d + '/web/openapi.json'), "
+                            "os.path.exists(d + '/imaging/magick/policy.xml'), "
+                            "os.path.exists(d + '/commands/nginx.conf.j2'))"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert found.stdout.split() == ["True", "True"], found.stderr
+    assert found.stdout.split() == ["True", "True", "True"], found.stderr
     # So is the nginx block's template.
     block = subprocess.run([str(fresh / "bin" / "images"), "nginx_config"], capture_output=True,
                            text=True, timeout=60, cwd=tmp_path)
@@ -166,6 +168,6 @@ def test_make_release_tags_a_new_version_once_and_uploads_nothing(tree):
     version_file.write_text(version_file.read_text().replace("0.0.1", "99.0.0"))
     dirty = make(tree, "release")
     assert dirty.returncode != 0 and "the tree is not clean" in dirty.stderr
-    assert "imageserver/version.py" in dirty.stderr
+    assert "imageserver/core/version.py" in dirty.stderr
     assert not (tree / "dist").exists()
     assert git(tree, "tag", "--list").split() == [f"v{__version__}"]

@@ -12,7 +12,7 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from imageserver.errors import SettingsError
+from imageserver.core.errors import SettingsError
 from imageserver.storage.manta import Signer, fingerprints, load_key
 
 DIRECTORY = {"Content-Type": "application/json; type=directory"}

@@ -5,8 +5,8 @@ import subprocess
 import pytest
 import requests
 
-from imageserver import signing
-from imageserver.paths import ACCEL_LOCATION, CACHE_CONTROL, ImageKey
+from imageserver.core import signing
+from imageserver.core.paths import ACCEL_LOCATION, CACHE_CONTROL, ImageKey
 from tests import pictures
 from tests.helpers import IMAGES, assert_raw_json_error, folder_of, image_url, raw, wait_until
 from tests.nginx_server import NGINX, Nginx, nginx_conf
@@ -126,7 +126,7 @@ def test_nginx_refuses_what_the_app_would_and_never_serves_dot_files(app_and_ngi
         got = nginx.get(f"/{folder}/{name}")
         assert got.status_code == 404 and got.json() == {"error": "not found"}
         assert b"half" not in got.content
-    assert nginx.get("/.imageserver/sources").status_code == 404
+    assert nginx.get("/.imageserver/sources/downloads").status_code == 404
 
     made = f"/{folder}/x20.jpg"
     assert nginx.get(made).headers["X-Image-Cache"] == "made"

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.helpers import VENV_BIN
 

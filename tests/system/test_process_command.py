@@ -9,7 +9,7 @@ import struct
 import subprocess
 import termios
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.conftest import manta_flags, s3_flags
 from tests.helpers import IMAGES, server_environment

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.conftest import manta_flags, s3_flags
 from tests.faults import kill_everything, launch
@@ -189,9 +189,9 @@ def test_a_purge_on_manta_deletes_the_objects_then_the_empty_folders(manta_serve
 def test_what_the_tombstones_cost(moto_server, s3_bucket, tmp_path):
     """A pass of the sweep: one LIST per 1000 tombstones, and one stat per tombstone; a request:
     nothing, but an object stored, which costs one HEAD more."""
-    from imageserver.metrics import NullMetrics
-    from imageserver.purge import Sweep
-    from imageserver.settings import Settings
+    from imageserver.core.metrics import NullMetrics
+    from imageserver.images.purge import Sweep
+    from imageserver.core.settings import Settings
     from imageserver.storage import build_store
 
     settings = Settings(local_base_path=str(tmp_path / "public"), aws_bucket=s3_bucket,

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.conftest import manta_flags, s3_flags
 from tests.helpers import image_url, wait_until

@@ -1,7 +1,7 @@
 """statsd: the original's counter names and the timers, as datagrams on a real UDP socket."""
 import socket
 
-from imageserver import signing
+from imageserver.core import signing
 from tests import pictures
 from tests.helpers import folder_of, wait_until
 

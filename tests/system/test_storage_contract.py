@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from imageserver.errors import NotFound, StoreError, Unavailable
-from imageserver.settings import Settings
+from imageserver.core.errors import NotFound, StoreError, Unavailable
+from imageserver.core.settings import Settings
 from imageserver.storage import NoRemoteStore, Store, build_store
 
 FOLDER = "images/p/6e0/072/682/e66287b662827da75b244a3"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import requests
 
-from imageserver.paths import ImageKey
+from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.conftest import s3_flags
 from tests.helpers import wait_until

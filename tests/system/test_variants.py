@@ -7,7 +7,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from imageserver import signing
+from imageserver.core import signing
 from tests import pictures
 from tests.helpers import assert_json_error, image_url
 

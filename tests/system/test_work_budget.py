@@ -1,4 +1,4 @@
-"""The work a request causes, priced before any of it is done (imageserver/cost.py), against a real
+"""The work a request causes, priced before any of it is done (imageserver/imaging/cost.py), against a real
 server with the default settings: small files that ask for minutes of CPU are a 413 that names the
 bound, at once, and leave nothing behind. Each test prints the time its requests took and the CPU
 the workers spent (pytest -s shows them)."""

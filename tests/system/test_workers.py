@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from imageserver.variants import RECORDS
+from imageserver.images.variants import RECORDS
 from tests import pictures
 from tests.helpers import folder_of
 

@@ -6,7 +6,7 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from imageserver.access_log import FORMAT, AccessLogger
+from imageserver.serving.access_log import FORMAT, AccessLogger
 
 ENVIRON = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET", "QUERY_STRING": "sig=abc",
            "RAW_URI": "/p/6e0/072/682/e66287b662827da75b244a3/x300.jpg?sig=abc",

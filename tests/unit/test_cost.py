@@ -6,10 +6,10 @@ import pytest
 from wand.api import library
 from wand.image import Image
 
-from imageserver import cost, magick, pipeline
-from imageserver.errors import PayloadTooLarge
-from imageserver.names import parse_output
-from imageserver.settings import Settings
+from imageserver.imaging import cost, magick, pipeline
+from imageserver.core.errors import PayloadTooLarge
+from imageserver.core.names import parse_output
+from imageserver.core.settings import Settings
 from tests import hostile, pictures
 
 SETTINGS = Settings()

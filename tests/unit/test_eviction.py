@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from imageserver import eviction
-from imageserver.eviction import LocalFile, choose_victims, scan
-from imageserver.metrics import NullMetrics
-from imageserver.errors import SettingsError
-from imageserver.settings import Settings
+from imageserver.images import eviction
+from imageserver.images.eviction import LocalFile, choose_victims, scan
+from imageserver.core.metrics import NullMetrics
+from imageserver.core.errors import SettingsError
+from imageserver.core.settings import Settings
 from imageserver.storage.local import NoRemoteStore
 from imageserver.storage.pending import PendingUploads
 
@@ -143,6 +143,6 @@ def test_no_limit_no_status():
 
 @pytest.mark.spawns
 def test_the_sweep_and_the_server_module_do_not_load_imagemagick():
-    code = ("import sys, imageserver.eviction, imageserver.server; "
+    code = ("import sys, imageserver.images.eviction, imageserver.serving.server; "
             "sys.exit(any(m.split('.')[0] == 'wand' for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

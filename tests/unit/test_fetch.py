@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from imageserver import fetch
-from imageserver.errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
+from imageserver.sources import fetch
+from imageserver.core.errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
 from tests import pictures
 from tests.trickle import SLOW_HANDSHAKE, SLOW_HEADERS
 
@@ -389,8 +389,8 @@ def test_https_refuses_an_unknown_authority(resolver, tmp_path):
 # takes every query and never answers; the resolver told to wait 30 s for it (RES_OPTIONS).
 LOOKUP = """
 import sys, time
-from imageserver import fetch
-from imageserver.errors import GatewayTimeout
+from imageserver.sources import fetch
+from imageserver.core.errors import GatewayTimeout
 started = time.monotonic()
 try:
     fetch.addresses_of("never.answered.test", 80, float(sys.argv[1]))

@@ -8,8 +8,8 @@ import ipaddress
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from imageserver import fetch
-from imageserver.errors import Forbidden
+from imageserver.sources import fetch
+from imageserver.core.errors import Forbidden
 from tests.ipv4_forms import FORMS, METADATA_IPV4, SINGLE, any_ipv4, dangerous_ipv4, forms, free_bits
 
 PROPERTY = settings(max_examples=300, deadline=None)

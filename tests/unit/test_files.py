@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from imageserver import files
-from imageserver.errors import DiskFull, Unavailable
+from imageserver.core import files
+from imageserver.core.errors import DiskFull, Unavailable
 
 
 def test_write_atomically_leaves_only_the_file(tmp_path):

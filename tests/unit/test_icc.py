@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from imageserver import icc
+from imageserver.imaging import icc
 from tests import pictures
 
 ICC = "/usr/share/color/icc"

@@ -3,8 +3,8 @@ import socket
 
 import pytest
 
-from imageserver.metrics import NullMetrics, StatsdMetrics, build_metrics
-from imageserver.settings import Settings
+from imageserver.core.metrics import NullMetrics, StatsdMetrics, build_metrics
+from imageserver.core.settings import Settings
 
 
 def test_statsd_names_and_prefix():

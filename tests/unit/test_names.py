@@ -1,8 +1,8 @@
 import pytest
 
-from imageserver.errors import BadRequest, NotFound
-from imageserver.names import parse_output, parse_output_list
-from imageserver.settings import Settings
+from imageserver.core.errors import BadRequest, NotFound
+from imageserver.core.names import parse_output, parse_output_list
+from imageserver.core.settings import Settings
 
 SETTINGS = Settings()
 

@@ -6,12 +6,17 @@ import string
 
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from imageserver import signing
-from imageserver.errors import BadRequest, Forbidden, NotFound
-from imageserver.paths import ImageKey
-from imageserver.names import EXTENSIONS, MAXIMUM_OUTPUTS_PER_REQUEST, check_allowed, parse_output, \
-    parse_output_list
-from imageserver.settings import Settings
+from imageserver.core import signing
+from imageserver.core.errors import BadRequest, Forbidden, NotFound
+from imageserver.core.paths import ImageKey
+from imageserver.core.names import (
+    EXTENSIONS,
+    MAXIMUM_OUTPUTS_PER_REQUEST,
+    check_allowed,
+    parse_output,
+    parse_output_list,
+)
+from imageserver.core.settings import Settings
 
 SETTINGS = Settings(maximum_width=1000, maximum_height=1000)
 sizes = st.integers(1, 1000)

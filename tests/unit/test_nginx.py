@@ -3,11 +3,11 @@ import re
 
 import pytest
 
-from imageserver import nginx
-from imageserver.errors import SettingsError
-from imageserver.names import CONTENT_TYPES
-from imageserver.paths import ImageKey
-from imageserver.settings import Settings
+from imageserver.commands import nginx
+from imageserver.core.errors import SettingsError
+from imageserver.core.names import CONTENT_TYPES
+from imageserver.core.paths import ImageKey
+from imageserver.core.settings import Settings
 
 
 @pytest.mark.parametrize("listen, upstream", [

@@ -1,7 +1,7 @@
 import pytest
 
-from imageserver.errors import BadRequest, NotFound
-from imageserver.paths import ImageKey, check_namespace
+from imageserver.core.errors import BadRequest, NotFound
+from imageserver.core.paths import ImageKey, check_namespace
 
 H = "6e0072682e66287b662827da75b244a3"
 

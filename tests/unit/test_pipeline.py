@@ -7,10 +7,10 @@ import pytest
 from wand.color import Color
 from wand.image import Image
 
-from imageserver import magick, pipeline
-from imageserver.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from imageserver.names import parse_output
-from imageserver.settings import Settings
+from imageserver.imaging import magick, pipeline
+from imageserver.core.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from imageserver.core.names import parse_output
+from imageserver.core.settings import Settings
 from tests import hostile, pictures
 from tests.helpers import render
 from tests.pictures import decode, near

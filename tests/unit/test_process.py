@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from imageserver.process import Item, Result, parse_line, run_all
+from imageserver.commands.process import Item, Result, parse_line, run_all
 
 H = "6e0072682e66287b662827da75b244a3"
 

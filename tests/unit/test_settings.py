@@ -2,8 +2,8 @@ import subprocess
 
 import pytest
 
-from imageserver.errors import SettingsError
-from imageserver.settings import Settings, parse_command_line
+from imageserver.core.errors import SettingsError
+from imageserver.core.settings import Settings, parse_command_line
 from tests.helpers import IMAGES
 
 

@@ -1,8 +1,8 @@
 """The operations settings (statsd, status port, profiler, drain, nginx) and their commands."""
 import pytest
 
-from imageserver.errors import SettingsError
-from imageserver.settings import parse_command_line
+from imageserver.core.errors import SettingsError
+from imageserver.core.settings import parse_command_line
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from imageserver.errors import Forbidden
-from imageserver.metrics import NullMetrics
-from imageserver.paths import INFO, ImageKey, state_folder
-from imageserver.settings import Settings
-from imageserver.sources import REUSE_SECONDS, SourceDownloads
+from imageserver.core.errors import Forbidden
+from imageserver.core.metrics import NullMetrics
+from imageserver.core.paths import INFO, ImageKey, state_folder
+from imageserver.core.settings import Settings
+from imageserver.sources.downloads import REUSE_SECONDS, SourceDownloads
 
 URL = "http://images.example.com/a.jpg"
 KEY = ImageKey("p", "6e0072682e66287b662827da75b244a3")

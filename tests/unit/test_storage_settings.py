@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from imageserver.errors import SettingsError
-from imageserver.settings import Settings, parse_command_line
+from imageserver.core.errors import SettingsError
+from imageserver.core.settings import Settings, parse_command_line
 from imageserver.storage import build_store
 from imageserver.storage.local import NoRemoteStore
 from tests.helpers import IMAGES, server_environment

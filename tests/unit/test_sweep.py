@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from imageserver import sweep
+from imageserver.sources import sweep
 
 
 def make(folder, name: str, age: float) -> None:

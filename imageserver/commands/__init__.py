@@ -1,0 +1,1 @@
+"""The `images` command line: server, process, doctor, nginx_config."""
