@@ -79,9 +79,9 @@ class Images:
         outputs = self.concrete(self._outputs_of_new_image(outputs),
                                 lambda: pipeline.has_transparency(data[:pipeline.TRANSPARENCY_HEAD_BYTES]))
         # The whole request priced from the header, before its check decodes a pixel.
-        pipeline.check_work(outputs, pipeline.read_header(data, self.limits), self.limits,
-                            self.settings.default_quality, upload=True)
-        source = pipeline.describe(data, self.limits)
+        source = pipeline.read_header(data, self.limits)
+        pipeline.check_work(outputs, source, self.limits, self.settings.default_quality, upload=True)
+        pipeline.check_whole(data, source, self.limits)
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
         names = [ORIGINAL, INFO, *(spec.file for spec in outputs)]

@@ -380,6 +380,12 @@ def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
     """Check that `data` is a whole image we accept, within the limits, and say what it is: its
     header first, then (once the decoding is priced within the budget) every pixel of it."""
     source = read_header(data, limits)
+    check_whole(data, source, limits)
+    return source
+
+
+def check_whole(data: bytes, source: SourceInfo, limits: Limits = Limits()) -> None:
+    """`describe`'s decode of every pixel, for a `source` read from `data`'s header already."""
     _check_complete(data, source.coder)
     work = _upload_check(source)
     _check_budget(work, limits, "checking this upload", source)
@@ -389,7 +395,6 @@ def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
         with _open(data, source.coder, size_hint=hint) as image:
             if image.width == 0 or image.height == 0:
                 raise Unprocessable("upload: the image has no pixels")
-    return source
 
 
 def read_header(data: bytes, limits: Limits = Limits()) -> SourceInfo:
