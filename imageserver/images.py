@@ -240,7 +240,7 @@ class Images:
         data = files.read(self.disk.local_copy(key, ORIGINAL))
         quality = spec.quality or self.settings.default_quality
         with self.metrics.timer(f"processing.time.{spec.ext}"):
-            return pipeline.render(data, spec, quality, self.limits)
+            return pipeline.render(data, spec, quality, self.limits, reuse=f"{key.namespace}/{key.hash}")
 
     def _counting_post(self):
         return _Counting(self.posting, self.metrics)
