@@ -98,6 +98,9 @@ class Settings:
         4000, "most milliseconds of CPU one request's image work is priced at (an upload's check and "
         "the outputs it asks for, POST .../process, a new output's GET), else 413 before any of it")
     maximum_scans: int = setting(100, "most scans of a progressive JPEG accepted")
+    decoded_cache_pixels: int = setting(
+        4_000_000, "pixels of decoded sources a worker keeps in memory for the next sizes of the same "
+        "image (8 bytes a pixel: 32 MB at the default; 0: none)")
     allowed_source_hosts: tuple = setting(
         (), "hosts that source URLs may name (.example.com: any host under it); empty: any public host")
     allowed_outputs: tuple = setting(
@@ -134,7 +137,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name} must be positive, not {getattr(self, name)}")
-        for name in ("maximum_variants", "failure_seconds"):
+        for name in ("maximum_variants", "failure_seconds", "decoded_cache_pixels"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"--{name} must be 0 (none) or more, not {getattr(self, name)}")
         if self.maximum_local_bytes < 0:

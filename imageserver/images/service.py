@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 from imageserver.images import cache, purge, space
 from imageserver.core import files, shared
 from imageserver.imaging import pipeline
+from imageserver.imaging.decoded import DECODED
 from imageserver.core.errors import ImageServerError
 from imageserver.core.json_text import pretty
 from imageserver.core.names import AUTO_FORMATS, OutputSpec, choose_format, is_allowed, parse_output_list
@@ -241,8 +242,12 @@ class Images:
         space.check_reserve(self.base, self.settings.minimum_free_bytes)
         data = files.read(self.disk.local_copy(key, ORIGINAL))
         quality = spec.quality or self.settings.default_quality
+        reused = DECODED.reused
         with self.metrics.timer(f"processing.time.{spec.ext}"):
-            return pipeline.render(data, spec, quality, self.limits)
+            output = pipeline.render(data, spec, quality, self.limits, reuse=f"{key.namespace}/{key.hash}")
+        if DECODED.reused > reused:
+            self.metrics.incr("processing.decoded_reused")
+        return output
 
     def _counting_post(self):
         return _Counting(self.posting, self.metrics)

@@ -100,13 +100,16 @@ def encode_ns(ext: str, quality: int) -> float:
 
 
 def render(source: Decode, decoded_pixels: int, output_width: int, output_height: int, ext: str,
-           quality: int, animated: bool = False, name: str = "") -> Work:
-    """Making one output: decode, resize, encode (every frame, for an animation that stays one)."""
+           quality: int, animated: bool = False, name: str = "", decoded_already: bool = False) -> Work:
+    """Making one output: decode, resize, encode (every frame, for an animation that stays one).
+    `decoded_already`: from a decode kept in memory (decoded.py), whose clone costs nothing until
+    written: no decode."""
     frames = source.frames if animated else 1
     written = output_width * output_height
     resized = (decoded_pixels * RESIZE_NS_PER_SOURCE + written * RESIZE_NS_PER_OUTPUT
                if decoded_pixels != written else 0)
-    milliseconds = (FIXED_MS + decode_ms(source, decoded_pixels, frames)
+    decoding = 0 if decoded_already else decode_ms(source, decoded_pixels, frames)
+    milliseconds = (FIXED_MS + decoding
                     + frames * (resized + written * encode_ns(ext, quality)) / 1e6)
     if ext == "gif":
         milliseconds += frames * GIF_FRAME_MS

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from imageserver.imaging import cost, icc, magick
 from imageserver.core.errors import (
     NotConfigured,
     NotFound,
@@ -27,8 +26,10 @@ from imageserver.core.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from imageserver.imaging.magick import Color, Image, WandException, WandWarning
 from imageserver.core.names import OutputSpec
+from imageserver.imaging import cost, icc, magick
+from imageserver.imaging.decoded import DECODED
+from imageserver.imaging.magick import Color, Image, WandException, WandWarning
 
 # Coders we read, by the content type we answer with.
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
@@ -92,12 +93,13 @@ class Limits:
     maximum_full_size_pixels: int = 25_000_000
     maximum_request_ms: int = 4_000
     maximum_scans: int = 100
+    decoded_cache_pixels: int = 4_000_000    # see decoded.py
 
     @classmethod
     def from_settings(cls, settings) -> "Limits":
         return cls(settings.maximum_source_pixels, settings.maximum_source_side,
                    settings.maximum_frames, settings.maximum_full_size_pixels,
-                   settings.maximum_request_ms, settings.maximum_scans)
+                   settings.maximum_request_ms, settings.maximum_scans, settings.decoded_cache_pixels)
 
     @property
     def maximum_animation_pixels(self) -> int:
@@ -234,6 +236,7 @@ def _decoding(what: str, work: Optional[cost.Work] = None):
                                           f"limits ({_short(error) or 'out of memory'})") from None
                 raise Unprocessable(f"{what}: the image cannot be decoded ({_short(error)})") from None
         except BaseException:
+            DECODED.clear()    # nothing kept that after_failure could take for a failed image's
             magick.after_failure()
             raise
     for warning in caught:
@@ -536,9 +539,13 @@ def plan(spec: OutputSpec, source_width: int, source_height: int) -> Plan:
     return Plan(spec.width, spec.height, (left, top, crop_w, crop_h), scale)
 
 
-def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits()) -> bytes:
+def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(),
+           reuse: str = "") -> bytes:
     """Make the output `spec` from the original `data`, and return its encoded bytes: priced from
-    the header first, and refused (413) when over the budget, before any pixel is decoded."""
+    the header first, and refused (413) when over the budget, before any pixel is decoded.
+
+    `reuse`: the original's name (namespace/hash), when a decode of it kept in this worker may serve
+    (decoded.py), and this render's decode may be kept for the next outputs of it."""
     _check_available()
     _check_writable(spec)
     source = read_header(data, limits)
@@ -548,28 +555,78 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
     animated_gif = _animated(spec, source)
     layout = plan(spec, source.width, source.height)
     hint = _jpeg_size_hint(source.coder, layout, source.width, source.height, source.transposed)
-    with _decoding("render", work):
-        with _open(data, source.coder, first_frame_only=not animated_gif, size_hint=hint) as image:
-            image.auto_orient()
-            _crop_and_resize(image, layout, source.width, animated_gif,
-                             preshrink=source.coder != "jpeg" and not animated_gif)
-            _to_srgb(image)
-            if not _keeps_alpha(spec.ext) and image.alpha_channel:
-                image.background_color = Color(WHITE)
-                image.alpha_channel = "remove"
-            image.strip()
-            # 8 bits out. Only when not already so: ImageMagick 7 rewrites every pixel here (4% of a
-            # small render) even when nothing changes, and rounds down where 6 leaves them be.
-            if image.depth != 8:
-                image.depth = 8
-            image.compression_quality = avif_quality(quality) if spec.ext == "avif" else quality
-            if spec.ext == "avif":
-                image.options["heic:speed"] = AVIF_SPEED
-            if spec.ext == "png":
-                image.options["png:compression-level"] = str(png_compression_level(quality))
-            if animated_gif:
-                image.optimize_layers()
-            return image.make_blob(WRITERS[spec.ext])
+    identity = (f"{reuse}:{len(data)}:{zlib.crc32(data)}"
+                if reuse and limits.decoded_cache_pixels and not animated_gif else "")
+    kept = None
+    try:
+        image, decoded = (DECODED.clone(identity, _cheaper_decode(spec, source, quality, hint, work))
+                          if identity else (None, None))
+        if decoded:
+            work = price(spec, source, quality, decoded)
+        with _decoding("render", work):
+            if image is None:
+                image = _open(data, source.coder, first_frame_only=not animated_gif, size_hint=hint)
+            with image:
+                if not decoded:
+                    image.auto_orient()
+                    if identity and image.width * image.height <= limits.decoded_cache_pixels:
+                        kept = image.clone()
+                blob = _finish(image, spec, quality, layout, source, animated_gif)
+    except BaseException:
+        if kept is not None:
+            kept.close()
+        raise
+    if kept is not None:   # only once the render succeeded: a JPEG cut short warns after its decode
+        DECODED.keep(identity, kept, limits.decoded_cache_pixels)
+    return blob
+
+
+def _cheaper_decode(spec: OutputSpec, source: SourceInfo, quality: int, hint: str, fresh: cost.Work):
+    """Picks, among the sizes of a source's kept decodes, the very decode this render would make (the
+    one `hint` asks for, the whole source without one), if the cost model prices the render from it
+    lower than from a fresh decode (`fresh`): the output is then the same, byte for byte. A bigger
+    decode would serve as well, but its output differs (SSIM 0.975-0.985 against the fresh one on
+    the bench's photograph, better or worse against the reference by size: bench/reuse.py), and
+    resizing its extra pixels costs most of what it saves."""
+    needed = _hint_width(hint, source) if hint else source.width
+
+    def choose(sizes: list) -> Optional[tuple]:
+        # libjpeg rounds a scaled width up, the hint names it rounded down: at most 1 apart.
+        same = [size for size in sizes if needed <= size[0] <= needed + 1]
+        if same and price(spec, source, quality, same[0]).milliseconds < fresh.milliseconds:
+            return same[0]
+        return None
+    return choose
+
+
+def _hint_width(hint: str, source: SourceInfo) -> int:
+    """The displayed width of a JPEG decoded at the size hint (given in stored orientation)."""
+    width, height = (int(side) for side in hint.split("x"))
+    return height if source.transposed else width
+
+
+def _finish(image: "Image", spec: OutputSpec, quality: int, layout: Plan, source: SourceInfo,
+            animated_gif: bool) -> bytes:
+    """Crop and resize the decoded, upright `image`, convert it to 8-bit sRGB and encode it."""
+    _crop_and_resize(image, layout, source.width, animated_gif,
+                     preshrink=source.coder != "jpeg" and not animated_gif)
+    _to_srgb(image)
+    if not _keeps_alpha(spec.ext) and image.alpha_channel:
+        image.background_color = Color(WHITE)
+        image.alpha_channel = "remove"
+    image.strip()
+    # 8 bits out. Only when not already so: ImageMagick 7 rewrites every pixel here (4% of a
+    # small render) even when nothing changes, and rounds down where 6 leaves them be.
+    if image.depth != 8:
+        image.depth = 8
+    image.compression_quality = avif_quality(quality) if spec.ext == "avif" else quality
+    if spec.ext == "avif":
+        image.options["heic:speed"] = AVIF_SPEED
+    if spec.ext == "png":
+        image.options["png:compression-level"] = str(png_compression_level(quality))
+    if animated_gif:
+        image.optimize_layers()
+    return image.make_blob(WRITERS[spec.ext])
 
 
 def png_compression_level(quality: int) -> int:
@@ -598,9 +655,14 @@ def _check_full_size(spec: OutputSpec, width: int, height: int, limits: Limits) 
                               f"{limits.maximum_full_size_pixels} pixels for full_size; ask for a size")
 
 
-def price(spec: OutputSpec, source: SourceInfo, quality: int) -> cost.Work:
-    """What making `spec` of `source` will cost (cost.py), from the header's facts alone."""
+def price(spec: OutputSpec, source: SourceInfo, quality: int,
+          decoded_already: Optional[tuple] = None) -> cost.Work:
+    """What making `spec` of `source` will cost (cost.py), from the header's facts alone; from a
+    decode of it kept in memory, of size `decoded_already` (width, height), no decode at all."""
     layout = plan(spec, source.width, source.height)
+    if decoded_already:
+        return cost.render(source, decoded_already[0] * decoded_already[1], layout.width, layout.height,
+                           spec.ext, quality, _animated(spec, source), spec.name, decoded_already=True)
     decoded = source.width * source.height
     if source.coder == "jpeg":
         hint = _jpeg_size_hint("jpeg", layout, source.width, source.height, False)

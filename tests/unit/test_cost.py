@@ -6,10 +6,10 @@ import pytest
 from wand.api import library
 from wand.image import Image
 
-from imageserver.imaging import cost, magick, pipeline
 from imageserver.core.errors import PayloadTooLarge
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
+from imageserver.imaging import cost, decoded, magick, pipeline
 from tests import hostile, pictures
 
 SETTINGS = Settings()
@@ -91,3 +91,31 @@ def test_the_stopwatch_is_per_thread_and_off_outside_it():
         pass
     data = pictures.photo(300, 200)
     assert pictures.decode(pipeline.render(data, parse_output("w100.jpg", SETTINGS), 75)).width == 100
+
+
+def test_a_render_from_a_kept_decode_is_priced_without_the_decode():
+    """A source decoded by an earlier output is not decoded again (decoded.py): its price leaves the
+    decode out (every coefficient of a 12 MP JPEG read: most of a small output's price)."""
+    source = pipeline.SourceInfo("jpeg", 4000, 3000)
+    spec = parse_output("x100.jpg", SETTINGS)
+    fresh = pipeline.price(spec, source, 75).milliseconds
+    kept = pipeline.price(spec, source, 75, (500, 375)).milliseconds
+    assert kept < fresh - cost.decode_ms(source, 500 * 375) + 0.01
+
+
+@pytest.mark.slow
+def test_a_render_from_a_kept_decode_that_runs_far_past_its_price_is_stopped(monkeypatch):
+    """The backstop covers a render from a kept decode as it covers a fresh one, and a failure lets
+    every kept decode go."""
+    data = pictures.photo(2000, 1500)
+    spec = parse_output("1000x1000.png", SETTINGS)
+    first = pictures.decode(pipeline.render(data, spec, 75, reuse="p/kept"))
+    assert decoded.DECODED.pixels() == 2000 * 1500
+    monkeypatch.setattr(cost, "STOP_FACTOR", 0)
+    monkeypatch.setattr(cost, "STOP_GRACE_MS", 20)
+    with pytest.raises(PayloadTooLarge, match="stopped after .* ms of CPU"):
+        pipeline.render(data, spec, 75, reuse="p/kept")
+    assert decoded.DECODED.pixels() == 0
+    monkeypatch.setattr(cost, "STOP_GRACE_MS", 60_000)
+    output = pictures.decode(pipeline.render(data, spec, 75, reuse="p/kept"))
+    assert (output.width, output.height) == (first.width, first.height) == (1000, 1000)

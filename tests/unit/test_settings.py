@@ -33,6 +33,7 @@ def test_environment_then_flags():
 @pytest.mark.parametrize("values", [
     {"port": 0}, {"default_quality": 0}, {"default_quality": 101}, {"extensions": ("bmp",)},
     {"outputs": ("x0.jpg",)}, {"maximum_width": -1}, {"workers": -1}, {"http_timeout": 0},
+    {"decoded_cache_pixels": -1},
 ])
 def test_bad_values_stop(values):
     with pytest.raises(SettingsError):
