@@ -539,6 +539,8 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
     hint = _jpeg_size_hint(source.coder, layout, source.width, source.height, source.transposed)
     with _decoding("render", work):
         with _open(data, source.coder, first_frame_only=not animated_gif, size_hint=hint) as image:
+            if _priced_by_size_from_here(image, _decoded_pixels(layout, source), animated_gif):
+                magick.unwatch(image)
             image.auto_orient()
             _crop_and_resize(image, layout, source.width, animated_gif,
                              preshrink=source.coder != "jpeg" and not animated_gif)
@@ -590,13 +592,36 @@ def _check_full_size(spec: OutputSpec, width: int, height: int, limits: Limits) 
 def price(spec: OutputSpec, source: SourceInfo, quality: int) -> cost.Work:
     """What making `spec` of `source` will cost (cost.py), from the header's facts alone."""
     layout = plan(spec, source.width, source.height)
+    return cost.render(source, _decoded_pixels(layout, source), layout.width, layout.height, spec.ext,
+                       quality, _animated(spec, source), spec.name)
+
+
+def _decoded_pixels(layout: Plan, source: SourceInfo) -> int:
+    """The pixels of a frame decoded for `layout`: a JPEG's at the scale it is shrunk to on load."""
     decoded = source.width * source.height
     if source.coder == "jpeg":
         hint = _jpeg_size_hint("jpeg", layout, source.width, source.height, False)
         if hint:
             decoded = int(decoded * (int(hint.split("x")[0]) / source.width) ** 2)
-    return cost.render(source, decoded, layout.width, layout.height, spec.ext,
-                       quality, _animated(spec, source), spec.name)
+    return decoded
+
+
+# A decoded picture may have this many more pixels than priced (a DCT scale rounds its size up)
+# and still be taken as the one priced.
+DECODED_SLACK = 1.1
+
+
+def _priced_by_size_from_here(image: "Image", priced_pixels: int, animated: bool) -> bool:
+    """Whether the work left on a decoded `image` is driven by sizes alone, all priced (cost.py):
+    then the backstop (magick.Stopwatch) has nothing left to catch, and is taken off (its callback
+    on every row was 8-10% of a small render). The backstop is there for what a file's content
+    drives and the header cannot tell: the decode itself, the frames of an animation, a colour
+    transform (LittleCMS, through a profile of the file's; the model has no price for it). What
+    follows a decode of the priced size is orient, crop and resize (linear in the pixels decoded
+    and written) and an encoder (linear in the pixels written, at a bounded effort: zlib at level 6
+    at most, WebP's and AVIF's fixed methods, GIF's one quantization)."""
+    return (not animated and image.width * image.height <= DECODED_SLACK * priced_pixels
+            and not _needs_colour_transform(image))
 
 
 def _upload_check(source: SourceInfo) -> cost.Work:
@@ -727,17 +752,27 @@ def _to_srgb(image: "Image") -> None:
     profile that does not fit the pixels, or that cannot be read, is ignored, as browsers ignore it;
     one that is sRGB itself (what most cameras and editors write) is left alone: the transform would
     change nothing but cost more than the rest of a small render (bench/README.md)."""
-    # Wand's profiles mapping answers None for a missing key, so `in` would always be true.
-    profile = image.profiles["icc"]
-    if profile is not None and (not profile_fits(profile, image.colorspace) or icc.is_srgb(profile)):
-        profile = None
-    if image.colorspace in ("srgb", "rgb", "gray") and profile is None:
+    if not _needs_colour_transform(image):
         return
+    profile = _profile_to_apply(image)
     srgb = _srgb_profile()
     if profile is not None and srgb and magick.convert_profile(image, srgb):
         return
     if image.colorspace not in ("srgb", "gray"):
         image.transform_colorspace("srgb")
+
+
+def _profile_to_apply(image: "Image") -> Optional[bytes]:
+    """The embedded ICC profile that the pixels are converted through, or None (see _to_srgb)."""
+    # Wand's profiles mapping answers None for a missing key, so `in` would always be true.
+    profile = image.profiles["icc"]
+    if profile is not None and (not profile_fits(profile, image.colorspace) or icc.is_srgb(profile)):
+        return None
+    return profile
+
+
+def _needs_colour_transform(image: "Image") -> bool:
+    return image.colorspace not in ("srgb", "rgb", "gray") or _profile_to_apply(image) is not None
 
 
 # The data colour spaces of the ICC profiles that fit pixels of a colour space, as Chromium's JPEG

@@ -91,3 +91,31 @@ def test_the_stopwatch_is_per_thread_and_off_outside_it():
         pass
     data = pictures.photo(300, 200)
     assert pictures.decode(pipeline.render(data, parse_output("w100.jpg", SETTINGS), 75)).width == 100
+
+
+def monitor_calls(monkeypatch, data: bytes, name: str) -> int:
+    """How many times ImageMagick called the backstop's monitor while rendering `name` of `data`."""
+    calls = []
+
+    class Counted(magick.Stopwatch):
+        def __exit__(self, *raised):
+            calls.append(magick._watch.state.calls)
+            return super().__exit__(*raised)
+    monkeypatch.setattr(magick, "Stopwatch", Counted)
+    pictures.decode(pipeline.render(data, parse_output(name, SETTINGS), 75))
+    return calls[-1]
+
+
+def test_the_backstop_watches_what_the_content_drives_not_the_resize_and_encode(monkeypatch):
+    """The monitor (a ctypes callback on every row) watches the decode, where a file's content
+    drives the work, and a colour transform through a profile of the file's; it is taken off for the
+    resize and the encode, which the sizes alone price. An 800x600 JPEG is decoded whole (600 rows)
+    for 400x300.jpg."""
+    untagged = monitor_calls(monkeypatch, pictures.photo(800, 600), "400x300.jpg")
+    wide = pictures.icc_profile(colorants=((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609),
+                                           (0.1492, 0.0632, 0.7446)))
+    tagged = monitor_calls(monkeypatch, pictures.tagged_jpeg(800, 600, "rgb(30,60,90)", wide),
+                           "400x300.jpg")
+    print(f"monitor calls: untagged {untagged}, wide-gamut {tagged}")
+    assert 600 <= untagged <= 700
+    assert tagged > 1000
