@@ -446,6 +446,12 @@ def box_shrink(image: "Image", width: int, height: int) -> None:
     library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
 
 
+def to_palette(image: "Image", dither: bool) -> None:
+    """At most 256 colours (a palette), chosen by ImageMagick's colour tree at its own depth.
+    Without `dither`, no 128 MB colour cache is filled (ImageMagick 6's ditherer fills one)."""
+    image.quantize(256, "srgb", 0, dither, False)
+
+
 def convert_profile(image: "Image", icc: bytes) -> bool:
     """Convert the pixels from the image's embedded ICC profile to `icc` (colour-managed, unlike
     Wand's profiles[...] = which only attaches a profile). False, with the pixels left as they were,
