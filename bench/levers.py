@@ -7,6 +7,7 @@ drift slows them alike; each figure is the median over the rounds (the least bes
 
   python -m bench.levers --source web-800x600-srgb.jpg --variants now,icc-always
   python -m bench.levers --source photo-12mp.jpg --variants now,support-2.5+margin-1.25
+  python -m bench.levers --source web-800x600.jpg --variants now,lanczos2,pillow   (pillow: thumbor's way)
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ NAMES = {
 
 def variants(pipeline, magick, icc) -> dict:
     """name -> a context manager that sets the pipeline up that way."""
+    from wand.image import FILTER_TYPES
     def patched(target, name, value):
         @contextlib.contextmanager
         def setting():
@@ -42,6 +44,7 @@ def variants(pipeline, magick, icc) -> dict:
 
     return {
         "now": contextlib.nullcontext,
+        "pillow": contextlib.nullcontext,   # not ours: see pillow_render
         "icc-always": patched(icc, "is_srgb", lambda profile: False),
         "support-3": patched(pipeline, "LANCZOS_SUPPORT", None),
         "support-2.5": patched(pipeline, "LANCZOS_SUPPORT", 2.5),
@@ -49,7 +52,39 @@ def variants(pipeline, magick, icc) -> dict:
         "margin-1.5": patched(pipeline, "SHRINK_ON_LOAD_MARGIN", 1.5),
         "margin-1.25": patched(pipeline, "SHRINK_ON_LOAD_MARGIN", 1.25),
         "no-monitor": patched(magick.library, "MagickSetProgressMonitor", lambda *arguments: None),
+        # The backstop's monitor on every row of every step, as before it was taken off the
+        # size-driven work (pipeline._priced_by_size_from_here).
+        "watch-all": patched(pipeline, "_priced_by_size_from_here", lambda *arguments: False),
+        # 2-lobe filters in place of Lanczos (support 2.5).
+        "lanczos2": combined_settings(patched(magick, "LANCZOS", FILTER_TYPES.index("lanczos2")),
+                                      patched(pipeline, "LANCZOS_SUPPORT", None)),
+        "catrom": combined_settings(patched(magick, "LANCZOS", FILTER_TYPES.index("catrom")),
+                                    patched(pipeline, "LANCZOS_SUPPORT", None)),
+        # The colour transform at decode size, before the crop and resize (as ImageMagick's
+        # `convert -profile` does it).
+        "gif-dither": patched(pipeline, "GIF_DITHER", True),
+        "gif-writer": patched(magick, "to_palette", lambda image, dither: None),
+        "icc-first": patched(pipeline, "_crop_and_resize", _converted_first(pipeline)),
     }
+
+
+def combined_settings(*settings):
+    @contextlib.contextmanager
+    def setting():
+        with contextlib.ExitStack() as stack:
+            for one in settings:
+                stack.enter_context(one())
+            yield
+    return setting
+
+
+def _converted_first(pipeline):
+    crop_and_resize, to_srgb = pipeline._crop_and_resize, pipeline._to_srgb
+
+    def converted_first(image, *arguments, **keywords):
+        to_srgb(image)
+        crop_and_resize(image, *arguments, **keywords)
+    return converted_first
 
 
 def combined(known: dict, names: list):
@@ -63,11 +98,39 @@ def combined(known: dict, names: list):
     return setting
 
 
+def pillow_render(data: bytes, spec, quality: int) -> bytes:
+    """The output as thumbor's Pillow engine makes it (variant "pillow", for its SSIM beside ours): a
+    crop to fill in whole pixels, centred, then a LANCZOS resize after `draft` (JPEG shrink-on-load
+    to no less than the output's size, which only takes effect when nothing was cropped), baseline
+    JPEG at `quality`. Its ICC profile is left as thumbor leaves it (kept): compare SSIM, not colour."""
+    import io
+
+    from PIL import Image as PillowImage
+    image = PillowImage.open(io.BytesIO(data))
+    if spec.kind == "width":
+        size = (spec.width, max(1, round(image.height * spec.width / image.width)))
+    else:
+        size = (spec.width, spec.height)
+        scale = max(size[0] / image.width, size[1] / image.height)
+        crop_w, crop_h = size[0] / scale, size[1] / scale
+        left, top = (image.width - crop_w) / 2, (image.height - crop_h) / 2
+        image = image.crop((int(left), int(top), int(left + crop_w), int(top + crop_h)))
+    image.draft(None, size)
+    image = image.convert("RGB").resize(size, PillowImage.LANCZOS)
+    out = io.BytesIO()
+    if spec.ext == "gif":   # thumbor's GIF: Pillow's adaptive palette, undithered
+        image.convert("P", palette=PillowImage.Palette.ADAPTIVE).save(out, "GIF")
+    else:
+        image.save(out, "JPEG", quality=quality, icc_profile=image.info.get("icc_profile"))
+    return out.getvalue()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default="web-800x600.jpg", help="a name from bench/inputs.py")
     parser.add_argument("--variants", default="now,icc-always")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ext", default="jpg", help="the outputs' format (jpg, gif, webp, png)")
     args = parser.parse_args(argv)
     sources = inputs.make_all(os.path.join(HERE, "work"))
     with open(sources[args.source], "rb") as f:
@@ -82,7 +145,8 @@ def main(argv=None) -> int:
     from imageserver.core.settings import Settings
     wand.resource.limits["thread"] = 1
     settings = Settings()
-    specs = [parse_output(name, settings) for name in NAMES[args.source.split("-")[0]]]
+    specs = [parse_output(name.replace(".jpg", f".{args.ext}"), settings)
+             for name in NAMES[args.source.split("-")[0]]]
     known = variants(pipeline, magick, icc)
     chosen = {name: combined(known, name.split("+")) for name in args.variants.split(",")}
     cpu = {name: [] for name in chosen}
@@ -92,7 +156,8 @@ def main(argv=None) -> int:
         for name in order:
             with chosen[name]():
                 started = time.process_time()
-                made = [pipeline.render(data, spec, 75) for spec in specs]
+                made = [(pillow_render if name == "pillow" else pipeline.render)(data, spec, 75)
+                        for spec in specs]
                 cpu[name].append(1000 * (time.process_time() - started) / len(specs))
             outputs[name] = made
     print(f"{args.source}, {len(specs)} outputs, {args.rounds} rounds, load average "

@@ -64,6 +64,10 @@ SHRINK_ON_LOAD_MARGIN = 1.5
 JPEG_SCALES = ((8, 1 / 8), (4, 2 / 8), (3, 3 / 8), (2, 4 / 8))
 # Box-average first a source this many times larger than the output (see _preshrink).
 PRESHRINK_FROM = 3
+# A still GIF's 256 colours are chosen here, undithered, as Pillow (thumbor) chooses them. Left to
+# itself, ImageMagick 6's GIF writer dithers (Riemersma), and its ditherer first fills a 128 MB colour
+# cache: 70-85 ms of a 300x225 GIF's 120 ms (bench/README.md).
+GIF_DITHER = False
 # zlib's default level: the most effort a PNG output gets (see png_compression_level).
 PNG_MAXIMUM_COMPRESSION_LEVEL = 6
 
@@ -558,6 +562,7 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
     identity = (f"{reuse}:{len(data)}:{zlib.crc32(data)}"
                 if reuse and limits.decoded_cache_pixels and not animated_gif else "")
     kept = None
+    decoded_pixels = _decoded_pixels(layout, source)
     try:
         image, decoded = (DECODED.clone(identity, _cheaper_decode(spec, source, quality, hint, work))
                           if identity else (None, None))
@@ -567,6 +572,8 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
             if image is None:
                 image = _open(data, source.coder, first_frame_only=not animated_gif, size_hint=hint)
             with image:
+                if _priced_by_size_from_here(image, decoded_pixels, animated_gif):
+                    magick.unwatch(image)
                 if not decoded:
                     image.auto_orient()
                     if identity and image.width * image.height <= limits.decoded_cache_pixels:
@@ -626,6 +633,8 @@ def _finish(image: "Image", spec: OutputSpec, quality: int, layout: Plan, source
         image.options["png:compression-level"] = str(png_compression_level(quality))
     if animated_gif:
         image.optimize_layers()
+    elif spec.ext == "gif":
+        magick.to_palette(image, GIF_DITHER)
     return image.make_blob(WRITERS[spec.ext])
 
 
@@ -663,13 +672,36 @@ def price(spec: OutputSpec, source: SourceInfo, quality: int,
     if decoded_already:
         return cost.render(source, decoded_already[0] * decoded_already[1], layout.width, layout.height,
                            spec.ext, quality, _animated(spec, source), spec.name, decoded_already=True)
+    return cost.render(source, _decoded_pixels(layout, source), layout.width, layout.height, spec.ext,
+                       quality, _animated(spec, source), spec.name)
+
+
+def _decoded_pixels(layout: Plan, source: SourceInfo) -> int:
+    """The pixels of a frame decoded for `layout`: a JPEG's at the scale it is shrunk to on load."""
     decoded = source.width * source.height
     if source.coder == "jpeg":
         hint = _jpeg_size_hint("jpeg", layout, source.width, source.height, False)
         if hint:
             decoded = int(decoded * (int(hint.split("x")[0]) / source.width) ** 2)
-    return cost.render(source, decoded, layout.width, layout.height, spec.ext,
-                       quality, _animated(spec, source), spec.name)
+    return decoded
+
+
+# A decoded picture may have this many more pixels than priced (a DCT scale rounds its size up)
+# and still be taken as the one priced.
+DECODED_SLACK = 1.1
+
+
+def _priced_by_size_from_here(image: "Image", priced_pixels: int, animated: bool) -> bool:
+    """Whether the work left on a decoded `image` is driven by sizes alone, all priced (cost.py):
+    then the backstop (magick.Stopwatch) has nothing left to catch, and is taken off (its callback
+    on every row was 8-10% of a small render). The backstop is there for what a file's content
+    drives and the header cannot tell: the decode itself, the frames of an animation, a colour
+    transform (LittleCMS, through a profile of the file's; the model has no price for it). What
+    follows a decode of the priced size is orient, crop and resize (linear in the pixels decoded
+    and written) and an encoder (linear in the pixels written, at a bounded effort: zlib at level 6
+    at most, WebP's and AVIF's fixed methods, GIF's one quantization)."""
+    return (not animated and image.width * image.height <= DECODED_SLACK * priced_pixels
+            and not _needs_colour_transform(image))
 
 
 def _upload_check(source: SourceInfo) -> cost.Work:
@@ -800,17 +832,27 @@ def _to_srgb(image: "Image") -> None:
     profile that does not fit the pixels, or that cannot be read, is ignored, as browsers ignore it;
     one that is sRGB itself (what most cameras and editors write) is left alone: the transform would
     change nothing but cost more than the rest of a small render (bench/README.md)."""
-    # Wand's profiles mapping answers None for a missing key, so `in` would always be true.
-    profile = image.profiles["icc"]
-    if profile is not None and (not profile_fits(profile, image.colorspace) or icc.is_srgb(profile)):
-        profile = None
-    if image.colorspace in ("srgb", "rgb", "gray") and profile is None:
+    if not _needs_colour_transform(image):
         return
+    profile = _profile_to_apply(image)
     srgb = _srgb_profile()
     if profile is not None and srgb and magick.convert_profile(image, srgb):
         return
     if image.colorspace not in ("srgb", "gray"):
         image.transform_colorspace("srgb")
+
+
+def _profile_to_apply(image: "Image") -> Optional[bytes]:
+    """The embedded ICC profile that the pixels are converted through, or None (see _to_srgb)."""
+    # Wand's profiles mapping answers None for a missing key, so `in` would always be true.
+    profile = image.profiles["icc"]
+    if profile is not None and (not profile_fits(profile, image.colorspace) or icc.is_srgb(profile)):
+        return None
+    return profile
+
+
+def _needs_colour_transform(image: "Image") -> bool:
+    return image.colorspace not in ("srgb", "rgb", "gray") or _profile_to_apply(image) is not None
 
 
 # The data colour spaces of the ICC profiles that fit pixels of a colour space, as Chromium's JPEG

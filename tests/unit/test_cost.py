@@ -13,6 +13,9 @@ from imageserver.imaging import cost, decoded, magick, pipeline
 from tests import hostile, pictures
 
 SETTINGS = Settings()
+# An ICC profile with wider primaries than sRGB's (Adobe RGB's): converted to sRGB by LittleCMS.
+WIDE_GAMUT = pictures.icc_profile(colorants=((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609),
+                                             (0.1492, 0.0632, 0.7446)))
 
 
 def progressive_jpeg(width: int, height: int) -> bytes:
@@ -105,9 +108,10 @@ def test_a_render_from_a_kept_decode_is_priced_without_the_decode():
 
 @pytest.mark.slow
 def test_a_render_from_a_kept_decode_that_runs_far_past_its_price_is_stopped(monkeypatch):
-    """The backstop covers a render from a kept decode as it covers a fresh one, and a failure lets
-    every kept decode go."""
-    data = pictures.photo(2000, 1500)
+    """The backstop covers a render from a kept decode as it covers a fresh one (where the content
+    drives the work: here a colour transform through the file's wide-gamut profile), and a failure
+    lets every kept decode go."""
+    data = pictures.tagged_jpeg(2000, 1500, "rgb(30,60,90)", WIDE_GAMUT)
     spec = parse_output("1000x1000.png", SETTINGS)
     first = pictures.decode(pipeline.render(data, spec, 75, reuse="p/kept"))
     assert decoded.DECODED.pixels() == 2000 * 1500
@@ -119,3 +123,29 @@ def test_a_render_from_a_kept_decode_that_runs_far_past_its_price_is_stopped(mon
     monkeypatch.setattr(cost, "STOP_GRACE_MS", 60_000)
     output = pictures.decode(pipeline.render(data, spec, 75, reuse="p/kept"))
     assert (output.width, output.height) == (first.width, first.height) == (1000, 1000)
+
+
+def monitor_calls(monkeypatch, data: bytes, name: str) -> int:
+    """How many times ImageMagick called the backstop's monitor while rendering `name` of `data`."""
+    calls = []
+
+    class Counted(magick.Stopwatch):
+        def __exit__(self, *raised):
+            calls.append(magick._watch.state.calls)
+            return super().__exit__(*raised)
+    monkeypatch.setattr(magick, "Stopwatch", Counted)
+    pictures.decode(pipeline.render(data, parse_output(name, SETTINGS), 75))
+    return calls[-1]
+
+
+def test_the_backstop_watches_what_the_content_drives_not_the_resize_and_encode(monkeypatch):
+    """The monitor (a ctypes callback on every row) watches the decode, where a file's content
+    drives the work, and a colour transform through a profile of the file's; it is taken off for the
+    resize and the encode, which the sizes alone price. An 800x600 JPEG is decoded whole (600 rows)
+    for 400x300.jpg."""
+    untagged = monitor_calls(monkeypatch, pictures.photo(800, 600), "400x300.jpg")
+    tagged = monitor_calls(monkeypatch, pictures.tagged_jpeg(800, 600, "rgb(30,60,90)", WIDE_GAMUT),
+                           "400x300.jpg")
+    print(f"monitor calls: untagged {untagged}, wide-gamut {tagged}")
+    assert 600 <= untagged <= 700
+    assert tagged > 1000

@@ -1,6 +1,7 @@
 """The pipeline, decoded from outside: sizes, crops, orientation, colour, alpha, frames, metadata."""
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -388,3 +389,30 @@ def test_an_imagemagick_without_an_avif_encoder_says_so(monkeypatch):
     with pytest.raises(NotFound, match="cannot write AVIF"):
         pipeline.check_work([parse_output("w20.avif", SETTINGS)], source)
     assert "avif" not in pipeline.writable_extensions()
+
+
+GIF_RENDER = """
+import resource, sys
+from imageserver.imaging import pipeline
+from imageserver.core.names import parse_output
+from imageserver.core.settings import Settings
+from tests import pictures
+data = pictures.photo(600, 400)
+pipeline.render(data, parse_output("300x200.jpg", Settings()), 75)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+output = pipeline.render(data, parse_output("300x200.gif", Settings()), 75)
+assert output[:6] == b"GIF89a", output[:6]
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_still_gif_output_fills_no_colour_cache():
+    """A still GIF's palette is chosen without dithering (as thumbor's Pillow makes GIFs): ImageMagick
+    6's ditherer first fills a 128 MB colour cache (70-85 ms of CPU, and a worker's memory peak),
+    most of a small GIF's cost. Measured in a process of its own, by what its peak memory grows."""
+    done = subprocess.run([sys.executable, "-c", GIF_RENDER], capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == 0, done.stderr
+    grown_mib = int(done.stdout.split()[-1])
+    print(f"300x200.gif of a 600x400 JPEG: peak RSS grew {grown_mib} MiB")
+    assert grown_mib < 16

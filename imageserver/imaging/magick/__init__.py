@@ -337,6 +337,23 @@ _MONITOR = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_longlong, c
                             ctypes.c_void_p)(_progress)
 
 
+def unwatch(image: "Image") -> None:
+    """Take the Stopwatch's monitor off a decoded image, every frame of it (and off its wand, for
+    later reads): what is done to it from here on calls back no more. A ctypes callback costs about
+    1 us, and ImageMagick makes one per row decoded, per row and per column resized, per row
+    encoded: 8-10% of a small render. The pipeline calls this once the file's content has had its
+    say (see pipeline._watched_until)."""
+    library.MagickSetProgressMonitor(image.wand, None, None)
+    no_monitor = _core("SetImageProgressMonitor", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_void_p)
+    following = _core("GetNextImageInList", ctypes.c_void_p, ctypes.c_void_p)
+    frame = _core("GetFirstImageInList", ctypes.c_void_p, ctypes.c_void_p)(
+        library.GetImageFromMagickWand(image.wand))
+    while frame:
+        no_monitor(frame, None, None)
+        frame = following(frame)
+
+
 # -- decoding -------------------------------------------------------------------------------------
 
 def open_blob(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
@@ -427,6 +444,12 @@ def resize_lanczos(image: "Image", width: int, height: int, support: Optional[fl
 def box_shrink(image: "Image", width: int, height: int) -> None:
     """A box average (MagickScaleImage): a fraction of a Lanczos pass's cost."""
     library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
+
+
+def to_palette(image: "Image", dither: bool) -> None:
+    """At most 256 colours (a palette), chosen by ImageMagick's colour tree at its own depth.
+    Without `dither`, no 128 MB colour cache is filled (ImageMagick 6's ditherer fills one)."""
+    image.quantize(256, "srgb", 0, dither, False)
 
 
 def convert_profile(image: "Image", icc: bytes) -> bool:
