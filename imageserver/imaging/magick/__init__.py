@@ -96,8 +96,8 @@ def init_worker(limits, memory_bytes: int = 512 * 2**20) -> None:
     resources["width"] = 2 * limits.maximum_side
     resources["height"] = 2 * limits.maximum_side
     # No "time" limit: ImageMagick 6 counts it from the process's first image, not per image, and
-    # ends the whole process when it runs out (a worker died every minute). gunicorn's worker
-    # timeout bounds one request instead.
+    # ends the whole process when it runs out (a worker died every minute). The cost model bounds
+    # one request instead, and the Stopwatch below stops what it under-priced.
     _policy[:] = [_policy_refuses_mvg()]
 
 
@@ -342,7 +342,7 @@ def unwatch(image: "Image") -> None:
     later reads): what is done to it from here on calls back no more. A ctypes callback costs about
     1 us, and ImageMagick makes one per row decoded, per row and per column resized, per row
     encoded: 8-10% of a small render. The pipeline calls this once the file's content has had its
-    say (see pipeline._watched_until)."""
+    say (see pipeline._priced_by_size_from_here)."""
     library.MagickSetProgressMonitor(image.wand, None, None)
     no_monitor = _core("SetImageProgressMonitor", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                        ctypes.c_void_p)
