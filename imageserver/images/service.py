@@ -14,8 +14,7 @@ from typing import Callable, Iterable
 
 from imageserver.images import cache, purge, space
 from imageserver.core import files, shared
-from imageserver.imaging import formats, originals, pipeline, plan
-from imageserver.imaging.source import Limits, SourceInfo
+from imageserver.imaging import pipeline
 from imageserver.imaging.decoded import DECODED
 from imageserver.core.errors import ImageServerError
 from imageserver.core.json_text import pretty
@@ -44,7 +43,7 @@ class Images:
         self.base = settings.base_path
         self.disk = cache.local_disk(settings, store, metrics, self.uploads)
         self.sources = SourceDownloads(settings, metrics)
-        self.limits = Limits.from_settings(settings)
+        self.limits = pipeline.Limits.from_settings(settings)
         self.posting = shared.POSTING
         # --outputs: made for every new image, besides those a request asks for.
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
@@ -79,11 +78,11 @@ class Images:
 
     def _create(self, namespace: str, data: bytes, outputs: Iterable[OutputSpec]) -> bytes:
         outputs = self.concrete(self._outputs_of_new_image(outputs),
-                                lambda: formats.has_transparency(data[:formats.TRANSPARENCY_HEAD_BYTES]))
+                                lambda: pipeline.has_transparency(data[:pipeline.TRANSPARENCY_HEAD_BYTES]))
         # The whole request priced from the header, before its check decodes a pixel.
-        source = originals.read_header(data, self.limits)
-        plan.check_work(outputs, source, self.limits, self.settings.default_quality, upload=True)
-        originals.check_whole(data, source, self.limits)
+        source = pipeline.read_header(data, self.limits)
+        pipeline.check_work(outputs, source, self.limits, self.settings.default_quality, upload=True)
+        pipeline.check_whole(data, source, self.limits)
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
         names = [ORIGINAL, INFO, *(spec.file for spec in outputs)]
@@ -110,7 +109,7 @@ class Images:
             to_make = [spec for spec in specs if spec.file in missing]
             if to_make:
                 original = files.read(self.disk.local_copy(key, ORIGINAL))
-                plan.check_work(to_make, originals.read_header(original, self.limits), self.limits,
+                pipeline.check_work(to_make, pipeline.read_header(original, self.limits), self.limits,
                                     self.settings.default_quality)
                 self.budget.admit(key, [spec.file for spec in to_make])
             self._store_outputs(key, specs, missing)
@@ -136,7 +135,7 @@ class Images:
     def auto_formats(self, spec: OutputSpec) -> list[str]:
         """The formats a `.auto` output stands for here: those this server offers (--extensions),
         its ImageMagick writes, and --allowed_outputs allows for this output."""
-        return [ext for ext in AUTO_FORMATS if ext in self.settings.extensions and formats.can_write(ext)
+        return [ext for ext in AUTO_FORMATS if ext in self.settings.extensions and pipeline.can_write(ext)
                 and is_allowed(spec.as_format(ext), self.settings)]
 
     def choose_format(self, key: ImageKey, spec: OutputSpec, accept: str) -> OutputSpec:
@@ -164,7 +163,7 @@ class Images:
         with self.disk.forgetting_unknown(key):
             path = self.disk.local_copy(key, ORIGINAL)
         with open(path, "rb") as f:
-            return formats.has_transparency(f.read(formats.TRANSPARENCY_HEAD_BYTES))
+            return pipeline.has_transparency(f.read(pipeline.TRANSPARENCY_HEAD_BYTES))
 
     def _transparent_if_known(self, key: ImageKey) -> bool:
         """As `transparent`, for an image that may not be stored yet (it is then all missing)."""
@@ -188,8 +187,8 @@ class Images:
         with self.disk.forgetting_unknown(key):
             path = self.disk.local_copy(key, ORIGINAL)
         with open(path, "rb") as f:
-            coder = formats.sniff(f.read(64))
-        return path, formats.CONTENT_TYPES.get(coder, "application/octet-stream")
+            coder = pipeline.sniff(f.read(64))
+        return path, pipeline.CONTENT_TYPES.get(coder, "application/octet-stream")
 
     def output(self, key: ImageKey, spec: OutputSpec) -> Output:
         """The output's local path: on disk, else fetched from the store, else made now (once,
@@ -272,7 +271,7 @@ class _Counting:
             self.metrics.incr("new_image.request_failed")
 
 
-def info_json(key: ImageKey, source: SourceInfo) -> bytes:
+def info_json(key: ImageKey, source: pipeline.SourceInfo) -> bytes:
     """The info document, keys in the original server's order."""
     info = {"hash": key.hash, "height": source.height, "width": source.width,
             "content_type": source.content_type}

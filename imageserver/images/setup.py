@@ -12,14 +12,13 @@ import threading
 from imageserver.core import files
 from imageserver.core.settings import Settings
 from imageserver.imaging import pipeline
-from imageserver.imaging.source import Limits
 
 
 def init_worker(settings: Settings) -> None:
     """What concerns the whole process: ImageMagick's policy and limits (pipeline.init_worker) and
     whether files are flushed to disk (--no_fsync)."""
     files.set_durable(not settings.no_fsync)
-    pipeline.init_worker(Limits.from_settings(settings))
+    pipeline.init_worker(pipeline.Limits.from_settings(settings))
     _set_up_in[:] = [os.getpid()]
 
 

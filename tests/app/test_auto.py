@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from imageserver.imaging import formats
+from imageserver.imaging import pipeline
 from imageserver.core import signing
 from imageserver.core.names import accepted_types, choose_format
 from imageserver.core.paths import ImageKey
@@ -23,7 +23,7 @@ SIGNING_KEY = "a-signing-key-of-32-characters-0"
 
 def needs_avif() -> None:
     """Known once ImageMagick is set up (the session's `imagemagick` fixture): at collection, not."""
-    if not formats.can_write("avif"):
+    if not pipeline.can_write("avif"):
         pytest.skip("no AVIF encoder here")
 
 

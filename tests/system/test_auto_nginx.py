@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from imageserver.imaging import formats
+from imageserver.imaging import pipeline
 from tests import pictures
 from imageserver.core.signing import signature as sign
 from tests.helpers import image_url
@@ -28,7 +28,7 @@ def test_auto_through_nginx_is_sent_from_disk_by_accept_with_vary(start_server, 
     try:
         digest = app.post("/p", data=pictures.photo(640, 480)).json()["hash"]
         path = image_url(digest, "x300.auto")
-        avif = "avif" if formats.can_write("avif") else "webp"
+        avif = "avif" if pipeline.can_write("avif") else "webp"
         for accept, ext in ((CHROME, avif), (OLD_SAFARI, "webp"), ("image/avif;q=0,image/webp", "webp")):
             first = nginx.get(path, headers={"Accept": accept})
             assert first.status_code == 200 and first.headers["Vary"] == "Accept"
