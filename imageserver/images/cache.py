@@ -40,6 +40,7 @@ class LocalOnly:
     def __init__(self, settings, metrics):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.metrics = metrics
 
     def missing(self, key: ImageKey, names: list[str]) -> set:
@@ -69,7 +70,8 @@ class LocalOnly:
         with ExitStack() as stack:
             for name, (data, _) in contents.items():
                 if name in missing:
-                    _write(stack.enter_context(files.replacing(key.local_file(self.base, name))), data)
+                    path = key.local_file(self.base, name)
+                    _write(stack.enter_context(files.replacing(path, durable=self.durable)), data)
 
     def store_output(self, key: ImageKey, spec: OutputSpec, path: str) -> None:
         """Local disk is the only copy: there is nowhere else to put an output."""
@@ -92,6 +94,7 @@ class LocalCache:
     def __init__(self, settings, metrics, store: Store, uploads):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.metrics = metrics
         self.remote_base = settings.remote_base_path
         self.retry_seconds = settings.upload_retry_seconds
@@ -107,7 +110,7 @@ class LocalCache:
         path = key.local_file(self.base, name)
         if os.path.exists(path):
             return path
-        with files.exclusive(path, self.lock_timeout):
+        with files.exclusive(path, self.lock_timeout, durable=self.durable):
             if not os.path.exists(path):
                 try:
                     self.store.get(self._remote(key, name), path)
@@ -141,7 +144,7 @@ class LocalCache:
                 path = key.local_file(self.base, name)
                 if name not in missing and os.path.exists(path):
                     continue
-                temp = stack.enter_context(files.replacing(path))
+                temp = stack.enter_context(files.replacing(path, durable=self.durable))
                 _write(temp, data)
                 if name in missing:
                     self.store.put(temp, self._remote(key, name), content_type)
@@ -170,7 +173,7 @@ class LocalCache:
 
         Stored before it appears, a crash in between leaves no local copy the store lacks."""
         path, remote = claim.path, self._remote(key, spec.file)
-        with files.replacing(path) as temp:
+        with files.replacing(path, durable=self.durable) as temp:
             _write(temp, rendered)
             failure = (self._put_now(temp, remote, spec.content_type) if store_answer != DOWN
                        else "the store could not be reached a moment ago")

@@ -144,6 +144,7 @@ class Sweeper:
     def __init__(self, settings: Settings, metrics=None):
         self.base = settings.base_path
         self.limit = settings.maximum_local_bytes
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.remote = has_remote_store(settings)
         self.metrics = metrics or build_metrics(settings)
         self.evicted = 0
@@ -172,7 +173,7 @@ class Sweeper:
         self.metrics.gauge("local.bytes", used)
         files.write_atomically(os.path.join(self.base, STATE_FOLDER, STATUS_FILE), json.dumps(
             {"bytes_used": used, "bytes_limit": self.limit, "files_evicted": self.evicted,
-             "swept_at": time.time(), "warning": self.warning}).encode())
+             "swept_at": time.time(), "warning": self.warning}).encode(), durable=self.durable)
         return used
 
     def _remove(self, victim: LocalFile, armed: int, pending: set[str]) -> bool:

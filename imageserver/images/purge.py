@@ -79,13 +79,14 @@ class Purges:
         self.remote = not isinstance(store, NoRemoteStore)
         self.metrics = metrics
         self.journal = state_folder(self.base, "purges")
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
 
     def purge(self, key: ImageKey) -> dict:
         """Remove the image everywhere (idempotent: an image purged already, or never uploaded, is
         purged again at the cost of the requests that find so); what was removed."""
         record = self._record(key)
         files.write_atomically(record, json.dumps({"namespace": key.namespace, "hash": key.hash,
-                                                   "purged_at": time.time()}).encode())
+                                                   "purged_at": time.time()}).encode(), durable=self.durable)
         removed = self._finish(key, record)
         self.metrics.incr("purge")
         log.info("purged %s: %d objects from the store, %d local files", key.folder,

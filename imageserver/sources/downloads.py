@@ -31,6 +31,7 @@ class SourceDownloads:
     def __init__(self, settings: Settings, metrics):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.rules = fetch.SourceRules.from_settings(settings)
         self.metrics = metrics
 
@@ -40,11 +41,11 @@ class SourceDownloads:
         for has just done so, `reuse(key)` of the image it made. Either returns the info JSON."""
         record = state_folder(self.base, "sources", hashlib.md5(url.encode()).hexdigest())
         sweep.now_and_then(os.path.dirname(record), REUSE_SECONDS)
-        with files.exclusive(record, self.lock_timeout):
+        with files.exclusive(record, self.lock_timeout, durable=self.durable):
             key = self._recent(namespace, record)
             if key is None:
                 info = create(self._download(url))
-                files.write_atomically(record, json.loads(info)["hash"].encode())
+                files.write_atomically(record, json.loads(info)["hash"].encode(), durable=self.durable)
                 return info
         # Outside the lock: the requests that waited may go on with the image side by side.
         return reuse(key)

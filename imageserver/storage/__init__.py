@@ -44,4 +44,4 @@ def build_uploads(settings, metrics):
         return store, NoPendingUploads()
     folder = state_folder(settings.base_path, "uploads")
     return store, PendingUploads(store, folder, settings.upload_retry_seconds, metrics,
-                                 settings.lock_timeout).start()
+                                 settings.lock_timeout, durable=not settings.no_fsync).start()

@@ -48,6 +48,7 @@ class MantaStore(Store):
             raise SettingsError("with Manta, --remote_base_path must start with stor/ or public/, "
                                 f"not {settings.remote_base_path!r}")
         self.base_url = settings.manta_url.rstrip("/")
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.user = settings.manta_user
         self.timeout = settings.store_timeout
         self.session = requests.Session()
@@ -80,7 +81,7 @@ class MantaStore(Store):
                 raise NotFound(f"Manta: {path}: not found")
             _check(answer, f"fetching {path}")
             digest = hashlib.md5()
-            with files.replacing(local_path) as temp, open(temp, "wb") as out:
+            with files.replacing(local_path, durable=self.durable) as temp, open(temp, "wb") as out:
                 try:
                     for chunk in answer.iter_content(1 << 20):
                         digest.update(chunk)

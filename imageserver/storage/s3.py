@@ -28,6 +28,7 @@ class S3Store(Store):
         if bool(settings.aws_access_key_id) != bool(settings.aws_secret_key):
             raise SettingsError("--aws_access_key_id and --aws_secret_key go together")
         self.bucket = settings.aws_bucket
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.acl = None if settings.s3_acl == "none" else settings.s3_acl
         self.endpoint_url = settings.s3_endpoint_url or None
         self.region = settings.aws_region
@@ -49,7 +50,8 @@ class S3Store(Store):
             self.client.put_object(Bucket=self.bucket, Key=remote_path, Body=body, **extra)
 
     def get(self, remote_path: str, local_path: str) -> None:
-        with _translated(f"fetching {remote_path}"), files.replacing(local_path) as temp:
+        with (_translated(f"fetching {remote_path}"),
+              files.replacing(local_path, durable=self.durable) as temp):
             answer = self.client.get_object(Bucket=self.bucket, Key=remote_path)
             with answer["Body"] as body, open(temp, "wb") as out:
                 shutil.copyfileobj(body, out, 1 << 20)
