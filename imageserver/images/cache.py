@@ -15,10 +15,12 @@ from contextlib import ExitStack, contextmanager
 
 from imageserver.core import files
 from imageserver.core.errors import NotFound, StoreError, Unavailable
+from imageserver.core.metrics import Metrics
 from imageserver.core.names import OutputSpec
 from imageserver.core.paths import ORIGINAL, ImageKey
+from imageserver.core.settings import Settings
 from imageserver.storage import NoRemoteStore, Store
-from imageserver.storage.pending import NoPendingUploads
+from imageserver.storage.pending import NoPendingUploads, Uploads
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 FETCHED, ABSENT, DOWN = "fetched", "absent", "down"
 
 
-def local_disk(settings, store: Store, metrics, uploads=None) -> LocalOnly | LocalCache:
+def local_disk(settings: Settings, store: Store, metrics: Metrics,
+               uploads: Uploads | None = None) -> LocalOnly | LocalCache:
     """Local disk alone when nothing is remote, else in front of `store`. Both answer the same
     methods; the use cases (images.py) never ask which one they have."""
     if isinstance(store, NoRemoteStore):
@@ -37,7 +40,7 @@ def local_disk(settings, store: Store, metrics, uploads=None) -> LocalOnly | Loc
 class LocalOnly:
     """No remote store: local disk holds the only copy of every image."""
 
-    def __init__(self, settings, metrics):
+    def __init__(self, settings: Settings, metrics: Metrics):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
         self.durable = not settings.no_fsync     # files flushed to disk before they count as written
@@ -91,7 +94,7 @@ class LocalCache:
     """Local disk as a cache of the remote store, which has every image: what is not on disk is
     fetched from it, and what is made here is stored in it."""
 
-    def __init__(self, settings, metrics, store: Store, uploads):
+    def __init__(self, settings: Settings, metrics: Metrics, store: Store, uploads: Uploads):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
         self.durable = not settings.no_fsync     # files flushed to disk before they count as written
@@ -199,7 +202,7 @@ class LocalCache:
         return self._remote(key, "").rstrip("/")
 
 
-def _no_such_image(key: ImageKey, name: str, metrics) -> NotFound:
+def _no_such_image(key: ImageKey, name: str, metrics: Metrics) -> NotFound:
     """The error for an image that is nowhere, counted when it is the original that is missing."""
     if name == ORIGINAL:
         metrics.incr("original_unavailable")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imageserver.core import files
-from imageserver.core.metrics import build_metrics
+from imageserver.core.metrics import Metrics, build_metrics
 from imageserver.core.paths import INFO, ORIGINAL, PARTITIONED, STATE_FOLDER
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def read_since(path: str, armed: int) -> bool:
 
 
 class Sweeper:
-    def __init__(self, settings: Settings, metrics=None):
+    def __init__(self, settings: Settings, metrics: Metrics | None = None):
         self.base = settings.base_path
         self.limit = settings.maximum_local_bytes
         self.durable = not settings.no_fsync     # files flushed to disk before they count as written

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from imageserver.images import cache, purge, space
 from imageserver.core import files, shared
@@ -201,7 +201,7 @@ class Images:
             path = self.disk.local_copy(key, ORIGINAL)
         with open(path, "rb") as f:
             coder = pipeline.sniff(f.read(64))
-        return path, pipeline.CONTENT_TYPES.get(coder, "application/octet-stream")
+        return path, pipeline.CONTENT_TYPES[coder] if coder else "application/octet-stream"
 
     def output(self, key: ImageKey, spec: OutputSpec) -> Output:
         """The output's local path: on disk, else fetched from the store, else made now (once,
@@ -265,7 +265,7 @@ class Images:
 class _Counting:
     """Counts an upload in progress, and its failure."""
 
-    def __init__(self, counts: shared.PostingCounts, metrics):
+    def __init__(self, counts: shared.PostingCounts, metrics: Metrics):
         self.counts, self.metrics = counts, metrics
 
     def __enter__(self):

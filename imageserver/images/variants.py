@@ -29,6 +29,7 @@ from imageserver.core.paths import INFO, ORIGINAL, ImageKey
 
 if TYPE_CHECKING:
     from imageserver.core.settings import Settings
+    from imageserver.imaging.pipeline import Limits
 
 RECORD = ".variants"
 FAILED = ".failed-"
@@ -75,7 +76,7 @@ class VariantBudget:
 
 
 class Failures:
-    def __init__(self, settings: Settings, limits):
+    def __init__(self, settings: Settings, limits: Limits):
         self.base = settings.base_path
         self.seconds = settings.failure_seconds
         self.durable = not settings.no_fsync     # files flushed to disk before they count as written

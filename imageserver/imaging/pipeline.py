@@ -29,6 +29,7 @@ from imageserver.core.errors import (
 )
 from imageserver.imaging.magick import Color, Image, WandException, WandWarning
 from imageserver.core.names import OutputSpec
+from imageserver.core.settings import Settings
 
 # Coders we read, by the content type we answer with.
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
@@ -94,7 +95,7 @@ class Limits:
     maximum_scans: int = 100
 
     @classmethod
-    def from_settings(cls, settings) -> "Limits":
+    def from_settings(cls, settings: Settings) -> "Limits":
         return cls(settings.maximum_source_pixels, settings.maximum_source_side,
                    settings.maximum_frames, settings.maximum_full_size_pixels,
                    settings.maximum_request_ms, settings.maximum_scans)

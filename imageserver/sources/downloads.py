@@ -21,6 +21,7 @@ from imageserver.core.errors import ImageServerError, NotFound
 from imageserver.core.paths import INFO, ImageKey, state_folder
 
 if TYPE_CHECKING:
+    from imageserver.core.metrics import Metrics
     from imageserver.core.settings import Settings
 
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
@@ -28,7 +29,7 @@ REUSE_SECONDS = 60
 
 
 class SourceDownloads:
-    def __init__(self, settings: Settings, metrics):
+    def __init__(self, settings: Settings, metrics: Metrics):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
         self.durable = not settings.no_fsync     # files flushed to disk before they count as written

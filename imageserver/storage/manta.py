@@ -27,6 +27,7 @@ from urllib3.util.retry import Retry
 from imageserver.core import files
 from imageserver.core.errors import NotFound, SettingsError, StoreError, Unavailable
 from imageserver.core.paths import CACHE_CONTROL
+from imageserver.core.settings import Settings
 from imageserver.storage.base import Store
 
 DIRECTORY_TYPE = "application/json; type=directory"
@@ -40,7 +41,7 @@ ALGORITHMS = {"ssh-rsa": "rsa-sha256", "ecdsa-sha2-nistp256": "ecdsa-sha256",
 
 
 class MantaStore(Store):
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         for name in ("manta_user", "manta_key_id"):
             if not getattr(settings, name):
                 raise SettingsError(f"--manta_url needs --{name}")

@@ -46,7 +46,7 @@ class PendingUploads:
         self.lock_timeout = lock_timeout
         self.thread = threading.Thread(target=self._run, name="uploads", daemon=True)
 
-    def start(self) -> "PendingUploads":
+    def start(self) -> PendingUploads:
         """Start the retry thread: once in each worker, after the fork."""
         self.thread.start()
         return self

@@ -18,13 +18,14 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 from imageserver.core import files
 from imageserver.core.errors import NotFound, SettingsError, StoreError, Unavailable
 from imageserver.core.paths import CACHE_CONTROL
+from imageserver.core.settings import Settings
 from imageserver.storage.base import Store
 
 MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
 class S3Store(Store):
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         if bool(settings.aws_access_key_id) != bool(settings.aws_secret_key):
             raise SettingsError("--aws_access_key_id and --aws_secret_key go together")
         self.bucket = settings.aws_bucket
