@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imageserver.sources import fetch, sweep
+from imageserver.sources.bounds import SourceRules
 from imageserver.core import files
 from imageserver.core.errors import ImageServerError, NotFound
 from imageserver.core.paths import INFO, ImageKey, state_folder
@@ -33,7 +34,7 @@ class SourceDownloads:
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
         self.durable = not settings.no_fsync     # files flushed to disk before they count as written
-        self.rules = fetch.SourceRules.from_settings(settings)
+        self.rules = SourceRules.from_settings(settings)
         self.metrics = metrics
 
     def once(self, namespace: str, url: str, create: Callable[[bytes], bytes],
