@@ -46,7 +46,7 @@ def main() -> int:
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
     settings = Settings(maximum_width=4000, maximum_height=4000)
-    init_worker(settings)
+    formats = init_worker(settings).formats
     limits = pipeline.Limits(maximum_request_ms=10**9)   # priced, never refused here
     ratios = []
     print(f"{'source':32} {'work':22} {'priced ms':>10} {'real ms':>9} {'real/priced':>11}")
@@ -59,7 +59,8 @@ def main() -> int:
             spec = parse_output(output, settings)
             quality = spec.quality or settings.default_quality
             rows.append((output, pipeline.price(spec, source, quality).milliseconds,
-                         lambda spec=spec, quality=quality: pipeline.render(data, spec, quality, limits)))
+                         lambda spec=spec, quality=quality:
+                             pipeline.render(data, spec, quality, limits, formats)))
         for work, priced, run in rows:
             try:
                 real = min(_cpu_ms(run) for _ in range(args.rounds))

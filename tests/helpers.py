@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 
 from imageserver.imaging import pipeline
+from imageserver.images.setup import set_up_worker
 from imageserver.core.names import parse_output
 from imageserver.core.paths import ImageKey
 from imageserver.core.settings import Settings
@@ -98,7 +99,14 @@ def assert_healthy(server) -> None:
 def render(data: bytes, name: str, quality: int = 75) -> pictures.Decoded:
     """The output `name` of `data`, made by the pipeline in this process and decoded (conftest's
     `imagemagick` fixture readies the pipeline)."""
-    return pictures.decode(pipeline.render(data, parse_output(name, Settings()), quality))
+    return pictures.decode(pipeline.render(data, parse_output(name, Settings()), quality,
+                                           formats=formats_here()))
+
+
+def formats_here() -> pipeline.Formats:
+    """The formats this process's ImageMagick reads and writes, as its set-up found them (conftest's
+    `imagemagick` fixture set it up)."""
+    return set_up_worker(Settings()).formats
 
 
 def wait_until(condition, what: str = "the condition", seconds: float = 60, step: float = 0.05):

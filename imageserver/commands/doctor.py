@@ -38,9 +38,9 @@ class Report:
 def run_doctor(settings: Settings, out=sys.stdout) -> int:
     report = Report(out)
     report.line("server", f"imageserver {__version__}, Python {sys.version.split()[0]}")
-    pipeline.init_worker(pipeline.Limits.from_settings(settings))
+    formats = pipeline.init_worker(pipeline.Limits.from_settings(settings))
     try:
-        _check_imagemagick(settings, report)
+        _check_imagemagick(settings, formats, report)
     except ImageServerError as error:
         report.problem("imagemagick", error.message)
     _check_disk(settings, report)
@@ -52,7 +52,7 @@ def run_doctor(settings: Settings, out=sys.stdout) -> int:
     return 0 if not report.problems else 1
 
 
-def _check_imagemagick(settings: Settings, report: Report) -> None:
+def _check_imagemagick(settings: Settings, found: pipeline.Formats, report: Report) -> None:
     if magick.IMPORT_ERROR:
         report.problem("imagemagick", pipeline.problems()[0])
         return
@@ -60,7 +60,7 @@ def _check_imagemagick(settings: Settings, report: Report) -> None:
     report.line("imagemagick", f"{build['version']}; quantum depth {build['quantum_depth']}, "
                 f"HDRI {'on' if build['hdri'] else 'off'}, OpenMP {'on' if build['openmp'] else 'off'}"
                 f" ({build['library']})")
-    formats = pipeline.check_formats()
+    formats = pipeline.check_formats(found)
     report.line("reads", " ".join(coder for coder, (reads, _) in formats.items() if reads))
     report.line("writes", " ".join(ext for ext, coder in pipeline.WRITERS.items() if formats[coder][1]))
     for ext in settings.extensions:

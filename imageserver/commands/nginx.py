@@ -48,8 +48,8 @@ def run_nginx_config(settings: Settings) -> int:
     offers AVIF where it is written)."""
     from imageserver.images.setup import init_worker
     from imageserver.imaging import pipeline
-    init_worker(settings)
-    print(server_block(settings, pipeline.writable_extensions()), end="")
+    set_up = init_worker(settings)
+    print(server_block(settings, pipeline.writable_extensions(set_up.formats)), end="")
     return 0
 
 

@@ -53,9 +53,9 @@ class Result:
 
 
 def run_process(settings: Settings, args: list[str]) -> int:
-    init_worker(settings)
+    set_up = init_worker(settings)
     metrics = build_metrics(settings)
-    service = Images(settings, build_store(settings, metrics), metrics)
+    service = Images(settings, build_store(settings, metrics), metrics, set_up=set_up)
     outputs = parse_output_list(",".join(settings.outputs), settings)
     if args and args != ["-"]:
         items: Iterable[Item] = [Item(path, path=path) for path in args]

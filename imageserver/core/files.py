@@ -7,7 +7,7 @@ after start-up (clear_leftovers), or taken over by the next process to claim the
 
 Durable before acknowledged: the file is flushed to disk (fsync) before the rename, and its folder
 after it (and the parent of every folder made for it), so that a power cut after the reply cannot
-leave it empty or missing. --no_fsync turns that off for the process (set_durable). Every file the
+leave it empty or missing. --no_fsync turns that off: each writer passes `durable=False`. Every file the
 server writes goes through here; a full disk is a DiskFull (507), with nothing left behind.
 
 Folders are made on demand and removed again by a request that found no image (remove_empty_folders),
@@ -25,37 +25,31 @@ from contextlib import contextmanager
 from imageserver.core.errors import DiskFull, Unavailable
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-_durable = True
 
 
-def set_durable(durable: bool) -> None:
-    """Flush files and folders to disk before they count as written (the default), or not."""
-    global _durable
-    _durable = durable
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    with replacing(path) as temp:
+def write_atomically(path: str, data: bytes, *, durable: bool = True) -> None:
+    with replacing(path, durable=durable) as temp:
         with open(temp, "wb") as out:
             out.write(data)
 
 
 @contextmanager
-def replacing(path: str):
+def replacing(path: str, *, durable: bool = True):
     """Yield a temporary path beside `path`; when the block succeeds it becomes `path`, else it goes.
 
     Lets the caller fill the file (and store it remotely) before anyone can see it under its name.
-    The file is flushed before the rename, its folder after it.
+    When `durable` (not --no_fsync), the file is flushed before the rename, its folder after it.
     """
     folder, name = os.path.split(os.path.abspath(path))
-    fd, temp = _in_folder(folder, lambda: tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder))
+    fd, temp = _in_folder(folder, lambda: tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder),
+                          durable)
     os.close(fd)
     try:
         yield temp
         os.chmod(temp, 0o644)
-        _flush(temp)
+        _flush(temp, durable)
         os.replace(temp, path)
-        _flush(folder)
+        _flush(folder, durable)
     except BaseException as error:
         try:
             os.unlink(temp)
@@ -67,11 +61,11 @@ def replacing(path: str):
 
 
 @contextmanager
-def whole_or_not_at_all(folder: str, names: list[str], stop: str, timeout: float):
+def whole_or_not_at_all(folder: str, names: list[str], stop: str, timeout: float, *, durable: bool = True):
     """Make several files of `folder` as one: one process at a time, and when the block fails the
     files of `names` that it made go again (and the folder, up to `stop`, if that empties it)."""
     try:
-        with exclusive(os.path.join(folder, "whole"), timeout):
+        with exclusive(os.path.join(folder, "whole"), timeout, durable=durable):
             absent = [os.path.join(folder, name) for name in names
                       if not os.path.exists(os.path.join(folder, name))]
             try:
@@ -91,7 +85,7 @@ def read(path: str) -> bytes:
 
 
 @contextmanager
-def exclusive(path: str, timeout: float):
+def exclusive(path: str, timeout: float, *, durable: bool = True):
     """Hold the right to make `path`, against every other process, for one piece of work; yield
     the Claim, whose `write` puts the file in place (or use it as a lock only: see below).
 
@@ -107,8 +101,8 @@ def exclusive(path: str, timeout: float):
     the claim only guards other work), the claim file is removed on the way out, still held.
     """
     folder, name = os.path.split(path)
-    claim = Claim(path, os.path.join(folder, claim_name(name)))
-    claim.fd = _claim(folder, claim.temp, name, time.monotonic() + timeout)
+    claim = Claim(path, os.path.join(folder, claim_name(name)), durable)
+    claim.fd = _claim(folder, claim.temp, name, time.monotonic() + timeout, durable)
     try:
         yield claim
     finally:
@@ -127,8 +121,8 @@ def claim_name(name: str) -> str:
 class Claim:
     """The right to make one file, held (see `exclusive`)."""
 
-    def __init__(self, path: str, temp: str):
-        self.path, self.temp = path, temp
+    def __init__(self, path: str, temp: str, durable: bool = True):
+        self.path, self.temp, self.durable = path, temp, durable
         self.fd = -1
         self.written = False
 
@@ -140,7 +134,7 @@ class Claim:
             while view:
                 view = view[os.write(self.fd, view):]
             os.fchmod(self.fd, 0o644)
-            if _durable:
+            if self.durable:
                 os.fsync(self.fd)
             os.replace(self.temp, self.path)
         except OSError as error:
@@ -148,15 +142,15 @@ class Claim:
                 raise _not_stored(os.path.basename(self.path)) from error
             raise
         self.written = True
-        _flush(os.path.dirname(self.path))
+        _flush(os.path.dirname(self.path), self.durable)
 
 
-def _claim(folder: str, temp: str, name: str, deadline: float) -> int:
+def _claim(folder: str, temp: str, name: str, deadline: float, durable: bool) -> int:
     """Create and lock the claim file `temp`, or wait for its holder; the descriptor held."""
     while True:
         try:
-            fd = _in_folder(folder, lambda: os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL,
-                                                    0o644))
+            fd = _in_folder(folder, lambda: os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644),
+                            durable)
             made = True
         except FileExistsError:
             try:
@@ -242,11 +236,11 @@ def _remove_if_free(lock_path: str, made_before: float) -> int:
         os.close(fd)
 
 
-def _in_folder(folder: str, create, attempts: int = 5):
+def _in_folder(folder: str, create, durable: bool, attempts: int = 5):
     """`create()` a file in `folder`, making the folder first, and again if it vanished meanwhile."""
     for attempt in range(attempts):
         try:
-            _make_folders(folder)
+            _make_folders(folder, durable)
             return create()
         except FileNotFoundError:
             if attempt == attempts - 1:
@@ -257,7 +251,7 @@ def _in_folder(folder: str, create, attempts: int = 5):
             raise
 
 
-def _make_folders(folder: str) -> None:
+def _make_folders(folder: str, durable: bool) -> None:
     """os.makedirs, with the parent of each folder made flushed: a file flushed in a folder that a
     power cut then loses is lost too."""
     missing = []
@@ -269,12 +263,13 @@ def _make_folders(folder: str) -> None:
             os.mkdir(made)
         except FileExistsError:
             continue
-        _flush(os.path.dirname(made))
+        _flush(os.path.dirname(made), durable)
 
 
-def _flush(path: str) -> None:
-    """fsync a file (its data, written through another descriptor) or a folder (its entries)."""
-    if not _durable:
+def _flush(path: str, durable: bool) -> None:
+    """fsync a file (its data, written through another descriptor) or a folder (its entries), when
+    `durable`."""
+    if not durable:
         return
     fd = os.open(path, os.O_RDONLY)
     try:

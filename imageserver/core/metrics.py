@@ -43,6 +43,10 @@ class NullMetrics:
         yield
 
 
+# What every metrics object offers (NullMetrics's methods, which StatsdMetrics sends).
+Metrics = NullMetrics
+
+
 class StatsdMetrics(NullMetrics):
     """The statsd client of this process, created once (per worker) from the settings."""
 
@@ -77,7 +81,7 @@ def udp_address(host: str, port: int) -> tuple[int, tuple]:
     return family, address
 
 
-def build_metrics(settings: Settings) -> NullMetrics:
+def build_metrics(settings: Settings) -> Metrics:
     """A statsd client when --statsd_host is set; a host that does not resolve only costs a warning."""
     if not settings.statsd_host:
         return NullMetrics()

@@ -18,11 +18,15 @@ store and behind --remote_base_url) stay the files.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING
 
 from imageserver.core.errors import BadRequest, Forbidden, NotFound
+
+if TYPE_CHECKING:   # settings is above names: it parses --outputs with them
+    from imageserver.core.settings import Settings
 
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
                  "avif": "image/avif"}
@@ -45,9 +49,9 @@ _NAME = re.compile(
 @dataclass(frozen=True)
 class OutputSpec:
     kind: str                 # "width", "fill" (square included) or "full"
-    width: Optional[int]      # None for full_size
-    height: Optional[int]     # None for full_size and w<W>
-    quality: Optional[int]    # None: the server's default quality (-q<default> parses to None)
+    width: int | None         # None for full_size
+    height: int | None        # None for full_size and w<W>
+    quality: int | None       # None: the server's default quality (-q<default> parses to None)
     ext: str
     # The name it was parsed from, e.g. "300x300-q80.webp": aliases of one output are equal.
     name: str = field(compare=False)
@@ -60,7 +64,7 @@ class OutputSpec:
     def is_auto(self) -> bool:
         return self.ext == AUTO
 
-    def as_format(self, ext: str) -> "OutputSpec":
+    def as_format(self, ext: str) -> OutputSpec:
         """The same output in the format `ext` (what a `.auto` name stands for); the name stays."""
         return replace(self, ext=ext)
 
@@ -83,7 +87,7 @@ class OutputSpec:
         return self.as_format(AUTO).file
 
 
-def parse_output(name: str, settings) -> OutputSpec:
+def parse_output(name: str, settings: Settings) -> OutputSpec:
     """Parse and check an output name against the settings' maxima and extensions, or raise NotFound."""
     if len(name) > MAXIMUM_NAME_LENGTH:
         raise NotFound(f"an output name has at most {MAXIMUM_NAME_LENGTH} characters")
@@ -115,7 +119,7 @@ def parse_output(name: str, settings) -> OutputSpec:
     return OutputSpec(kind, width, height, quality, g["ext"], name)
 
 
-def parse_output_list(text: str, settings) -> list[OutputSpec]:
+def parse_output_list(text: str, settings: Settings) -> list[OutputSpec]:
     """Parse "x300.jpg,x300.webp" (from ?outputs= or --outputs), aliases of one output once; a bad
     name is a 400 here."""
     names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
@@ -127,7 +131,7 @@ def parse_output_list(text: str, settings) -> list[OutputSpec]:
         raise BadRequest(error.message) from None
 
 
-def check_allowed(spec: OutputSpec, settings) -> None:
+def check_allowed(spec: OutputSpec, settings: Settings) -> None:
     """Raise Forbidden unless --allowed_outputs is empty, or matches the name or its canonical name,
     or --outputs has either: an alias of an output allowed is answered from the same file. A `.auto`
     name is allowed when one of the formats it stands for is (and stands for those alone)."""
@@ -137,7 +141,7 @@ def check_allowed(spec: OutputSpec, settings) -> None:
                         f"({','.join(settings.allowed_outputs)})")
 
 
-def is_allowed(spec: OutputSpec, settings) -> bool:
+def is_allowed(spec: OutputSpec, settings: Settings) -> bool:
     """Whether --allowed_outputs (or --outputs) allows this output; allowing `x300.auto` allows the
     formats it stands for."""
     patterns = settings.allowed_outputs
@@ -147,7 +151,7 @@ def is_allowed(spec: OutputSpec, settings) -> bool:
     return any(fnmatchcase(name, pattern) for name in names for pattern in patterns)
 
 
-def auto_extensions(settings) -> list[str]:
+def auto_extensions(settings: Settings) -> list[str]:
     """The formats `.auto` may stand for on a server with these --extensions."""
     return [ext for ext in AUTO_FORMATS if ext in settings.extensions]
 

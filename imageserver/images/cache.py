@@ -15,10 +15,12 @@ from contextlib import ExitStack, contextmanager
 
 from imageserver.core import files
 from imageserver.core.errors import NotFound, StoreError, Unavailable
+from imageserver.core.metrics import Metrics
 from imageserver.core.names import OutputSpec
 from imageserver.core.paths import ORIGINAL, ImageKey
+from imageserver.core.settings import Settings
 from imageserver.storage import NoRemoteStore, Store
-from imageserver.storage.pending import NoPendingUploads
+from imageserver.storage.pending import NoPendingUploads, Uploads
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 FETCHED, ABSENT, DOWN = "fetched", "absent", "down"
 
 
-def local_disk(settings, store: Store, metrics, uploads=None) -> LocalOnly | LocalCache:
+def local_disk(settings: Settings, store: Store, metrics: Metrics,
+               uploads: Uploads | None = None) -> LocalOnly | LocalCache:
     """Local disk alone when nothing is remote, else in front of `store`. Both answer the same
     methods; the use cases (images.py) never ask which one they have."""
     if isinstance(store, NoRemoteStore):
@@ -37,9 +40,10 @@ def local_disk(settings, store: Store, metrics, uploads=None) -> LocalOnly | Loc
 class LocalOnly:
     """No remote store: local disk holds the only copy of every image."""
 
-    def __init__(self, settings, metrics):
+    def __init__(self, settings: Settings, metrics: Metrics):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.metrics = metrics
 
     def missing(self, key: ImageKey, names: list[str]) -> set:
@@ -69,7 +73,8 @@ class LocalOnly:
         with ExitStack() as stack:
             for name, (data, _) in contents.items():
                 if name in missing:
-                    _write(stack.enter_context(files.replacing(key.local_file(self.base, name))), data)
+                    path = key.local_file(self.base, name)
+                    _write(stack.enter_context(files.replacing(path, durable=self.durable)), data)
 
     def store_output(self, key: ImageKey, spec: OutputSpec, path: str) -> None:
         """Local disk is the only copy: there is nowhere else to put an output."""
@@ -89,9 +94,10 @@ class LocalCache:
     """Local disk as a cache of the remote store, which has every image: what is not on disk is
     fetched from it, and what is made here is stored in it."""
 
-    def __init__(self, settings, metrics, store: Store, uploads):
+    def __init__(self, settings: Settings, metrics: Metrics, store: Store, uploads: Uploads):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.metrics = metrics
         self.remote_base = settings.remote_base_path
         self.retry_seconds = settings.upload_retry_seconds
@@ -107,7 +113,7 @@ class LocalCache:
         path = key.local_file(self.base, name)
         if os.path.exists(path):
             return path
-        with files.exclusive(path, self.lock_timeout):
+        with files.exclusive(path, self.lock_timeout, durable=self.durable):
             if not os.path.exists(path):
                 try:
                     self.store.get(self._remote(key, name), path)
@@ -141,7 +147,7 @@ class LocalCache:
                 path = key.local_file(self.base, name)
                 if name not in missing and os.path.exists(path):
                     continue
-                temp = stack.enter_context(files.replacing(path))
+                temp = stack.enter_context(files.replacing(path, durable=self.durable))
                 _write(temp, data)
                 if name in missing:
                     self.store.put(temp, self._remote(key, name), content_type)
@@ -170,7 +176,7 @@ class LocalCache:
 
         Stored before it appears, a crash in between leaves no local copy the store lacks."""
         path, remote = claim.path, self._remote(key, spec.file)
-        with files.replacing(path) as temp:
+        with files.replacing(path, durable=self.durable) as temp:
             _write(temp, rendered)
             failure = (self._put_now(temp, remote, spec.content_type) if store_answer != DOWN
                        else "the store could not be reached a moment ago")
@@ -196,7 +202,7 @@ class LocalCache:
         return self._remote(key, "").rstrip("/")
 
 
-def _no_such_image(key: ImageKey, name: str, metrics) -> NotFound:
+def _no_such_image(key: ImageKey, name: str, metrics: Metrics) -> NotFound:
     """The error for an image that is nowhere, counted when it is the original that is missing."""
     if name == ORIGINAL:
         metrics.incr("original_unavailable")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imageserver.core import files
-from imageserver.core.metrics import build_metrics
+from imageserver.core.metrics import Metrics, build_metrics
 from imageserver.core.paths import INFO, ORIGINAL, PARTITIONED, STATE_FOLDER
 
 if TYPE_CHECKING:
@@ -141,9 +141,10 @@ def read_since(path: str, armed: int) -> bool:
 
 
 class Sweeper:
-    def __init__(self, settings: Settings, metrics=None):
+    def __init__(self, settings: Settings, metrics: Metrics | None = None):
         self.base = settings.base_path
         self.limit = settings.maximum_local_bytes
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.remote = has_remote_store(settings)
         self.metrics = metrics or build_metrics(settings)
         self.evicted = 0
@@ -172,7 +173,7 @@ class Sweeper:
         self.metrics.gauge("local.bytes", used)
         files.write_atomically(os.path.join(self.base, STATE_FOLDER, STATUS_FILE), json.dumps(
             {"bytes_used": used, "bytes_limit": self.limit, "files_evicted": self.evicted,
-             "swept_at": time.time(), "warning": self.warning}).encode())
+             "swept_at": time.time(), "warning": self.warning}).encode(), durable=self.durable)
         return used
 
     def _remove(self, victim: LocalFile, armed: int, pending: set[str]) -> bool:

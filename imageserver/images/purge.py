@@ -34,7 +34,9 @@ import time
 
 from imageserver.core import files
 from imageserver.core.errors import ImageServerError
+from imageserver.core.metrics import Metrics
 from imageserver.core.paths import ImageKey, state_folder
+from imageserver.core.settings import Settings
 from imageserver.storage import NoRemoteStore, Store
 from imageserver.storage.guard import TOMBSTONE_NAME, tombstone, tombstone_folder
 
@@ -72,20 +74,21 @@ def remove_local(base: str, key: ImageKey) -> int:
 class Purges:
     """The purges asked of this server, and the lifting of a purge by a new upload."""
 
-    def __init__(self, settings, store: Store, metrics):
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics):
         self.base = settings.base_path
         self.remote_base = settings.remote_base_path
         self.store = store
         self.remote = not isinstance(store, NoRemoteStore)
         self.metrics = metrics
         self.journal = state_folder(self.base, "purges")
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
 
     def purge(self, key: ImageKey) -> dict:
         """Remove the image everywhere (idempotent: an image purged already, or never uploaded, is
         purged again at the cost of the requests that find so); what was removed."""
         record = self._record(key)
         files.write_atomically(record, json.dumps({"namespace": key.namespace, "hash": key.hash,
-                                                   "purged_at": time.time()}).encode())
+                                                   "purged_at": time.time()}).encode(), durable=self.durable)
         removed = self._finish(key, record)
         self.metrics.incr("purge")
         log.info("purged %s: %d objects from the store, %d local files", key.folder,
@@ -160,7 +163,7 @@ class Sweep:
     """In each server: finish the purges cut short here, and remove the local copies of images any
     server purged (found by their tombstones); delete the tombstones seen for long enough."""
 
-    def __init__(self, settings, store: Store, metrics):
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics):
         self.base = settings.base_path
         self.purges = Purges(settings, store, metrics)
         self.folder = tombstone_folder(settings.remote_base_path)
@@ -194,7 +197,7 @@ class Sweep:
         return removed
 
 
-def start(settings) -> threading.Thread | None:
+def start(settings: Settings) -> threading.Thread | None:
     """The sweep, in a thread of the gunicorn master (it never loads ImageMagick): a first pass at
     once (finishing the purges a crash cut short), then one every --purge_poll_seconds."""
     from imageserver.core.metrics import build_metrics

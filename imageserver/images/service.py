@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from imageserver.images import cache, purge, space
 from imageserver.core import files, shared
@@ -21,7 +21,11 @@ from imageserver.core.json_text import pretty
 from imageserver.core.names import AUTO_FORMATS, OutputSpec, choose_format, is_allowed, parse_output_list
 from imageserver.core.paths import INFO, ORIGINAL, ImageKey, check_namespace
 from imageserver.sources.downloads import SourceDownloads
-from imageserver.storage.pending import NoPendingUploads
+from imageserver.core.metrics import Metrics
+from imageserver.core.settings import Settings
+from imageserver.images.setup import WorkerSetUp
+from imageserver.storage.base import Store
+from imageserver.storage.pending import NoPendingUploads, Uploads
 from imageserver.images.variants import RECORD, Failures, VariantBudget
 
 
@@ -35,15 +39,20 @@ class Output:
 
 
 class Images:
-    def __init__(self, settings, store, metrics, uploads=None):
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, uploads: Uploads | None = None,
+                 set_up: WorkerSetUp | None = None):
         self.settings = settings
         self.store = store
         self.uploads = uploads or NoPendingUploads()
         self.metrics = metrics
         self.base = settings.base_path
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.disk = cache.local_disk(settings, store, metrics, self.uploads)
         self.sources = SourceDownloads(settings, metrics)
         self.limits = pipeline.Limits.from_settings(settings)
+        # The formats this process's ImageMagick reads and writes: a server builds its app before it
+        # sets its worker up, and hands the set-up in on each request (web.app, `runs_in`).
+        self.formats = set_up.formats if set_up else pipeline.ASSUMED_FORMATS
         self.posting = shared.POSTING
         # --outputs: made for every new image, besides those a request asks for.
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
@@ -52,6 +61,10 @@ class Images:
             for spec in ([default.as_format(ext) for ext in AUTO_FORMATS] if default.is_auto else [default])})
         self.failures = Failures(settings, self.limits)
         self.purges = purge.Purges(settings, store, metrics)
+
+    def runs_in(self, set_up: WorkerSetUp) -> None:
+        """Use what the set-up of this process found (before each request: see web.app)."""
+        self.formats = set_up.formats
 
     # -- creating -----------------------------------------------------------------------------
 
@@ -80,15 +93,17 @@ class Images:
         outputs = self.concrete(self._outputs_of_new_image(outputs),
                                 lambda: pipeline.has_transparency(data[:pipeline.TRANSPARENCY_HEAD_BYTES]))
         # The whole request priced from the header, before its check decodes a pixel.
-        source = pipeline.read_header(data, self.limits)
-        pipeline.check_work(outputs, source, self.limits, self.settings.default_quality, upload=True)
+        source = pipeline.read_header(data, self.limits, self.formats)
+        pipeline.check_work(outputs, source, self.limits, self.settings.default_quality, upload=True,
+                            formats=self.formats)
         pipeline.check_whole(data, source, self.limits)
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
         names = [ORIGINAL, INFO, *(spec.file for spec in outputs)]
         # A client told that its upload failed (a full disk, a store down) finds no half of it.
         with files.whole_or_not_at_all(key.local_folder(self.base), [*names, RECORD],
-                                       os.path.join(self.base, key.namespace), self.settings.lock_timeout):
+                                       os.path.join(self.base, key.namespace), self.settings.lock_timeout,
+                                       durable=self.durable):
             missing = self.disk.missing(key, names)
             if missing:
                 space.check_reserve(self.base, self.settings.minimum_free_bytes, needed=len(data))
@@ -109,8 +124,8 @@ class Images:
             to_make = [spec for spec in specs if spec.file in missing]
             if to_make:
                 original = files.read(self.disk.local_copy(key, ORIGINAL))
-                pipeline.check_work(to_make, pipeline.read_header(original, self.limits), self.limits,
-                                    self.settings.default_quality)
+                pipeline.check_work(to_make, pipeline.read_header(original, self.limits, self.formats),
+                                    self.limits, self.settings.default_quality, formats=self.formats)
                 self.budget.admit(key, [spec.file for spec in to_make])
             self._store_outputs(key, specs, missing)
 
@@ -135,7 +150,7 @@ class Images:
     def auto_formats(self, spec: OutputSpec) -> list[str]:
         """The formats a `.auto` output stands for here: those this server offers (--extensions),
         its ImageMagick writes, and --allowed_outputs allows for this output."""
-        return [ext for ext in AUTO_FORMATS if ext in self.settings.extensions and pipeline.can_write(ext)
+        return [ext for ext in AUTO_FORMATS if ext in self.settings.extensions and self.formats.can_write(ext)
                 and is_allowed(spec.as_format(ext), self.settings)]
 
     def choose_format(self, key: ImageKey, spec: OutputSpec, accept: str) -> OutputSpec:
@@ -188,7 +203,7 @@ class Images:
             path = self.disk.local_copy(key, ORIGINAL)
         with open(path, "rb") as f:
             coder = pipeline.sniff(f.read(64))
-        return path, pipeline.CONTENT_TYPES.get(coder, "application/octet-stream")
+        return path, pipeline.CONTENT_TYPES[coder] if coder else "application/octet-stream"
 
     def output(self, key: ImageKey, spec: OutputSpec) -> Output:
         """The output's local path: on disk, else fetched from the store, else made now (once,
@@ -207,7 +222,7 @@ class Images:
             self.metrics.incr("processing.version.noop")
             return Output(path, "hit")
         self.disk.check_known(key)
-        with files.exclusive(path, self.settings.lock_timeout) as claim:
+        with files.exclusive(path, self.settings.lock_timeout, durable=self.durable) as claim:
             if os.path.exists(path):
                 return Output(path, "hit")
             self.failures.check(key, spec.file)
@@ -244,7 +259,8 @@ class Images:
         quality = spec.quality or self.settings.default_quality
         reused = DECODED.reused
         with self.metrics.timer(f"processing.time.{spec.ext}"):
-            output = pipeline.render(data, spec, quality, self.limits, reuse=f"{key.namespace}/{key.hash}")
+            output = pipeline.render(data, spec, quality, self.limits, self.formats,
+                                     reuse=f"{key.namespace}/{key.hash}")
         if DECODED.reused > reused:
             self.metrics.incr("processing.decoded_reused")
         return output
@@ -256,7 +272,7 @@ class Images:
 class _Counting:
     """Counts an upload in progress, and its failure."""
 
-    def __init__(self, counts: shared.PostingCounts, metrics):
+    def __init__(self, counts: shared.PostingCounts, metrics: Metrics):
         self.counts, self.metrics = counts, metrics
 
     def __enter__(self):

@@ -8,31 +8,44 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from imageserver.core import files
 from imageserver.core.settings import Settings
 from imageserver.imaging import pipeline
 
 
-def init_worker(settings: Settings) -> None:
-    """What concerns the whole process: ImageMagick's policy and limits (pipeline.init_worker) and
-    whether files are flushed to disk (--no_fsync)."""
-    files.set_durable(not settings.no_fsync)
-    pipeline.init_worker(pipeline.Limits.from_settings(settings))
-    _set_up_in[:] = [os.getpid()]
+@dataclass(frozen=True)
+class WorkerSetUp:
+    """What init_worker found in this process, handed to what uses it (Images, doctor, nginx)."""
+    pid: int                        # the process set up (a forked child has its own to set up)
+    formats: pipeline.Formats       # the coders this process's ImageMagick reads and writes
 
 
-# The process init_worker set up (a forked child has its own to set up), under a lock for a server
-# with threads.
-_set_up_in: list = []
+def init_worker(settings: Settings, on_leak: Callable[[], None] | None = None) -> WorkerSetUp:
+    """What concerns the whole process: ImageMagick's policy and limits, and the formats it reads
+    and writes here (pipeline.init_worker). `on_leak`: what to do once ImageMagick kept the remains
+    of a failed image (a gunicorn worker retires)."""
+    global _this_process
+    _this_process = WorkerSetUp(os.getpid(), pipeline.init_worker(pipeline.Limits.from_settings(settings),
+                                                                  on_leak))
+    return _this_process
+
+
+# The one holder of this process's set-up, for set_up_worker (the app is built before the set-up
+# runs, and cannot be handed it), under a lock for a server with threads.
+_this_process: WorkerSetUp | None = None
 _setting_up = threading.Lock()
 
 
-def set_up_worker(settings: Settings) -> None:
-    """`init_worker`, unless this process ran it already: before each request, so that a worker that
-    no hook of ours set up (plain `gunicorn wsgi:app`, without our gunicorn.conf.py) sets itself up
-    on its first request, and serves as `images server`'s do."""
-    if _set_up_in != [os.getpid()]:
+def set_up_worker(settings: Settings) -> WorkerSetUp:
+    """This process's set-up: `init_worker`, unless this process ran it already. Before each request,
+    so that a worker that no hook of ours set up (plain `gunicorn wsgi:app`, without our
+    gunicorn.conf.py) sets itself up on its first request, and serves as `images server`'s do."""
+    set_up = _this_process
+    if set_up is None or set_up.pid != os.getpid():
         with _setting_up:
-            if _set_up_in != [os.getpid()]:
-                init_worker(settings)
+            set_up = _this_process
+            if set_up is None or set_up.pid != os.getpid():
+                set_up = init_worker(settings)
+    return set_up

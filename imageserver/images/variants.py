@@ -29,6 +29,7 @@ from imageserver.core.paths import INFO, ORIGINAL, ImageKey
 
 if TYPE_CHECKING:
     from imageserver.core.settings import Settings
+    from imageserver.imaging.pipeline import Limits
 
 RECORD = ".variants"
 FAILED = ".failed-"
@@ -75,9 +76,10 @@ class VariantBudget:
 
 
 class Failures:
-    def __init__(self, settings: Settings, limits):
+    def __init__(self, settings: Settings, limits: Limits):
         self.base = settings.base_path
         self.seconds = settings.failure_seconds
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         # A remembered answer holds only under the settings that gave it: a limit raised (or a
         # new default quality) by a restart renders again.
         self.fingerprint = hashlib.md5(repr((limits, settings.default_quality)).encode()).hexdigest()
@@ -107,6 +109,7 @@ class Failures:
         record = {"status": error.status, "error": error.message, "settings": self.fingerprint,
                   "until": time.time() + self.seconds}
         try:
-            files.write_atomically(key.local_file(self.base, FAILED + name), json.dumps(record).encode())
+            files.write_atomically(key.local_file(self.base, FAILED + name), json.dumps(record).encode(),
+                                   durable=self.durable)
         except ImageServerError:   # a full disk: the failure is answered all the same
             pass

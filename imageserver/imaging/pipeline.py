@@ -17,7 +17,7 @@ import warnings
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from imageserver.core.errors import (
     NotConfigured,
@@ -30,6 +30,7 @@ from imageserver.core.names import OutputSpec
 from imageserver.imaging import cost, icc, magick
 from imageserver.imaging.decoded import DECODED
 from imageserver.imaging.magick import Color, Image, WandException, WandWarning
+from imageserver.core.settings import Settings
 
 # Coders we read, by the content type we answer with.
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
@@ -100,7 +101,7 @@ class Limits:
     decoded_cache_pixels: int = 4_000_000    # see decoded.py
 
     @classmethod
-    def from_settings(cls, settings) -> "Limits":
+    def from_settings(cls, settings: Settings) -> "Limits":
         return cls(settings.maximum_source_pixels, settings.maximum_source_side,
                    settings.maximum_frames, settings.maximum_full_size_pixels,
                    settings.maximum_request_ms, settings.maximum_scans, settings.decoded_cache_pixels)
@@ -120,30 +121,36 @@ ANIMATION_FACTOR = 1
 MAXIMUM_PNG_METADATA_BYTES = 8 * 2**20
 PNG_COMPRESSED_CHUNKS = {b"zTXt", b"iTXt", b"iCCP"}
 
-_readable: set = set()
-_writable: set = set()
+@dataclass(frozen=True)
+class Formats:
+    """The coders this process's ImageMagick reads and writes, as init_worker found them."""
+    readable: frozenset[str]
+    writable: frozenset[str]
+
+    def can_write(self, ext: str) -> bool:
+        """True when this ImageMagick writes the output extension `ext`."""
+        return WRITERS[ext] in self.writable
 
 
-def init_worker(limits: Limits = Limits()) -> None:
-    """ImageMagick's policy and limits in force in this process, and the coders it reads and writes
-    here noted. Once per worker, after the fork (see magick.init_worker)."""
-    magick.init_worker(limits)
-    _readable.clear()
-    _readable.update(coder for coder in CONTENT_TYPES if magick.reads(coder))
+# What a process that was not set up (no init_worker) takes for granted: every format read, every
+# output format written but those that not every ImageMagick writes.
+ASSUMED_FORMATS = Formats(frozenset(CONTENT_TYPES), frozenset(WRITERS.values()) - OPTIONAL_WRITERS)
+
+
+def init_worker(limits: Limits = Limits(), on_leak: Optional[Callable[[], None]] = None) -> Formats:
+    """Put ImageMagick's policy and limits in force in this process, and say which coders it reads
+    and writes here. Once per worker, after the fork (see magick.init_worker)."""
+    magick.init_worker(limits, on_leak=on_leak)
+    readable = {coder for coder in CONTENT_TYPES if magick.reads(coder)}
     # HEIC and AVIF are read by one coder (libheif's): only where it reads the colours right.
     if not magick.reads_faithfully("avif"):
-        _readable.difference_update({"heic", "avif"})
-    _writable.clear()
-    _writable.update(coder for coder in WRITERS.values() if magick.writes(coder))
+        readable -= {"heic", "avif"}
+    writable = {coder for coder in WRITERS.values() if magick.writes(coder)}
+    return Formats(frozenset(readable), frozenset(writable))
 
 
-def can_write(ext: str) -> bool:
-    """True when this ImageMagick writes the output extension `ext` (known once init_worker ran)."""
-    return WRITERS[ext] in (_writable if _writable else set(WRITERS.values()) - OPTIONAL_WRITERS)
-
-
-def _check_writable(spec: OutputSpec) -> None:
-    if not can_write(spec.ext):
+def _check_writable(spec: OutputSpec, formats: Formats) -> None:
+    if not formats.can_write(spec.ext):
         raise NotFound(f"{spec.name!r}: this server's ImageMagick cannot write {spec.ext.upper()} "
                        "(its encoder is not installed)")
 
@@ -199,12 +206,12 @@ def has_transparency(head: bytes) -> bool:
     return False
 
 
-def coder_for(data: bytes) -> str:
+def coder_for(data: bytes, formats: Formats = ASSUMED_FORMATS) -> str:
     """The coder for an upload, or UnsupportedMediaType."""
     if not data:
         raise UnsupportedMediaType("the image is empty")
     coder = sniff(data[:64])
-    readable = _readable or set(CONTENT_TYPES)
+    readable = formats.readable
     if coder is None or coder not in readable:
         raise UnsupportedMediaType("not an image of an accepted kind (JPEG, PNG, GIF, WebP"
                                    + (", HEIC, AVIF" if {"heic", "avif"} & readable else "") + ")")
@@ -383,10 +390,10 @@ def _after_sub_blocks(data: bytes, position: int, blocks: int) -> tuple:
     return position + 1, blocks
 
 
-def describe(data: bytes, limits: Limits = Limits()) -> SourceInfo:
+def describe(data: bytes, limits: Limits = Limits(), formats: Formats = ASSUMED_FORMATS) -> SourceInfo:
     """Check that `data` is a whole image we accept, within the limits, and say what it is: its
     header first, then (once the decoding is priced within the budget) every pixel of it."""
-    source = read_header(data, limits)
+    source = read_header(data, limits, formats)
     check_whole(data, source, limits)
     return source
 
@@ -404,11 +411,11 @@ def check_whole(data: bytes, source: SourceInfo, limits: Limits = Limits()) -> N
                 raise Unprocessable("upload: the image has no pixels")
 
 
-def read_header(data: bytes, limits: Limits = Limits()) -> SourceInfo:
+def read_header(data: bytes, limits: Limits = Limits(), formats: Formats = ASSUMED_FORMATS) -> SourceInfo:
     """What an image is, from its header alone (no pixel decoded), or an error if it is over the
     limits: for the checks made before any of its pixels are decoded."""
     _check_available()
-    coder = coder_for(data)
+    coder = coder_for(data, formats)
     with _decoding("original"):
         return _checked_header(data, coder, limits)
 
@@ -544,15 +551,15 @@ def plan(spec: OutputSpec, source_width: int, source_height: int) -> Plan:
 
 
 def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(),
-           reuse: str = "") -> bytes:
+           formats: Formats = ASSUMED_FORMATS, reuse: str = "") -> bytes:
     """Make the output `spec` from the original `data`, and return its encoded bytes: priced from
     the header first, and refused (413) when over the budget, before any pixel is decoded.
 
     `reuse`: the original's name (namespace/hash), when a decode of it kept in this worker may serve
     (decoded.py), and this render's decode may be kept for the next outputs of it."""
     _check_available()
-    _check_writable(spec)
-    source = read_header(data, limits)
+    _check_writable(spec, formats)
+    source = read_header(data, limits, formats)
     _check_full_size(spec, source.width, source.height, limits)
     work = price(spec, source, quality)
     _check_budget(work, limits, spec.name, source)
@@ -717,13 +724,13 @@ def _animated(spec: OutputSpec, source: SourceInfo) -> bool:
 
 
 def check_work(specs: Iterable[OutputSpec], source: SourceInfo, limits: Limits = Limits(),
-               default_quality: int = 75, upload: bool = False) -> None:
+               default_quality: int = 75, upload: bool = False, formats: Formats = ASSUMED_FORMATS) -> None:
     """Refuse, before any of it is done, a request whose work is priced over the budget: an
     upload's own check (`upload`), then each output it makes."""
     specs = list(specs)
     parts = [_upload_check(source)] if upload else []
     for spec in specs:
-        _check_writable(spec)
+        _check_writable(spec, formats)
         _check_full_size(spec, source.width, source.height, limits)
         parts.append(price(spec, source, spec.quality or default_quality))
     if parts:
@@ -879,19 +886,19 @@ def _srgb_profile() -> Optional[bytes]:
     return None
 
 
-def format_support() -> dict:
-    """Which of our formats we read here (for doctor and status; known once init_worker ran)."""
+def format_support(formats: Formats) -> dict:
+    """Which of our formats this process reads (for doctor and status)."""
     _check_available()
-    return {coder: coder in _readable for coder in CONTENT_TYPES}
+    return {coder: coder in formats.readable for coder in CONTENT_TYPES}
 
 
-def check_formats() -> dict:
+def check_formats(formats: Formats) -> dict:
     """For doctor: {coder: (reads, writes)}, as init_worker found them (each output format written
     and read back for real; the others can only be read, when ImageMagick has their coder)."""
     _check_available()
-    return {coder: (coder in _readable, coder in _writable) for coder in CONTENT_TYPES}
+    return {coder: (coder in formats.readable, coder in formats.writable) for coder in CONTENT_TYPES}
 
 
-def writable_extensions() -> list[str]:
+def writable_extensions(formats: Formats) -> list[str]:
     """The output extensions this ImageMagick writes (for status)."""
-    return [ext for ext in WRITERS if can_write(ext)]
+    return [ext for ext in WRITERS if formats.can_write(ext)]

@@ -52,8 +52,7 @@ def post_worker_init(worker):
     # failed image finishes its request and is replaced.
     from imageserver.images.setup import init_worker
     from imageserver.imaging import magick
-    init_worker(worker_settings(worker))
-    magick.when_leaked(lambda: setattr(worker, "alive", False))
+    init_worker(worker_settings(worker), on_leak=lambda: setattr(worker, "alive", False))
     magick.limit_address_space(WORKER_ADDRESS_SPACE)
 
 

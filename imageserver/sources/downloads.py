@@ -16,11 +16,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imageserver.sources import fetch, sweep
+from imageserver.sources.bounds import SourceRules
 from imageserver.core import files
 from imageserver.core.errors import ImageServerError, NotFound
 from imageserver.core.paths import INFO, ImageKey, state_folder
 
 if TYPE_CHECKING:
+    from imageserver.core.metrics import Metrics
     from imageserver.core.settings import Settings
 
 # A source URL downloaded this recently is not downloaded again by requests that waited for it.
@@ -28,10 +30,11 @@ REUSE_SECONDS = 60
 
 
 class SourceDownloads:
-    def __init__(self, settings: Settings, metrics):
+    def __init__(self, settings: Settings, metrics: Metrics):
         self.base = settings.base_path
         self.lock_timeout = settings.lock_timeout
-        self.rules = fetch.SourceRules.from_settings(settings)
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
+        self.rules = SourceRules.from_settings(settings)
         self.metrics = metrics
 
     def once(self, namespace: str, url: str, create: Callable[[bytes], bytes],
@@ -40,11 +43,11 @@ class SourceDownloads:
         for has just done so, `reuse(key)` of the image it made. Either returns the info JSON."""
         record = state_folder(self.base, "sources", hashlib.md5(url.encode()).hexdigest())
         sweep.now_and_then(os.path.dirname(record), REUSE_SECONDS)
-        with files.exclusive(record, self.lock_timeout):
+        with files.exclusive(record, self.lock_timeout, durable=self.durable):
             key = self._recent(namespace, record)
             if key is None:
                 info = create(self._download(url))
-                files.write_atomically(record, json.loads(info)["hash"].encode())
+                files.write_atomically(record, json.loads(info)["hash"].encode(), durable=self.durable)
                 return info
         # Outside the lock: the requests that waited may go on with the image side by side.
         return reuse(key)

@@ -3,7 +3,6 @@ once stored, is checked against the image's tombstone `<remote base>/.purged/<ns
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from imageserver.core.errors import NotFound
 from imageserver.core.paths import ImageKey
@@ -41,7 +40,7 @@ class TombstoneGuard(WrappedStore):
             self.store.delete(remote_path)
             raise NotFound(f"image {key.hash} of namespace {key.namespace} was purged")
 
-    def _image(self, remote_path: str) -> Optional[ImageKey]:
+    def _image(self, remote_path: str) -> ImageKey | None:
         prefix = f"{self.remote_base}/" if self.remote_base else ""
         if not remote_path.startswith(prefix):
             return None

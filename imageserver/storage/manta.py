@@ -27,6 +27,7 @@ from urllib3.util.retry import Retry
 from imageserver.core import files
 from imageserver.core.errors import NotFound, SettingsError, StoreError, Unavailable
 from imageserver.core.paths import CACHE_CONTROL
+from imageserver.core.settings import Settings
 from imageserver.storage.base import Store
 
 DIRECTORY_TYPE = "application/json; type=directory"
@@ -40,7 +41,7 @@ ALGORITHMS = {"ssh-rsa": "rsa-sha256", "ecdsa-sha2-nistp256": "ecdsa-sha256",
 
 
 class MantaStore(Store):
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         for name in ("manta_user", "manta_key_id"):
             if not getattr(settings, name):
                 raise SettingsError(f"--manta_url needs --{name}")
@@ -48,6 +49,7 @@ class MantaStore(Store):
             raise SettingsError("with Manta, --remote_base_path must start with stor/ or public/, "
                                 f"not {settings.remote_base_path!r}")
         self.base_url = settings.manta_url.rstrip("/")
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.user = settings.manta_user
         self.timeout = settings.store_timeout
         self.session = requests.Session()
@@ -80,7 +82,7 @@ class MantaStore(Store):
                 raise NotFound(f"Manta: {path}: not found")
             _check(answer, f"fetching {path}")
             digest = hashlib.md5()
-            with files.replacing(local_path) as temp, open(temp, "wb") as out:
+            with files.replacing(local_path, durable=self.durable) as temp, open(temp, "wb") as out:
                 try:
                     for chunk in answer.iter_content(1 << 20):
                         digest.update(chunk)

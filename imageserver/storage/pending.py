@@ -18,6 +18,7 @@ import time
 
 from imageserver.core import files
 from imageserver.core.errors import ImageServerError, NotFound
+from imageserver.core.metrics import Metrics
 from imageserver.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -35,15 +36,17 @@ class NoPendingUploads:
 
 
 class PendingUploads:
-    def __init__(self, store: Store, folder: str, retry_seconds: float, metrics, lock_timeout: float):
+    def __init__(self, store: Store, folder: str, retry_seconds: float, metrics: Metrics, lock_timeout: float,
+                 durable: bool = True):
         self.store = store
+        self.durable = durable      # files flushed to disk before they count as written (not --no_fsync)
         self.folder = folder
         self.retry_seconds = retry_seconds
         self.metrics = metrics
         self.lock_timeout = lock_timeout
         self.thread = threading.Thread(target=self._run, name="uploads", daemon=True)
 
-    def start(self) -> "PendingUploads":
+    def start(self) -> PendingUploads:
         """Start the retry thread: once in each worker, after the fork."""
         self.thread.start()
         return self
@@ -54,7 +57,7 @@ class PendingUploads:
         Called before `local_path` is renamed into place, with that file's lock held: a retry takes
         the same lock, so it never finds the record without its file."""
         item = {"local_path": local_path, "remote_path": remote_path, "content_type": content_type}
-        files.write_atomically(self._record(remote_path), json.dumps(item).encode())
+        files.write_atomically(self._record(remote_path), json.dumps(item).encode(), durable=self.durable)
 
     def pending(self) -> int:
         """Uploads written down and not yet done, by every worker of this server."""
@@ -89,7 +92,7 @@ class PendingUploads:
     def _upload(self, record: str) -> None:
         """Do one upload, unless another worker did it; on failure leave it for the next sweep."""
         try:
-            with files.exclusive(record, LOCK_SECONDS):
+            with files.exclusive(record, LOCK_SECONDS, durable=self.durable):
                 try:
                     item = json.loads(files.read(record))
                 except FileNotFoundError:
@@ -99,7 +102,7 @@ class PendingUploads:
                     # this lock: wait for it (its folder exists while that request runs).
                     if not os.path.isdir(os.path.dirname(item["local_path"])):
                         raise FileNotFoundError(item["local_path"])
-                    with files.exclusive(item["local_path"], self.lock_timeout):
+                    with files.exclusive(item["local_path"], self.lock_timeout, durable=self.durable):
                         self.store.put(item["local_path"], item["remote_path"], item["content_type"])
                 except FileNotFoundError:
                     log.warning("not uploading %s: its local file is gone", item["remote_path"])
@@ -115,3 +118,7 @@ class PendingUploads:
                 log.info("stored %s, which failed before", item["remote_path"])
         except Exception:  # the thread must outlive any one upload
             log.exception("upload of %s failed", record)
+
+
+# What holds the uploads that wait for the store: nothing (no remote store), or a folder of them.
+Uploads = NoPendingUploads | PendingUploads

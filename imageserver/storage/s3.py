@@ -18,16 +18,18 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 from imageserver.core import files
 from imageserver.core.errors import NotFound, SettingsError, StoreError, Unavailable
 from imageserver.core.paths import CACHE_CONTROL
+from imageserver.core.settings import Settings
 from imageserver.storage.base import Store
 
 MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
 class S3Store(Store):
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         if bool(settings.aws_access_key_id) != bool(settings.aws_secret_key):
             raise SettingsError("--aws_access_key_id and --aws_secret_key go together")
         self.bucket = settings.aws_bucket
+        self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.acl = None if settings.s3_acl == "none" else settings.s3_acl
         self.endpoint_url = settings.s3_endpoint_url or None
         self.region = settings.aws_region
@@ -49,7 +51,8 @@ class S3Store(Store):
             self.client.put_object(Bucket=self.bucket, Key=remote_path, Body=body, **extra)
 
     def get(self, remote_path: str, local_path: str) -> None:
-        with _translated(f"fetching {remote_path}"), files.replacing(local_path) as temp:
+        with (_translated(f"fetching {remote_path}"),
+              files.replacing(local_path, durable=self.durable) as temp):
             answer = self.client.get_object(Bucket=self.bucket, Key=remote_path)
             with answer["Body"] as body, open(temp, "wb") as out:
                 shutil.copyfileobj(body, out, 1 << 20)

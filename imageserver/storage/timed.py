@@ -1,13 +1,14 @@
 """A remote store that reports how long its transfers take (`download.time.store`, `upload.time.store`)."""
 from __future__ import annotations
 
+from imageserver.core.metrics import Metrics
 from imageserver.storage.base import Store, WrappedStore
 
 
 class TimedStore(WrappedStore):
     """Wraps a remote store; everything but the timing is the wrapped store's."""
 
-    def __init__(self, store: Store, metrics):
+    def __init__(self, store: Store, metrics: Metrics):
         super().__init__(store)
         self.metrics = metrics
 

@@ -15,7 +15,8 @@ from imageserver.storage import build_uploads
 def create_app(settings: Settings | None = None, stopping: StopFlag | None = None) -> Flask:
     """The WSGI app. Building it changes nothing outside it (a test builds one in its own process):
     a process that serves it runs `init_worker` before its first request (our gunicorn hook, or the
-    app itself: `set_up_worker`). Build it after the fork: it loads ImageMagick's library.
+    app itself: `set_up_worker`), whose findings each request hands to `Images`. Build it after the
+    fork: it loads ImageMagick's library.
 
     `stopping` is the master's flag, set once a graceful stop has begun (see `shared.StopFlag`).
     """
@@ -25,8 +26,9 @@ def create_app(settings: Settings | None = None, stopping: StopFlag | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.maximum_upload_bytes
     metrics = build_metrics(settings)
     store, uploads = build_uploads(settings, metrics)
-    app.extensions["images"] = Images(settings, store, metrics, uploads)
+    images = Images(settings, store, metrics, uploads)
+    app.extensions["images"] = images
     app.extensions["stopping"] = stopping or StopFlag()
-    app.before_request(lambda: set_up_worker(settings))
+    app.before_request(lambda: images.runs_in(set_up_worker(settings)))
     web.register(app)
     return app

@@ -22,7 +22,7 @@ def status_check():
         problems = ["Shutting down"]
     body = {"version": __version__, "message": "; ".join(problems) or "OK",
             "posting": service().posting.as_dict(), "pending_uploads": service().uploads.pending(),
-            "writes": pipeline.writable_extensions(),
+            "writes": pipeline.writable_extensions(service().formats),
             # Under the reserve, new images and sizes get 507 while what is on disk is still served.
             "disk": space.report(service().base, service().settings.minimum_free_bytes),
             "local_disk": eviction.read_status(service().settings)}

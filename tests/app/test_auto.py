@@ -8,12 +8,11 @@ import os
 
 import pytest
 
-from imageserver.imaging import pipeline
 from imageserver.core import signing
 from imageserver.core.names import accepted_types, choose_format
 from imageserver.core.paths import ImageKey
 from tests import pictures
-from tests.helpers import assert_json_error, image_url
+from tests.helpers import assert_json_error, formats_here, image_url
 
 CHROME = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 OLD_SAFARI = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"
@@ -23,7 +22,7 @@ SIGNING_KEY = "a-signing-key-of-32-characters-0"
 
 def needs_avif() -> None:
     """Known once ImageMagick is set up (the session's `imagemagick` fixture): at collection, not."""
-    if not pipeline.can_write("avif"):
+    if not formats_here().can_write("avif"):
         pytest.skip("no AVIF encoder here")
 
 

@@ -75,7 +75,7 @@ def test_a_render_that_runs_far_past_its_price_is_stopped(monkeypatch):
     monkeypatch.setattr(cost, "STOP_GRACE_MS", 20)
     with pytest.raises(PayloadTooLarge, match="stopped after .* ms of CPU"):
         pipeline.render(data, spec, 75)
-    assert os.listdir(magick._temporary[0]) == []
+    assert os.listdir(magick._in_force.temporary_folder) == []
     monkeypatch.setattr(cost, "STOP_GRACE_MS", 60_000)
     output = pictures.decode(pipeline.render(data, spec, 75))
     assert (output.width, output.height) == (1000, 1000)

@@ -19,14 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from imageserver.sources import fetch
+from imageserver.sources import addresses, bounds, fetch
 from imageserver.core.errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
 from tests import pictures
 from tests.trickle import SLOW_HANDSHAKE, SLOW_HEADERS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RULES = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=True)
-PUBLIC = fetch.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=False)
+RULES = bounds.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=True)
+PUBLIC = bounds.SourceRules(timeout=10, maximum_bytes=1_000_000, allow_private=False)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -135,7 +135,7 @@ def resolver(monkeypatch):
 def test_non_public_addresses_are_refused(address):
     host = f"[{address}]" if ":" in address else address
     with pytest.raises(Forbidden):
-        fetch.check_url(f"http://{host}/x.jpg", PUBLIC)
+        addresses.check_url(f"http://{host}/x.jpg", PUBLIC)
 
 
 # Each IPv6 form that carries an IPv4 address, with the address it carries.
@@ -158,20 +158,20 @@ EMBEDDED = [
 
 @pytest.mark.parametrize("address, inside", EMBEDDED)
 def test_the_ipv4_address_inside_an_ipv6_address_is_found(address, inside):
-    assert ipaddress.ip_address(inside) in fetch.embedded_ipv4(ipaddress.ip_address(address))
+    assert ipaddress.ip_address(inside) in addresses.embedded_ipv4(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize("address", [a for a, _ in EMBEDDED] + ["::", "::1", "::ffff:0:0"])
 def test_ipv6_forms_of_non_public_ipv4_addresses_are_refused(address):
     with pytest.raises(Forbidden, match="non-public|metadata"):
-        fetch.check_url(f"http://[{address}]:8080/a.jpg", PUBLIC)
+        addresses.check_url(f"http://[{address}]:8080/a.jpg", PUBLIC)
 
 
 @pytest.mark.parametrize("address", [
     "::93.184.216.34", "::ffff:93.184.216.34", "::ffff:0:93.184.216.34", "2002:5db8:d822::1",
     "64:ff9b::93.184.216.34", "2001:0:5db8:d822::a247:27dd"])
 def test_ipv6_forms_of_public_ipv4_addresses_are_judged_by_them(address):
-    checked = fetch.check_url(f"http://[{address}]/a.jpg", PUBLIC).address
+    checked = addresses.check_url(f"http://[{address}]/a.jpg", PUBLIC).address
     assert ipaddress.ip_address(checked) == ipaddress.ip_address(address)
 
 
@@ -183,14 +183,14 @@ def test_ipv6_forms_of_public_ipv4_addresses_are_judged_by_them(address):
 def test_cloud_metadata_is_refused_even_when_private_sources_are_allowed(address):
     host = f"[{address}]" if ":" in address else address
     with pytest.raises(Forbidden, match="metadata"):
-        fetch.check_url(f"http://{host}/latest/meta-data/", RULES)
+        addresses.check_url(f"http://{host}/latest/meta-data/", RULES)
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946",
                                      "::ffff:93.184.216.34"])
 def test_public_addresses_pass_and_are_the_ones_connected_to(address):
     host = f"[{address}]" if ":" in address else address
-    target = fetch.check_url(f"https://{host}/a/b.jpg?x=1", PUBLIC)
+    target = addresses.check_url(f"https://{host}/a/b.jpg?x=1", PUBLIC)
     assert (target.address, target.port, target.target) == (address, 443, "/a/b.jpg?x=1")
 
 
@@ -199,15 +199,15 @@ def test_public_addresses_pass_and_are_the_ones_connected_to(address):
                                  "http://user:secret@example.com/a.jpg", "http://x/" + "a" * 5000])
 def test_only_plain_http_and_https_urls(url):
     with pytest.raises(BadRequest):
-        fetch.check_url(url, RULES)
+        addresses.check_url(url, RULES)
 
 
 def test_every_address_of_a_host_is_checked(resolver):
     resolver.names["one.test"] = ["93.184.216.34"]
-    assert fetch.check_url("http://one.test/", PUBLIC).address == "93.184.216.34"
+    assert addresses.check_url("http://one.test/", PUBLIC).address == "93.184.216.34"
     resolver.names["two.test"] = [["93.184.216.34", "10.0.0.1"]]
     with pytest.raises(Forbidden, match="10.0.0.1"):
-        fetch.check_url("http://two.test/", PUBLIC)
+        addresses.check_url("http://two.test/", PUBLIC)
 
 
 @pytest.mark.parametrize("host, allowed, ok", [
@@ -217,11 +217,11 @@ def test_every_address_of_a_host_is_checked(resolver):
     ("CDN.Site.org", ("cdn.site.org",), True),
 ])
 def test_allowed_source_hosts(host, allowed, ok):
-    assert fetch.host_allowed(host, allowed) is ok
+    assert addresses.host_allowed(host, allowed) is ok
 
 
 def test_a_host_outside_the_allowed_list_is_refused_before_any_lookup(resolver, origin):
-    rules = fetch.SourceRules(10, 1_000_000, True, ("images.test",))
+    rules = bounds.SourceRules(10, 1_000_000, True, ("images.test",))
     with pytest.raises(Forbidden, match="allowed_source_hosts"):
         fetch.download(f"http://localhost:{origin.port}/image", rules)
     assert "localhost" not in resolver.calls and origin.seen == []
@@ -229,7 +229,7 @@ def test_a_host_outside_the_allowed_list_is_refused_before_any_lookup(resolver, 
 
 def test_a_redirect_to_a_host_outside_the_list_is_refused(resolver, origin):
     resolver.names["images.test"] = ["127.0.0.1"]
-    rules = fetch.SourceRules(10, 1_000_000, True, ("images.test",))
+    rules = bounds.SourceRules(10, 1_000_000, True, ("images.test",))
     elsewhere = f"http://localhost:{origin.port}/image"
     with pytest.raises(Forbidden):
         fetch.download(f"http://images.test:{origin.port}/to?u={elsewhere}", rules)
@@ -252,7 +252,7 @@ def test_a_name_that_rebinds_to_a_private_address_after_the_check_is_never_reach
     """The first answer is public (and unreachable from here); a second lookup would say 127.0.0.1,
     where the origin listens. No request may arrive there."""
     resolver.names["rebind.test"] = ["93.184.216.34", "127.0.0.1"]
-    rules = fetch.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=False)
+    rules = bounds.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=False)
     with pytest.raises((NotFound, GatewayTimeout)):
         fetch.download(f"http://rebind.test:{origin.port}/image", rules)
     assert origin.seen == []
@@ -281,13 +281,13 @@ def test_a_redirect_from_a_public_looking_host_to_loopback_is_refused(resolver, 
     its redirect to 127.0.0.1 is refused at the second hop, before it is requested."""
     resolver.names["cdn.test"] = ["127.0.0.1"]
     checked = []
-    real_check = fetch.check_address
+    real_check = addresses.check_address
 
     def check(host, address, allow_private):
         checked.append(host)
         real_check(host, address, host == "cdn.test")
 
-    monkeypatch.setattr(fetch, "check_address", check)
+    monkeypatch.setattr(addresses, "check_address", check)
     inside = f"http://127.0.0.1:{origin.port}/image"
     with pytest.raises(Forbidden, match="127.0.0.1"):
         fetch.download(f"http://cdn.test:{origin.port}/to?u={inside}", PUBLIC)
@@ -296,7 +296,7 @@ def test_a_redirect_from_a_public_looking_host_to_loopback_is_refused(resolver, 
 
 
 def test_the_size_limit_holds_while_streaming(origin):
-    rules = fetch.SourceRules(timeout=10, maximum_bytes=100_000, allow_private=True)
+    rules = bounds.SourceRules(timeout=10, maximum_bytes=100_000, allow_private=True)
     with pytest.raises(PayloadTooLarge):
         fetch.download(f"http://127.0.0.1:{origin.port}/big", rules)
     assert origin.broken.wait(10), "the download went on after the limit"
@@ -309,7 +309,7 @@ def test_a_declared_length_over_the_limit_is_refused_unread(origin):
 
 @pytest.mark.timeout(30)
 def test_the_time_limit_holds_for_a_source_that_never_ends(origin):
-    rules = fetch.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=True)
+    rules = bounds.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=True)
     with pytest.raises(GatewayTimeout):
         fetch.download(f"http://127.0.0.1:{origin.port}/drip", rules)
 
@@ -321,7 +321,7 @@ def test_the_time_limit_holds_for_a_source_that_sends_a_byte_at_a_time(trickler,
     """Every byte comes well within the timeout, so no single receive times out: the whole download
     is what is bounded. The source sees the connection dropped long before it is done."""
     source = trickler(reply)
-    rules = fetch.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=True)
+    rules = bounds.SourceRules(timeout=1, maximum_bytes=1_000_000, allow_private=True)
     with pytest.raises(GatewayTimeout):
         fetch.download(f"{scheme}://127.0.0.1:{source.port}/a.png", rules)
     sent = source.wait_for_clients_gone(1, seconds=30)
@@ -389,11 +389,11 @@ def test_https_refuses_an_unknown_authority(resolver, tmp_path):
 # takes every query and never answers; the resolver told to wait 30 s for it (RES_OPTIONS).
 LOOKUP = """
 import sys, time
-from imageserver.sources import fetch
+from imageserver.sources import addresses
 from imageserver.core.errors import GatewayTimeout
 started = time.monotonic()
 try:
-    fetch.addresses_of("never.answered.test", 80, float(sys.argv[1]))
+    addresses.addresses_of("never.answered.test", 80, float(sys.argv[1]))
 except GatewayTimeout as error:
     print(round(time.monotonic() - started, 1), error)
 """

@@ -134,7 +134,7 @@ def test_a_file_is_made_even_when_its_folder_is_removed_under_it(tmp_path):
             removals.append(files.remove_empty_folders(folder, stop=str(tmp_path)))
         return open(os.path.join(folder, "made"), "x").close()
 
-    files._in_folder(folder, create)
+    files._in_folder(folder, create, durable=True)
     assert len(removals) == 1 and os.listdir(folder) == ["made"]
 
 

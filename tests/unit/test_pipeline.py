@@ -13,7 +13,7 @@ from imageserver.core.errors import NotFound, PayloadTooLarge, Unprocessable, Un
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
 from tests import hostile, pictures
-from tests.helpers import render
+from tests.helpers import formats_here, render
 from tests.pictures import decode, near
 
 SETTINGS = Settings()
@@ -306,8 +306,8 @@ def png_bit_depth(data: bytes) -> int:
 @pytest.mark.parametrize("ext", ["jpg", "avif"])
 def test_quality_changes_the_size(ext):
     source = pictures.photo(400, 300)
-    small = pipeline.render(source, parse_output(f"w300-q10.{ext}", SETTINGS), 10)
-    large = pipeline.render(source, parse_output(f"w300-q95.{ext}", SETTINGS), 95)
+    small = pipeline.render(source, parse_output(f"w300-q10.{ext}", SETTINGS), 10, formats=formats_here())
+    large = pipeline.render(source, parse_output(f"w300-q95.{ext}", SETTINGS), 95, formats=formats_here())
     assert len(small) * 2 < len(large)
 
 
@@ -328,7 +328,7 @@ def test_downscale_does_not_alias():
 @pytest.mark.spawns
 @pytest.mark.parametrize("fmt", ["heic", "avif"])
 def test_heic_and_avif_are_read_where_imagemagick_reads_them(fmt):
-    if fmt not in pipeline.format_support() or not pipeline.format_support()[fmt]:
+    if not pipeline.format_support(formats_here())[fmt]:
         pytest.skip(f"this ImageMagick does not read {fmt}")
     # Made by the convert CLI: our policy lets ImageMagick read these formats, never write them.
     data = subprocess.run(["/usr/bin/convert", "png:-", f"{fmt}:-"], input=pictures.photo(64, 48, "png"),
@@ -344,14 +344,14 @@ def test_heic_and_avif_are_read_where_imagemagick_reads_them(fmt):
 # -- AVIF outputs: the same sizes, crops, orientation, colour and alpha as the other formats --------
 
 def render_avif(data: bytes, name: str, quality: int = 75):
-    output = pipeline.render(data, parse_output(name, SETTINGS), quality)
+    output = pipeline.render(data, parse_output(name, SETTINGS), quality, formats=formats_here())
     assert output[4:12] == b"ftypavif", output[:16]
     return pictures.decode_avif(output)
 
 
 @pytest.mark.spawns
 def test_avif_outputs_have_the_size_crop_orientation_and_colour_asked_for():
-    assert pipeline.can_write("avif"), "this ImageMagick cannot write AVIF: install libheif's encoder"
+    assert formats_here().can_write("avif"), "this ImageMagick cannot write AVIF: install libheif's encoder"
     for name, size in [("w200.avif", (200, 150)), ("x100.avif", (100, 100)), ("120x40.avif", (120, 40))]:
         image = render_avif(pictures.photo(400, 300, "jpeg"), name)
         assert (image.width, image.height) == size, name
@@ -381,14 +381,14 @@ def test_avif_quality_follows_the_jpeg_scale():
     assert all(pipeline.avif_quality(q) <= pipeline.avif_quality(q + 1) for q in range(1, 100))
 
 
-def test_an_imagemagick_without_an_avif_encoder_says_so(monkeypatch):
-    monkeypatch.setattr(pipeline, "_writable", {"jpeg", "png", "gif", "webp"})
+def test_an_imagemagick_without_an_avif_encoder_says_so():
+    without_avif = pipeline.Formats(formats_here().readable, frozenset({"jpeg", "png", "gif", "webp"}))
     with pytest.raises(NotFound, match="cannot write AVIF"):
-        pipeline.render(pictures.photo(40, 30), parse_output("w20.avif", SETTINGS), 75)
+        pipeline.render(pictures.photo(40, 30), parse_output("w20.avif", SETTINGS), 75, formats=without_avif)
     source = pipeline.describe(pictures.photo(40, 30))
     with pytest.raises(NotFound, match="cannot write AVIF"):
-        pipeline.check_work([parse_output("w20.avif", SETTINGS)], source)
-    assert "avif" not in pipeline.writable_extensions()
+        pipeline.check_work([parse_output("w20.avif", SETTINGS)], source, formats=without_avif)
+    assert "avif" not in pipeline.writable_extensions(without_avif)
 
 
 GIF_RENDER = """

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 try:
@@ -57,34 +58,48 @@ RESOURCE_NAMES = ("memory", "map", "disk", "area", "width", "height", "thread", 
 # MagickCore's ExceptionType: 300..399 are warnings, 400 and up errors (the same in 6 and 7).
 WARNING, ERROR = 300, 400
 
-_policy: list = []
 log = logging.getLogger(__name__)
-# This process's folder for ImageMagick's temporary files (pixel caches that spill to disk), and what
-# to do when a failed image left some behind (see after_failure).
 TEMPORARY_PREFIX = "imageserver-magick-"
-_temporary: list = []
-_on_leak: list = []
+
+
+@dataclass(frozen=True)
+class SetUp:
+    """ImageMagick's set-up in this process (init_worker)."""
+    temporary_folder: str       # its temporary files (pixel caches that spill to disk): ours alone
+    policy_in_force: bool       # our policy.xml was read (ImageMagick was not used before)
+    on_leak: Optional[Callable[[], None]] = None   # when a failed image left some behind (after_failure)
+
+
+# The one global here: ImageMagick's state is the process's own (it reads its policy once, finds its
+# temporary folder in the environment), and a failure deep in a render (after_failure) and
+# /status_check (problems) ask what it is. None until init_worker ran in this process.
+_in_force: Optional[SetUp] = None
 
 
 # -- the worker ---------------------------------------------------------------------------------
 
-def init_worker(limits, memory_bytes: int = 512 * 2**20) -> None:
+def init_worker(limits, memory_bytes: int = 512 * 2**20,
+                on_leak: Optional[Callable[[], None]] = None) -> SetUp:
     """Put ImageMagick's policy and limits in force in this process. Called once per worker (gunicorn
     worker, `images process`, `images doctor`), after any fork, and before ImageMagick has decoded
     anything: it reads its policy files once, at its first use.
 
     `limits` is the pipeline's Limits. One thread per worker: the workers already fill the cores, and
-    ImageMagick's OpenMP threads are not fork-safe.
+    ImageMagick's OpenMP threads are not fork-safe. `on_leak`: what to do once ImageMagick has kept
+    memory or temporary files of an image that failed (a gunicorn worker: retire after this request,
+    so that the next image meets a fresh worker).
     """
+    global _in_force
     os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     configured = os.environ.get("MAGICK_CONFIGURE_PATH", "")
     if POLICY_FOLDER not in configured.split(os.pathsep):
         os.environ["MAGICK_CONFIGURE_PATH"] = os.pathsep.join(filter(None, (POLICY_FOLDER, configured)))
-    _temporary[:] = [_own_temporary_folder()]
-    os.environ["MAGICK_TEMPORARY_PATH"] = _temporary[0]
+    temporary = _own_temporary_folder()
+    os.environ["MAGICK_TEMPORARY_PATH"] = temporary
     if IMPORT_ERROR:
-        return
+        _in_force = SetUp(temporary, False, on_leak)
+        return _in_force
     resources = wand.resource.limits
     resources["thread"] = 1
     resources["memory"] = memory_bytes
@@ -98,7 +113,8 @@ def init_worker(limits, memory_bytes: int = 512 * 2**20) -> None:
     # No "time" limit: ImageMagick 6 counts it from the process's first image, not per image, and
     # ends the whole process when it runs out (a worker died every minute). The cost model bounds
     # one request instead, and the Stopwatch below stops what it under-priced.
-    _policy[:] = [_policy_refuses_mvg()]
+    _in_force = SetUp(temporary, _policy_refuses_mvg(), on_leak)
+    return _in_force
 
 
 def _own_temporary_folder() -> str:
@@ -125,31 +141,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def when_leaked(action: Callable[[], None]) -> None:
-    """What to do once ImageMagick has kept memory or temporary files of an image that failed (a gunicorn
-    worker: retire after this request, so that the next image meets a fresh worker)."""
-    _on_leak[:] = [action]
-
-
 def after_failure() -> None:
     """Called when an image failed, once ImageMagick was told to let it go. Some of ImageMagick's
     coders keep a copy of an image they fail on (its pixel cache, on disk past the memory limit, stays
     mapped and counted against this process's limits): files left in our temporary folder show it.
     They are removed, and the worker is retired."""
-    if not _temporary:
+    if _in_force is None:
         return
-    left = os.listdir(_temporary[0])
+    left = os.listdir(_in_force.temporary_folder)
     if not left:
         return
     log.warning("ImageMagick kept %d temporary files of a failed image: retiring this worker",
                 len(left))
     for name in left:
         try:
-            os.unlink(os.path.join(_temporary[0], name))
+            os.unlink(os.path.join(_in_force.temporary_folder, name))
         except OSError:
             pass
-    for action in _on_leak:
-        action()
+    if _in_force.on_leak:
+        _in_force.on_leak()
 
 
 def limit_address_space(budget_bytes: int) -> None:
@@ -186,10 +196,10 @@ def problems(required_formats) -> list[str]:
         return [f"ImageMagick (MagickWand) cannot be loaded: {IMPORT_ERROR}. {install_hint()}"]
     missing = [name for name in required_formats if not reads(name)]
     found = [f"ImageMagick lacks the {name} format. {install_hint()}" for name in missing]
-    if not _policy:
+    if _in_force is None:
         found.append("ImageMagick was not set up in this process (images.setup.init_worker did not "
                      "run)")
-    elif _policy == [False]:
+    elif not _in_force.policy_in_force:
         found.append(f"ImageMagick's policy from {POLICY_FOLDER} is not in force (ImageMagick was "
                      "used before init_worker ran)")
     return found
