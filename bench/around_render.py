@@ -23,6 +23,8 @@ import sys
 import time
 
 from imageserver.imaging import pipeline
+
+from imageserver.imaging.source import Limits
 from imageserver.core.names import parse_output
 from imageserver.core.paths import ImageKey
 from imageserver.core.settings import Settings
@@ -146,7 +148,7 @@ def main(argv=None) -> int:
     with open(source, "rb") as f, open(rendered, "wb") as out:
         settings = Settings()
         out.write(pipeline.render(f.read(), parse_output(STUB_OUTPUT, settings), 75,
-                                  pipeline.Limits.from_settings(settings)))
+                                  Limits.from_settings(settings)))
     variants = [(label, flags, mode, "") for label, flags, mode in VARIANTS]
     if args.before:
         before = extract(args.before, os.path.join(HERE, "work"))

@@ -41,24 +41,25 @@ def main() -> int:
     sources.update(hostile_sources())
 
     from imageserver.images.setup import init_worker
-    from imageserver.imaging import pipeline
+    from imageserver.imaging import originals, pipeline, plan
+    from imageserver.imaging.source import Limits
     from imageserver.core.errors import ImageServerError
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
     settings = Settings(maximum_width=4000, maximum_height=4000)
     formats = init_worker(settings).formats
-    limits = pipeline.Limits(maximum_request_ms=10**9)   # priced, never refused here
+    limits = Limits(maximum_request_ms=10**9)   # priced, never refused here
     ratios = []
     print(f"{'source':32} {'work':22} {'priced ms':>10} {'real ms':>9} {'real/priced':>11}")
     for name, data in sources.items():
-        source = pipeline.read_header(data, limits)
+        source = originals.read_header(data, limits)
         outputs = HOSTILE_OUTPUTS if "frames" in name or "scans" in name else OUTPUTS
-        rows = [("upload check", pipeline._upload_check(source).milliseconds,
-                 lambda: pipeline.describe(data, limits))]
+        rows = [("upload check", plan.upload_check(source).milliseconds,
+                 lambda: originals.describe(data, limits))]
         for output in outputs:
             spec = parse_output(output, settings)
             quality = spec.quality or settings.default_quality
-            rows.append((output, pipeline.price(spec, source, quality).milliseconds,
+            rows.append((output, plan.price(spec, source, quality).milliseconds,
                          lambda spec=spec, quality=quality:
                              pipeline.render(data, spec, quality, limits, formats)))
         for work, priced, run in rows:

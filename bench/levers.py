@@ -28,7 +28,7 @@ NAMES = {
 }
 
 
-def variants(pipeline, magick, icc) -> dict:
+def variants(pipeline, magick, icc, plan) -> dict:
     """name -> a context manager that sets the pipeline up that way."""
     from wand.image import FILTER_TYPES
     def patched(target, name, value):
@@ -49,8 +49,8 @@ def variants(pipeline, magick, icc) -> dict:
         "support-3": patched(pipeline, "LANCZOS_SUPPORT", None),
         "support-2.5": patched(pipeline, "LANCZOS_SUPPORT", 2.5),
         "support-2": patched(pipeline, "LANCZOS_SUPPORT", 2.0),
-        "margin-1.5": patched(pipeline, "SHRINK_ON_LOAD_MARGIN", 1.5),
-        "margin-1.25": patched(pipeline, "SHRINK_ON_LOAD_MARGIN", 1.25),
+        "margin-1.5": patched(plan, "SHRINK_ON_LOAD_MARGIN", 1.5),
+        "margin-1.25": patched(plan, "SHRINK_ON_LOAD_MARGIN", 1.25),
         "no-monitor": patched(magick.library, "MagickSetProgressMonitor", lambda *arguments: None),
         # The backstop's monitor on every row of every step, as before it was taken off the
         # size-driven work (pipeline._priced_by_size_from_here).
@@ -140,14 +140,14 @@ def main(argv=None) -> int:
     # that scoring reads pixels through.
     os.environ["MAGICK_THREAD_LIMIT"] = os.environ["OMP_NUM_THREADS"] = "1"
     import wand.resource
-    from imageserver.imaging import icc, magick, pipeline
+    from imageserver.imaging import icc, magick, pipeline, plan
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
     wand.resource.limits["thread"] = 1
     settings = Settings()
     specs = [parse_output(name.replace(".jpg", f".{args.ext}"), settings)
              for name in NAMES[args.source.split("-")[0]]]
-    known = variants(pipeline, magick, icc)
+    known = variants(pipeline, magick, icc, plan)
     chosen = {name: combined(known, name.split("+")) for name in args.variants.split(",")}
     cpu = {name: [] for name in chosen}
     outputs = {}

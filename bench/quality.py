@@ -10,7 +10,7 @@ import numpy as np
 from wand.color import Color
 from wand.image import Image
 
-from imageserver.imaging import magick, pipeline
+from imageserver.imaging import formats, magick, plan
 from imageserver.core.names import OutputSpec
 
 SRGB_PROFILE = "/usr/share/color/icc/sRGB.icc"
@@ -60,7 +60,7 @@ def reference(source: bytes, spec: OutputSpec) -> Image:
     image = Image(blob=source)
     as_shown(image)
     image.auto_orient()
-    layout = pipeline.plan(spec, image.width, image.height)
+    layout = plan.plan(spec, image.width, image.height)
     left, top, width, height = (round(value) for value in layout.crop)
     if (width, height) != (image.width, image.height):
         image.crop(left, top, width=width, height=height)
@@ -88,7 +88,7 @@ def score(source: bytes, spec: OutputSpec, output: bytes, quality: int = 75) -> 
         expected, expected_rgb = grey(image), rgb(image)
         image.strip()
         image.compression_quality = quality
-        with Image(blob=image.make_blob(pipeline.WRITERS[spec.ext])) as encoded:
+        with Image(blob=image.make_blob(formats.WRITERS[spec.ext])) as encoded:
             ceiling = aligned_ssim(grey(encoded), expected)
     colour = {}
     with Image(blob=output) as image:

@@ -83,15 +83,15 @@ def _summary(ssims: list) -> str:
                      f"{statistics.mean(r for _, r in pairs):.4f})" for name, pairs in sorted(by_name.items()))
 
 
-def working(pipeline, parse, data: bytes, width: int, working_quality: int, rounds: int,
+def working(pipeline, plan, parse, data: bytes, width: int, working_quality: int, rounds: int,
             margin: float) -> None:
     make_spec = parse(f"w{width}.jpg")
     make_cpu = []
-    saved_margin, pipeline.SHRINK_ON_LOAD_MARGIN = pipeline.SHRINK_ON_LOAD_MARGIN, margin
+    saved_margin, plan.SHRINK_ON_LOAD_MARGIN = plan.SHRINK_ON_LOAD_MARGIN, margin
     for _ in range(rounds):
         spent, copy = _cpu(lambda: pipeline.render(data, make_spec, working_quality))
         make_cpu.append(spent)
-    pipeline.SHRINK_ON_LOAD_MARGIN = saved_margin
+    plan.SHRINK_ON_LOAD_MARGIN = saved_margin
     print(f"  working copy {width} px wide at q{working_quality} (shrink-on-load margin {margin}): "
           f"{len(copy):,} bytes, made in "
           f"{statistics.median(make_cpu):.1f} ms CPU (least {min(make_cpu):.1f})")
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         data = f.read()
     os.environ["MAGICK_THREAD_LIMIT"] = os.environ["OMP_NUM_THREADS"] = "1"
     import wand.resource
-    from imageserver.imaging import pipeline
+    from imageserver.imaging import pipeline, plan
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
     wand.resource.limits["thread"] = 1
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         burst(pipeline, [parse(name) for name in BURST], data, args.rounds)
     if "working" in args.parts:
         print("working copy:")
-        working(pipeline, parse, data, args.working, args.working_quality, args.rounds,
+        working(pipeline, plan, parse, data, args.working, args.working_quality, args.rounds,
                 args.working_margin)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from imageserver.imaging import pipeline
+from imageserver.imaging import formats, pipeline
 from imageserver.images.setup import set_up_worker
 from imageserver.core.names import parse_output
 from imageserver.core.paths import ImageKey
@@ -103,7 +103,7 @@ def render(data: bytes, name: str, quality: int = 75) -> pictures.Decoded:
                                            formats=formats_here()))
 
 
-def formats_here() -> pipeline.Formats:
+def formats_here() -> formats.Formats:
     """The formats this process's ImageMagick reads and writes, as its set-up found them (conftest's
     `imagemagick` fixture set it up)."""
     return set_up_worker(Settings()).formats

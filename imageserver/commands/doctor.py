@@ -12,7 +12,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from imageserver.core import files, metrics
-from imageserver.imaging import magick, pipeline
+from imageserver.imaging import formats, magick, pipeline
+from imageserver.imaging.source import Limits
 from imageserver.core.errors import DiskFull, ImageServerError
 from imageserver.core.paths import state_folder
 from imageserver.storage import build_store
@@ -38,7 +39,7 @@ class Report:
 def run_doctor(settings: Settings, out=sys.stdout) -> int:
     report = Report(out)
     report.line("server", f"imageserver {__version__}, Python {sys.version.split()[0]}")
-    formats = pipeline.init_worker(pipeline.Limits.from_settings(settings))
+    formats = pipeline.init_worker(Limits.from_settings(settings))
     try:
         _check_imagemagick(settings, formats, report)
     except ImageServerError as error:
@@ -52,31 +53,31 @@ def run_doctor(settings: Settings, out=sys.stdout) -> int:
     return 0 if not report.problems else 1
 
 
-def _check_imagemagick(settings: Settings, found: pipeline.Formats, report: Report) -> None:
+def _check_imagemagick(settings: Settings, found: formats.Formats, report: Report) -> None:
     if magick.IMPORT_ERROR:
-        report.problem("imagemagick", pipeline.problems()[0])
+        report.problem("imagemagick", formats.problems()[0])
         return
     build = magick.build()
     report.line("imagemagick", f"{build['version']}; quantum depth {build['quantum_depth']}, "
                 f"HDRI {'on' if build['hdri'] else 'off'}, OpenMP {'on' if build['openmp'] else 'off'}"
                 f" ({build['library']})")
-    formats = pipeline.check_formats(found)
-    report.line("reads", " ".join(coder for coder, (reads, _) in formats.items() if reads))
-    report.line("writes", " ".join(ext for ext, coder in pipeline.WRITERS.items() if formats[coder][1]))
+    support = formats.check_formats(found)
+    report.line("reads", " ".join(coder for coder, (reads, _) in support.items() if reads))
+    report.line("writes", " ".join(ext for ext, coder in formats.WRITERS.items() if support[coder][1]))
     for ext in settings.extensions:
-        if formats[pipeline.WRITERS[ext]][1]:
+        if support[formats.WRITERS[ext]][1]:
             continue
-        if ext in pipeline.OPTIONAL_WRITERS:
+        if ext in formats.OPTIONAL_WRITERS:
             report.line("note", f"ImageMagick cannot write {ext.upper()} here: .{ext} outputs are a 404 "
                         "(install libheif's AV1 encoder: libheif-plugin-aomenc on Debian 13)")
         else:
             report.problem("formats", f"{ext} is in --extensions but ImageMagick cannot write it "
                            "here. " + magick.install_hint())
-    for problem in pipeline.problems():
+    for problem in formats.problems():
         report.problem("formats", problem)
     limits = magick.resource_limits()
     report.line("limits", ", ".join(f"{name} {_amount(name, value)}" for name, value in limits.items()))
-    ours = pipeline.Limits.from_settings(settings)
+    ours = Limits.from_settings(settings)
     report.line("accepts", f"images up to {ours.maximum_pixels} pixels, {ours.maximum_side} pixels a "
                            f"side, {ours.maximum_frames} frames")
     side = min(limits["width"], limits["height"])

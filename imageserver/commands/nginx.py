@@ -47,9 +47,9 @@ def run_nginx_config(settings: Settings) -> int:
     """`images nginx_config`: the block on standard output, for what this ImageMagick writes (`.auto`
     offers AVIF where it is written)."""
     from imageserver.images.setup import init_worker
-    from imageserver.imaging import pipeline
+    from imageserver.imaging import formats
     set_up = init_worker(settings)
-    print(server_block(settings, pipeline.writable_extensions(set_up.formats)), end="")
+    print(server_block(settings, formats.writable_extensions(set_up.formats)), end="")
     return 0
 
 

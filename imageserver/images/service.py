@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from imageserver.images import cache, purge, space
 from imageserver.core import files, shared
-from imageserver.imaging import pipeline
+from imageserver.imaging import formats, originals, pipeline, plan
+from imageserver.imaging.source import Limits, SourceInfo
 from imageserver.imaging.decoded import DECODED
 from imageserver.core.errors import ImageServerError
 from imageserver.core.json_text import pretty
@@ -49,10 +50,10 @@ class Images:
         self.durable = not settings.no_fsync     # files flushed to disk before they count as written
         self.disk = cache.local_disk(settings, store, metrics, self.uploads)
         self.sources = SourceDownloads(settings, metrics)
-        self.limits = pipeline.Limits.from_settings(settings)
+        self.limits = Limits.from_settings(settings)
         # The formats this process's ImageMagick reads and writes: a server builds its app before it
         # sets its worker up, and hands the set-up in on each request (web.app, `runs_in`).
-        self.formats = set_up.formats if set_up else pipeline.ASSUMED_FORMATS
+        self.formats = set_up.formats if set_up else formats.ASSUMED_FORMATS
         self.posting = shared.POSTING
         # --outputs: made for every new image, besides those a request asks for.
         self.default_outputs = parse_output_list(",".join(settings.outputs), settings)
@@ -91,12 +92,12 @@ class Images:
 
     def _create(self, namespace: str, data: bytes, outputs: Iterable[OutputSpec]) -> bytes:
         outputs = self.concrete(self._outputs_of_new_image(outputs),
-                                lambda: pipeline.has_transparency(data[:pipeline.TRANSPARENCY_HEAD_BYTES]))
+                                lambda: formats.has_transparency(data[:formats.TRANSPARENCY_HEAD_BYTES]))
         # The whole request priced from the header, before its check decodes a pixel.
-        source = pipeline.read_header(data, self.limits, self.formats)
-        pipeline.check_work(outputs, source, self.limits, self.settings.default_quality, upload=True,
+        source = originals.read_header(data, self.limits, self.formats)
+        plan.check_work(outputs, source, self.limits, self.settings.default_quality, upload=True,
                             formats=self.formats)
-        pipeline.check_whole(data, source, self.limits)
+        originals.check_whole(data, source, self.limits)
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
         names = [ORIGINAL, INFO, *(spec.file for spec in outputs)]
@@ -124,7 +125,7 @@ class Images:
             to_make = [spec for spec in specs if spec.file in missing]
             if to_make:
                 original = files.read(self.disk.local_copy(key, ORIGINAL))
-                pipeline.check_work(to_make, pipeline.read_header(original, self.limits, self.formats),
+                plan.check_work(to_make, originals.read_header(original, self.limits, self.formats),
                                     self.limits, self.settings.default_quality, formats=self.formats)
                 self.budget.admit(key, [spec.file for spec in to_make])
             self._store_outputs(key, specs, missing)
@@ -178,7 +179,7 @@ class Images:
         with self.disk.forgetting_unknown(key):
             path = self.disk.local_copy(key, ORIGINAL)
         with open(path, "rb") as f:
-            return pipeline.has_transparency(f.read(pipeline.TRANSPARENCY_HEAD_BYTES))
+            return formats.has_transparency(f.read(formats.TRANSPARENCY_HEAD_BYTES))
 
     def _transparent_if_known(self, key: ImageKey) -> bool:
         """As `transparent`, for an image that may not be stored yet (it is then all missing)."""
@@ -202,8 +203,8 @@ class Images:
         with self.disk.forgetting_unknown(key):
             path = self.disk.local_copy(key, ORIGINAL)
         with open(path, "rb") as f:
-            coder = pipeline.sniff(f.read(64))
-        return path, pipeline.CONTENT_TYPES[coder] if coder else "application/octet-stream"
+            coder = formats.sniff(f.read(64))
+        return path, formats.CONTENT_TYPES[coder] if coder else "application/octet-stream"
 
     def output(self, key: ImageKey, spec: OutputSpec) -> Output:
         """The output's local path: on disk, else fetched from the store, else made now (once,
@@ -287,7 +288,7 @@ class _Counting:
             self.metrics.incr("new_image.request_failed")
 
 
-def info_json(key: ImageKey, source: pipeline.SourceInfo) -> bytes:
+def info_json(key: ImageKey, source: SourceInfo) -> bytes:
     """The info document, keys in the original server's order."""
     info = {"hash": key.hash, "height": source.height, "width": source.width,
             "content_type": source.content_type}

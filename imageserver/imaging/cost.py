@@ -33,7 +33,7 @@ JPEG_SCAN_NS_PER_BLOCK = 12
 # output pixel from a few dozen taps.
 RESIZE_NS_PER_SOURCE = 15
 RESIZE_NS_PER_OUTPUT = 30
-# Encoders, per pixel written. PNG's zlib level is capped (pipeline.png_compression_level) so that
+# Encoders, per pixel written. PNG's zlib level is capped (formats.png_compression_level) so that
 # -q never buys zlib's slowest levels; WebP's effort climbs steeply past quality 90; GIF quantizes
 # every frame to 256 colours.
 ENCODE_NS = {"jpg": 40, "png": 800, "gif": 1800, "webp": 200, "avif": 800}
@@ -54,7 +54,7 @@ STOP_GRACE_MS = 1000
 
 class Decode(Protocol):
     """What decoding a source costs depends on: its coder, displayed size, frames and (JPEG) scans
-    and colour components (pipeline.SourceInfo has them, read from the header). Read-only, as a
+    and colour components (SourceInfo has them, read from the header). Read-only, as a
     frozen dataclass's fields are."""
     @property
     def coder(self) -> str: ...

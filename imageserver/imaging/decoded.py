@@ -14,7 +14,7 @@ used entries go first, and a decode bigger than the bound is never kept. A rende
 on a clone (ImageMagick shares the clone's pixels until they are written: cropping and resizing read
 them and make new images), so that the entry stays as decoded. Entries are kept only after their
 render succeeded (a JPEG cut short warns after its decode), dropped at any failure of ImageMagick
-(see pipeline._decoding), and at the process's exit.
+(see decoding.decoding), and at the process's exit.
 """
 from __future__ import annotations
 

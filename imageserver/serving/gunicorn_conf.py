@@ -38,11 +38,6 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 
 
-# Address space a worker may add to what it has once the app is loaded: ImageMagick's memory (512
-# MiB) and map (1 GiB) limits, with room for the encoders' buffers. Past it an allocation fails.
-WORKER_ADDRESS_SPACE = 2 * 2**30
-
-
 def post_worker_init(worker):
     # Ctrl-C reaches the whole process group: let the master turn it into a graceful stop, so that
     # the worker finishes the request it is on.
@@ -50,10 +45,8 @@ def post_worker_init(worker):
     # In the worker only, after the fork, with the app loaded and before its first request:
     # ImageMagick's policy and limits, then a worker in which ImageMagick kept the remains of a
     # failed image finishes its request and is replaced.
-    from imageserver.images.setup import init_worker
-    from imageserver.imaging import magick
-    init_worker(worker_settings(worker), on_leak=lambda: setattr(worker, "alive", False))
-    magick.limit_address_space(WORKER_ADDRESS_SPACE)
+    from imageserver.images.setup import set_up_server_worker
+    set_up_server_worker(worker_settings(worker), retire=lambda: setattr(worker, "alive", False))
 
 
 def worker_settings(worker) -> "Settings":

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from imageserver.images import eviction, space
-from imageserver.imaging import pipeline
+from imageserver.imaging import formats
 from imageserver.core.version import __version__
 from imageserver.web import json_response, service
 
@@ -17,12 +17,12 @@ blueprint = Blueprint("status", __name__)
 
 @blueprint.get("/status_check")
 def status_check():
-    problems = pipeline.problems()
+    problems = formats.problems()
     if current_app.extensions["stopping"].is_set():
         problems = ["Shutting down"]
     body = {"version": __version__, "message": "; ".join(problems) or "OK",
             "posting": service().posting.as_dict(), "pending_uploads": service().uploads.pending(),
-            "writes": pipeline.writable_extensions(service().formats),
+            "writes": formats.writable_extensions(service().formats),
             # Under the reserve, new images and sizes get 507 while what is on disk is still served.
             "disk": space.report(service().base, service().settings.minimum_free_bytes),
             "local_disk": eviction.read_status(service().settings)}

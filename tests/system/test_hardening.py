@@ -127,16 +127,16 @@ def test_imagemagick_itself_refuses_every_other_coder(tmp_path, victim, source_s
                 "inline:data:text/plain;base64,aGVsbG8=", "xc:red", "plasma:fractal"]
     script = textwrap.dedent(f"""
         import sys
-        from imageserver.imaging import pipeline
+        from imageserver.imaging import formats, pipeline
         from wand.exceptions import MissingDelegateError, PolicyError
         # Refused: by our policy, or because this ImageMagick has no such coder at all (7 as
         # Debian builds it has no URL coder).
         REFUSED = (PolicyError, MissingDelegateError)
         from wand.image import Image
         pipeline.init_worker()
-        assert pipeline.problems() == [], pipeline.problems()
+        assert formats.problems() == [], formats.problems()
         # ImageMagick's "time" limit would end the worker that long after its first image.
-        from imageserver.imaging import magick
+        from imageserver.imaging import formats, magick
         assert magick.resource_limits()["time"] > 10 ** 9, magick.resource_limits()
         ran = []
         for name in {by_name!r}:

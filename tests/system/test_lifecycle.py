@@ -201,6 +201,8 @@ def test_gunicorn_without_our_config_from_another_folder_is_the_same_server(tmp_
         assert "jpg" in status.json()["writes"]
         [worker] = worker_pids(process.pid)
         assert os.path.isdir(f"{tempfile.gettempdir()}/imageserver-magick-{worker}")
+        # Its address space is bounded as our hook bounds it (a runaway decoder fails to allocate).
+        assert address_space_limit(worker) is not None
         h = requests.post(url + "/p", data=pictures.photo(80, 60), timeout=30).json()["hash"]
         made = requests.get(url + image_url(h, "x40.webp"), timeout=30)
         assert pictures.decode(made.content).width == 40
@@ -208,6 +210,13 @@ def test_gunicorn_without_our_config_from_another_folder_is_the_same_server(tmp_
                                   timeout=30)
         assert disguised.status_code in (400, 415) and "error" in disguised.json()
     assert process.returncode == 0
+
+
+def address_space_limit(pid: int) -> int | None:
+    """The soft limit of a process's address space, in bytes; None when unlimited."""
+    with open(f"/proc/{pid}/limits") as f:
+        soft = next(line.split()[3] for line in f if line.startswith("Max address space"))
+    return None if soft == "unlimited" else int(soft)
 
 
 def test_status_check_is_501_without_imagemagick(start_server):

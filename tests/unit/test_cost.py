@@ -9,7 +9,8 @@ from wand.image import Image
 from imageserver.core.errors import PayloadTooLarge
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
-from imageserver.imaging import cost, decoded, magick, pipeline
+from imageserver.imaging import cost, decoded, formats, magick, originals, pipeline, plan
+from imageserver.imaging.source import SourceInfo
 from tests import hostile, pictures
 
 SETTINGS = Settings()
@@ -26,42 +27,42 @@ def progressive_jpeg(width: int, height: int) -> bytes:
 
 
 def test_scans_are_counted_from_the_markers():
-    assert pipeline.jpeg_markers(pictures.photo(64, 48, "jpeg")).scans == 1
-    assert pipeline.jpeg_markers(progressive_jpeg(64, 48)) == pipeline.JpegMarkers(10, 3, True)
-    assert pipeline.jpeg_markers(hostile.jpeg_many_scans(64, 64, 700)) == pipeline.JpegMarkers(700, 1, True)
+    assert originals.jpeg_markers(pictures.photo(64, 48, "jpeg")).scans == 1
+    assert originals.jpeg_markers(progressive_jpeg(64, 48)) == originals.JpegMarkers(10, 3, True)
+    assert originals.jpeg_markers(hostile.jpeg_many_scans(64, 64, 700)) == originals.JpegMarkers(700, 1, True)
     # An EXIF thumbnail's scans are inside APP1: skipped with it.
     thumbnail = progressive_jpeg(16, 16)
     app1 = b"Exif\x00\x00" + thumbnail
     with_thumbnail = (b"\xff\xd8\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
                       + pictures.photo(64, 48, "jpeg")[2:])
-    assert pipeline.jpeg_markers(with_thumbnail).scans == 1
+    assert originals.jpeg_markers(with_thumbnail).scans == 1
 
 
 def test_prices_grow_with_what_drives_the_work():
-    still = pipeline.SourceInfo("gif", 577, 577)
-    animated = pipeline.SourceInfo("gif", 577, 577, frames=300)
+    still = SourceInfo("gif", 577, 577)
+    animated = SourceInfo("gif", 577, 577, frames=300)
     x300 = parse_output("x300.gif", SETTINGS)
-    gif = [pipeline.price(x300, source, 75).milliseconds for source in (still, animated)]
+    gif = [plan.price(x300, source, 75).milliseconds for source in (still, animated)]
     assert gif[1] > 100 * gif[0]
     # As a still picture, an animation costs its first frame (and reading past the others).
     x300_jpg = parse_output("x300.jpg", SETTINGS)
-    jpeg_of_animation = pipeline.price(x300_jpg, animated, 75).milliseconds
-    assert jpeg_of_animation < 2 * pipeline.price(x300_jpg, still, 75).milliseconds + 50
-    photo = pipeline.SourceInfo("jpeg", 4000, 3000)
-    scanned = pipeline.SourceInfo("jpeg", 4000, 3000, scans=90)
+    jpeg_of_animation = plan.price(x300_jpg, animated, 75).milliseconds
+    assert jpeg_of_animation < 2 * plan.price(x300_jpg, still, 75).milliseconds + 50
+    photo = SourceInfo("jpeg", 4000, 3000)
+    scanned = SourceInfo("jpeg", 4000, 3000, scans=90)
     w400 = parse_output("w400.jpg", SETTINGS)
-    assert pipeline.price(w400, scanned, 75).milliseconds > 5 * pipeline.price(w400, photo, 75).milliseconds
+    assert plan.price(w400, scanned, 75).milliseconds > 5 * plan.price(w400, photo, 75).milliseconds
     # The encoder's effort: WebP at 100 costs more than at 75; PNG's price is the same at any -q.
-    webp = [pipeline.price(parse_output(f"w1000-q{q}.webp", SETTINGS), photo, q).milliseconds
+    webp = [plan.price(parse_output(f"w1000-q{q}.webp", SETTINGS), photo, q).milliseconds
             for q in (75, 100)]
     assert webp[1] > 2 * webp[0]
-    png = [pipeline.price(parse_output(f"w1000-q{q}.png", SETTINGS), photo, q).milliseconds
+    png = [plan.price(parse_output(f"w1000-q{q}.png", SETTINGS), photo, q).milliseconds
            for q in (75, 100)]
     assert png[0] == png[1]
 
 
 def test_png_quality_keeps_its_meaning_under_zlib_default_level():
-    assert [pipeline.png_compression_level(q) for q in (1, 10, 45, 60, 75, 100)] == [0, 1, 4, 6, 6, 6]
+    assert [formats.png_compression_level(q) for q in (1, 10, 45, 60, 75, 100)] == [0, 1, 4, 6, 6, 6]
 
 
 @pytest.mark.slow
@@ -86,7 +87,7 @@ def test_an_upload_check_that_runs_far_past_its_price_is_stopped(monkeypatch):
     monkeypatch.setattr(cost, "STOP_FACTOR", 0)
     monkeypatch.setattr(cost, "STOP_GRACE_MS", 5)
     with pytest.raises(PayloadTooLarge, match="upload: stopped after"):
-        pipeline.describe(pictures.photo(3000, 2000, "png"))
+        originals.describe(pictures.photo(3000, 2000, "png"))
 
 
 def test_the_stopwatch_is_per_thread_and_off_outside_it():
@@ -99,10 +100,10 @@ def test_the_stopwatch_is_per_thread_and_off_outside_it():
 def test_a_render_from_a_kept_decode_is_priced_without_the_decode():
     """A source decoded by an earlier output is not decoded again (decoded.py): its price leaves the
     decode out (every coefficient of a 12 MP JPEG read: most of a small output's price)."""
-    source = pipeline.SourceInfo("jpeg", 4000, 3000)
+    source = SourceInfo("jpeg", 4000, 3000)
     spec = parse_output("x100.jpg", SETTINGS)
-    fresh = pipeline.price(spec, source, 75).milliseconds
-    kept = pipeline.price(spec, source, 75, (500, 375)).milliseconds
+    fresh = plan.price(spec, source, 75).milliseconds
+    kept = plan.price(spec, source, 75, (500, 375)).milliseconds
     assert kept < fresh - cost.decode_ms(source, 500 * 375) + 0.01
 
 

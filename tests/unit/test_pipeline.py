@@ -8,7 +8,9 @@ import pytest
 from wand.color import Color
 from wand.image import Image
 
-from imageserver.imaging import magick, pipeline
+from imageserver.imaging import formats, magick, originals, pipeline, plan
+
+from imageserver.imaging.source import Limits
 from imageserver.core.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
@@ -26,25 +28,25 @@ def without_our_policy() -> dict:
 
 
 def test_sniff():
-    assert pipeline.sniff(pictures.photo(8, 8, "jpeg")[:64]) == "jpeg"
-    assert pipeline.sniff(pictures.solid(8, 8, "red", "png")[:64]) == "png"
-    assert pipeline.sniff(pictures.animated_gif(8, 8)[:64]) == "gif"
-    assert pipeline.sniff(pictures.solid(8, 8, "red", "webp")[:64]) == "webp"
-    assert pipeline.sniff(b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic") == "heic"
-    assert pipeline.sniff(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00mif1miaf") == "avif"
+    assert formats.sniff(pictures.photo(8, 8, "jpeg")[:64]) == "jpeg"
+    assert formats.sniff(pictures.solid(8, 8, "red", "png")[:64]) == "png"
+    assert formats.sniff(pictures.animated_gif(8, 8)[:64]) == "gif"
+    assert formats.sniff(pictures.solid(8, 8, "red", "webp")[:64]) == "webp"
+    assert formats.sniff(b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic") == "heic"
+    assert formats.sniff(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00mif1miaf") == "avif"
     for other in (b"", b"<svg>", b"push graphic-context", b"%!PS-Adobe", b"BM\x00\x00", b"II*\x00"):
-        assert pipeline.sniff(other) is None
+        assert formats.sniff(other) is None
 
 
 def test_describe():
-    info = pipeline.describe(pictures.photo(80, 60, "jpeg"))
+    info = originals.describe(pictures.photo(80, 60, "jpeg"))
     assert (info.coder, info.width, info.height, info.content_type) == ("jpeg", 80, 60, "image/jpeg")
-    gif = pipeline.describe(pictures.animated_gif(30, 20))
+    gif = originals.describe(pictures.animated_gif(30, 20))
     assert (gif.content_type, gif.width, gif.height, gif.frames) == ("image/gif", 30, 20, 3)
 
 
 def test_describe_gives_the_displayed_size_of_a_turned_jpeg():
-    info = pipeline.describe(pictures.oriented_jpeg(40, 20, 6))
+    info = originals.describe(pictures.oriented_jpeg(40, 20, 6))
     assert (info.width, info.height) == (20, 40)
 
 
@@ -57,26 +59,26 @@ def test_describe_gives_the_displayed_size_of_a_turned_jpeg():
 ])
 def test_describe_refuses(data, error):
     with pytest.raises(error):
-        pipeline.describe(data)
+        originals.describe(data)
 
 
 def test_describe_refuses_cut_short_files():
     for fmt in ("jpeg", "png"):
         data = pictures.photo(200, 150, fmt)
         with pytest.raises(Unprocessable):
-            pipeline.describe(data[: len(data) * 2 // 3])
+            originals.describe(data[: len(data) * 2 // 3])
 
 
 def test_the_end_of_a_jpeg_or_gif_is_found_as_decoders_find_it():
     """By walking the blocks to the end marker: what follows it is ignored, and a file whose data
     ends before it is cut short (also when its last bytes look like an end)."""
-    assert pipeline.describe(hostile.gif_with_bytes_after_trailer()).frames == 3
-    assert pipeline.describe(hostile.jpeg_with_data_after_end()).width == 64
+    assert originals.describe(hostile.gif_with_bytes_after_trailer()).frames == 3
+    assert originals.describe(hostile.jpeg_with_data_after_end()).width == 64
     gif = pictures.animated_gif(30, 20)
     within_the_second_frame = gif.index(b"\x2c", gif.index(b"\x2c") + 1) + 16
     for cut_short in (gif[:within_the_second_frame] + b"\x3b", gif[:-1]):
         with pytest.raises(Unprocessable, match="cut short"):
-            pipeline.describe(cut_short)
+            originals.describe(cut_short)
 
 
 @pytest.mark.parametrize("make, bound", [
@@ -89,7 +91,7 @@ def test_walking_to_the_end_marker_is_bounded(make, bound):
     data = make()
     started = time.process_time()
     with pytest.raises(PayloadTooLarge, match=bound):
-        pipeline.describe(data)
+        originals.describe(data)
     print(f"{len(data) // 10**6} MB walked and refused in {time.process_time() - started:.2f} s of CPU")
 
 
@@ -97,19 +99,19 @@ def test_an_image_the_decoder_fails_on_is_refused_at_upload_not_at_every_output(
     """ImageMagick 6 gives the picture of a GIF with a colour index past its table, and an error with
     it that fails every output made of it later: the upload is refused (7 refuses it at the read)."""
     with pytest.raises(Unprocessable, match="invalid colormap index"):
-        pipeline.describe(hostile.gif_invalid_colour_index())
+        originals.describe(hostile.gif_invalid_colour_index())
 
 
 def test_a_png_over_imagemagicks_own_limits_is_refused_for_its_size():
     """ImageMagick reads nothing of it; its IHDR says why, and the answer names the bound."""
     for width, height in ((65_535, 1), (25_200, 33_300)):
         with pytest.raises(PayloadTooLarge, match=f"{width}x{height}; the largest side accepted"):
-            pipeline.describe(hostile.png_header_only(width, height, rows=1))
+            originals.describe(hostile.png_header_only(width, height, rows=1))
 
 
 def test_describe_refuses_too_many_pixels_from_the_header():
     with pytest.raises(PayloadTooLarge):
-        pipeline.describe(pictures.solid(300, 200, "red"), pipeline.Limits(maximum_pixels=50_000))
+        originals.describe(pictures.solid(300, 200, "red"), Limits(maximum_pixels=50_000))
 
 
 @pytest.mark.parametrize("name, size", [
@@ -328,12 +330,12 @@ def test_downscale_does_not_alias():
 @pytest.mark.spawns
 @pytest.mark.parametrize("fmt", ["heic", "avif"])
 def test_heic_and_avif_are_read_where_imagemagick_reads_them(fmt):
-    if not pipeline.format_support(formats_here())[fmt]:
+    if not formats.format_support(formats_here())[fmt]:
         pytest.skip(f"this ImageMagick does not read {fmt}")
     # Made by the convert CLI: our policy lets ImageMagick read these formats, never write them.
     data = subprocess.run(["/usr/bin/convert", "png:-", f"{fmt}:-"], input=pictures.photo(64, 48, "png"),
                           capture_output=True, check=True, env=without_our_policy()).stdout
-    info = pipeline.describe(data)
+    info = originals.describe(data)
     assert (info.coder, info.width, info.height) == (fmt, 64, 48)
     assert render(data, "x32.jpg").width == 32
     red = subprocess.run(["/usr/bin/convert", "png:-", f"{fmt}:-"], input=pictures.solid(64, 48, "red"),
@@ -377,23 +379,23 @@ def test_an_animation_in_avif_is_its_first_frame():
 
 
 def test_avif_quality_follows_the_jpeg_scale():
-    assert [pipeline.avif_quality(q) for q in (1, 50, 60, 75, 90, 100)] == [1, 46, 52, 60, 84, 100]
-    assert all(pipeline.avif_quality(q) <= pipeline.avif_quality(q + 1) for q in range(1, 100))
+    assert [formats.avif_quality(q) for q in (1, 50, 60, 75, 90, 100)] == [1, 46, 52, 60, 84, 100]
+    assert all(formats.avif_quality(q) <= formats.avif_quality(q + 1) for q in range(1, 100))
 
 
 def test_an_imagemagick_without_an_avif_encoder_says_so():
-    without_avif = pipeline.Formats(formats_here().readable, frozenset({"jpeg", "png", "gif", "webp"}))
+    without_avif = formats.Formats(formats_here().readable, frozenset({"jpeg", "png", "gif", "webp"}))
     with pytest.raises(NotFound, match="cannot write AVIF"):
         pipeline.render(pictures.photo(40, 30), parse_output("w20.avif", SETTINGS), 75, formats=without_avif)
-    source = pipeline.describe(pictures.photo(40, 30))
+    source = originals.describe(pictures.photo(40, 30))
     with pytest.raises(NotFound, match="cannot write AVIF"):
-        pipeline.check_work([parse_output("w20.avif", SETTINGS)], source, formats=without_avif)
-    assert "avif" not in pipeline.writable_extensions(without_avif)
+        plan.check_work([parse_output("w20.avif", SETTINGS)], source, formats=without_avif)
+    assert "avif" not in formats.writable_extensions(without_avif)
 
 
 GIF_RENDER = """
 import resource, sys
-from imageserver.imaging import pipeline
+from imageserver.imaging import formats, originals, pipeline, plan, source
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
 from tests import pictures

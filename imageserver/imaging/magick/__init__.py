@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional
+from collections.abc import Callable
 
 try:
     from wand.api import library, libmagick
@@ -67,19 +67,19 @@ class SetUp:
     """ImageMagick's set-up in this process (init_worker)."""
     temporary_folder: str       # its temporary files (pixel caches that spill to disk): ours alone
     policy_in_force: bool       # our policy.xml was read (ImageMagick was not used before)
-    on_leak: Optional[Callable[[], None]] = None   # when a failed image left some behind (after_failure)
+    on_leak: Callable[[], None] | None = None   # when a failed image left some behind (after_failure)
 
 
 # The one global here: ImageMagick's state is the process's own (it reads its policy once, finds its
 # temporary folder in the environment), and a failure deep in a render (after_failure) and
 # /status_check (problems) ask what it is. None until init_worker ran in this process.
-_in_force: Optional[SetUp] = None
+_in_force: SetUp | None = None
 
 
 # -- the worker ---------------------------------------------------------------------------------
 
 def init_worker(limits, memory_bytes: int = 512 * 2**20,
-                on_leak: Optional[Callable[[], None]] = None) -> SetUp:
+                on_leak: Callable[[], None] | None = None) -> SetUp:
     """Put ImageMagick's policy and limits in force in this process. Called once per worker (gunicorn
     worker, `images process`, `images doctor`), after any fork, and before ImageMagick has decoded
     anything: it reads its policy files once, at its first use.
@@ -231,7 +231,7 @@ def reads_faithfully(coder: str) -> bool:
     return colour[0] > 200 and max(colour[1:]) < 60
 
 
-def _round_trip(coder: str) -> Optional[tuple]:
+def _round_trip(coder: str) -> tuple | None:
     """A red 16x16 canvas written in `coder` and read back: the (r, g, b) of its middle, or None when
     it cannot be written or does not come back whole. (A blank canvas: making one needs no coder, and
     the policy refuses pseudo-images such as `gradient:`.)"""
@@ -300,10 +300,10 @@ class Stopwatch:
     stopped call left behind. (No ImageMagick "time" limit: see init_worker.)"""
     CHECK_EVERY = 16
 
-    def __init__(self, limit_ms: Optional[float]):
+    def __init__(self, limit_ms: float | None):
         self.limit_ms = limit_ms
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self.saved = getattr(_watch, "state", None)
         started = time.thread_time()
         deadline = float("inf") if self.limit_ms is None else started + self.limit_ms / 1000
@@ -347,7 +347,7 @@ _MONITOR = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_longlong, c
                             ctypes.c_void_p)(_progress)
 
 
-def unwatch(image: "Image") -> None:
+def unwatch(image: Image) -> None:
     """Take the Stopwatch's monitor off a decoded image, every frame of it (and off its wand, for
     later reads): what is done to it from here on calls back no more. A ctypes callback costs about
     1 us, and ImageMagick makes one per row decoded, per row and per column resized, per row
@@ -367,7 +367,7 @@ def unwatch(image: "Image") -> None:
 # -- decoding -------------------------------------------------------------------------------------
 
 def open_blob(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
-              ping: bool = False) -> "Image":
+              ping: bool = False) -> Image:
     """Decode `data` with the named coder only: the "jpeg:" prefix stops ImageMagick's own guess.
     With `ping`, only the headers are read (no pixel is decoded)."""
     image = Image()
@@ -387,11 +387,11 @@ def open_blob(data: bytes, coder: str, first_frame_only: bool = False, size_hint
     return image
 
 
-def frame_count(image: "Image") -> int:
+def frame_count(image: Image) -> int:
     return library.MagickGetNumberImages(image.wand)
 
 
-def decoder_problem(image: "Image") -> tuple:
+def decoder_problem(image: Image) -> tuple:
     """(severity, reason) of what the decoder reported while reading `image`: a warning (libjpeg's
     "Premature end of JPEG file", ...; severity 300 to 399) or an error it still gave pixels for
     (GIF's "invalid colormap index"; 400 and up), or (0, "") for nothing. ImageMagick 7 files it on
@@ -426,7 +426,7 @@ class _ExceptionInfo(ctypes.Structure):
                 ("reason", ctypes.c_char_p), ("description", ctypes.c_char_p)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _core(name: str, result, *arguments):
     """A MagickCore function, typed for ctypes (once: every decode calls these)."""
     function = getattr(libmagick, name)
@@ -437,11 +437,11 @@ def _core(name: str, result, *arguments):
 # -- pixel work (straight to MagickWand: Wand's methods ask ImageMagick for the MIME type on every
 # call, about 1 ms each) ---------------------------------------------------------------------------
 
-def crop(image: "Image", left: int, top: int, width: int, height: int) -> None:
+def crop(image: Image, left: int, top: int, width: int, height: int) -> None:
     library.MagickCropImage(image.wand, width, height, left, top) or image.raise_exception()
 
 
-def resize_lanczos(image: "Image", width: int, height: int, support: Optional[float] = None) -> None:
+def resize_lanczos(image: Image, width: int, height: int, support: float | None = None) -> None:
     """A Lanczos resize; `support`: the filter's reach in source pixels (its window), when not
     Lanczos's own 3 (the "filter:support" artifact, which 6 and 7 both read). Wand's binding of
     MagickResizeImage takes 6's blur argument on both versions (7 has none, and ignores it), so it
@@ -451,18 +451,18 @@ def resize_lanczos(image: "Image", width: int, height: int, support: Optional[fl
     library.MagickResizeImage(image.wand, width, height, LANCZOS, 1.0) or image.raise_exception()
 
 
-def box_shrink(image: "Image", width: int, height: int) -> None:
+def box_shrink(image: Image, width: int, height: int) -> None:
     """A box average (MagickScaleImage): a fraction of a Lanczos pass's cost."""
     library.MagickScaleImage(image.wand, width, height) or image.raise_exception()
 
 
-def to_palette(image: "Image", dither: bool) -> None:
+def to_palette(image: Image, dither: bool) -> None:
     """At most 256 colours (a palette), chosen by ImageMagick's colour tree at its own depth.
     Without `dither`, no 128 MB colour cache is filled (ImageMagick 6's ditherer fills one)."""
     image.quantize(256, "srgb", 0, dither, False)
 
 
-def convert_profile(image: "Image", icc: bytes) -> bool:
+def convert_profile(image: Image, icc: bytes) -> bool:
     """Convert the pixels from the image's embedded ICC profile to `icc` (colour-managed, unlike
     Wand's profiles[...] = which only attaches a profile). False, with the pixels left as they were,
     when ImageMagick cannot apply the embedded profile (lcms cannot read it, or it does not fit the

@@ -1,0 +1,143 @@
+"""Planning an output (the crop and the size it is made at, the scale a JPEG is decoded at) and
+pricing it (cost.py) from the header's facts alone, before any pixel is decoded: over the budget, a
+413 that names the bound."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from collections.abc import Iterable
+
+from imageserver.core.errors import (
+    PayloadTooLarge,
+)
+from imageserver.core.names import OutputSpec
+from imageserver.imaging import cost
+from imageserver.imaging.formats import ASSUMED_FORMATS, Formats, check_writable
+from imageserver.imaging.source import Limits, SourceInfo
+
+# Decode JPEGs at no less than this many times the output size (see jpeg_size_hint).
+SHRINK_ON_LOAD_MARGIN = 1.5
+
+# (denominator ImageMagick passes to libjpeg, the scale libjpeg-turbo then decodes at), smallest first.
+JPEG_SCALES = ((8, 1 / 8), (4, 2 / 8), (3, 3 / 8), (2, 4 / 8))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to make one output from a source of a given displayed size."""
+    width: int                     # output size
+    height: int
+    crop: tuple                    # (left, top, width, height) of the source, in displayed pixels
+    scale: float                   # output pixels per source pixel
+
+
+def plan(spec: OutputSpec, source_width: int, source_height: int) -> Plan:
+    """The crop box and output size for `spec`: crops are centred and fill the box exactly."""
+    whole = (0.0, 0.0, float(source_width), float(source_height))
+    if spec.kind == "full":
+        return Plan(source_width, source_height, whole, 1.0)
+    assert spec.width is not None, spec      # every kind but "full" names a width
+    if spec.kind == "width":
+        scale = spec.width / source_width
+        return Plan(spec.width, max(1, round(source_height * scale)), whole, scale)
+    assert spec.height is not None, spec     # and the crops a height
+    scale = max(spec.width / source_width, spec.height / source_height)
+    crop_w, crop_h = spec.width / scale, spec.height / scale
+    left, top = (source_width - crop_w) / 2, (source_height - crop_h) / 2
+    return Plan(spec.width, spec.height, (left, top, crop_w, crop_h), scale)
+
+
+def check_full_size(spec: OutputSpec, width: int, height: int, limits: Limits) -> None:
+    if spec.kind == "full" and width * height > limits.maximum_full_size_pixels:
+        raise PayloadTooLarge(f"{spec.name} of a {width}x{height} image is over the limit of "
+                              f"{limits.maximum_full_size_pixels} pixels for full_size; ask for a size")
+
+
+def price(spec: OutputSpec, source: SourceInfo, quality: int,
+          decoded_already: tuple | None = None) -> cost.Work:
+    """What making `spec` of `source` will cost (cost.py), from the header's facts alone; from a
+    decode of it kept in memory, of size `decoded_already` (width, height), no decode at all."""
+    layout = plan(spec, source.width, source.height)
+    if decoded_already:
+        return cost.render(source, decoded_already[0] * decoded_already[1], layout.width, layout.height,
+                           spec.ext, quality, animated(spec, source), spec.name, decoded_already=True)
+    return cost.render(source, decoded_pixels(layout, source), layout.width, layout.height, spec.ext,
+                       quality, animated(spec, source), spec.name)
+
+
+def decoded_pixels(layout: Plan, source: SourceInfo) -> int:
+    """The pixels of a frame decoded for `layout`: a JPEG's at the scale it is shrunk to on load."""
+    decoded = source.width * source.height
+    if source.coder == "jpeg":
+        hint = jpeg_size_hint("jpeg", layout, source.width, source.height, False)
+        if hint:
+            decoded = int(decoded * (int(hint.split("x")[0]) / source.width) ** 2)
+    return decoded
+
+
+def upload_check(source: SourceInfo) -> cost.Work:
+    """What `describe`'s full decode costs: every frame, a JPEG at 1/8 scale."""
+    decoded = source.width * source.height
+    if source.coder == "jpeg":
+        decoded //= 64
+    return cost.check(source, decoded)
+
+
+def animated(spec: OutputSpec, source: SourceInfo) -> bool:
+    return source.coder == "gif" and spec.ext == "gif" and source.frames > 1
+
+
+def check_work(specs: Iterable[OutputSpec], source: SourceInfo, limits: Limits = Limits(),
+               default_quality: int = 75, upload: bool = False, formats: Formats = ASSUMED_FORMATS) -> None:
+    """Refuse, before any of it is done, a request whose work is priced over the budget: an
+    upload's own check (`upload`), then each output it makes."""
+    specs = list(specs)
+    parts = [upload_check(source)] if upload else []
+    for spec in specs:
+        check_writable(spec, formats)
+        check_full_size(spec, source.width, source.height, limits)
+        parts.append(price(spec, source, spec.quality or default_quality))
+    if parts:
+        total = functools.reduce(lambda a, b: a + b, parts)
+        what = (f"this upload and its {len(specs)} outputs" if upload and specs
+                else "this upload" if upload else f"these {len(specs)} outputs")
+        check_budget(total, limits, what, source, len(parts))
+
+
+def check_budget(work: cost.Work, limits: Limits, what: str, source: SourceInfo,
+                  parts: int = 1) -> None:
+    """413 when `work` is priced over --maximum_request_ms, naming the bound and what drives it."""
+    if work.milliseconds > limits.maximum_request_ms:
+        detail = f" ({work.what})" if parts <= 3 else ""
+        raise PayloadTooLarge(f"{what} of a {_shown(source)} would take about "
+                              f"{work.milliseconds:,.0f} ms of work{detail}, over the limit of "
+                              f"{limits.maximum_request_ms:,} ms per request (--maximum_request_ms)")
+
+
+def _shown(source: SourceInfo) -> str:
+    """'577x577 GIF of 300 frames', for messages."""
+    text = f"{source.width}x{source.height} {source.coder.upper()}"
+    if source.frames > 1:
+        text += f" of {source.frames} frames"
+    if source.scans > 1:
+        text += f" of {source.scans} scans"
+    return text
+
+
+def jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transposed: bool) -> str:
+    """Ask libjpeg to decode at the smallest DCT scale (1/8, 2/8, 3/8, 4/8) that leaves at least
+    SHRINK_ON_LOAD_MARGIN source pixels per output pixel: DCT scaling costs almost nothing and skips
+    most of the pixel work, and the margin leaves the final Lanczos resize enough pixels to filter
+    without aliasing (at 1, a crop of fine detail decoded at 1/8 strays 4x further from a Lanczos
+    resize of the full picture; see bench/README.md)."""
+    if coder != "jpeg":
+        return ""
+    needed = layout.scale * SHRINK_ON_LOAD_MARGIN  # the fraction of the source's width needed
+    for denominator, scale in JPEG_SCALES:
+        if scale >= needed and min(shown_w, shown_h) >= 8 * denominator:
+            # ImageMagick asks libjpeg for 1/int(size / hint): name that denominator exactly.
+            want_w, want_h = shown_w // denominator, shown_h // denominator
+            if transposed:
+                want_w, want_h = want_h, want_w
+            return f"{want_w}x{want_h}"
+    return ""
