@@ -38,14 +38,14 @@ class Workers:
 
     def reset_peak_rss(self) -> None:
         """Start counting each worker's peak RSS afresh (Linux: 5 > /proc/PID/clear_refs)."""
-        for pid in self.workers:
+        for pid in self._live_workers():
             with open(f"/proc/{pid}/clear_refs", "w") as f:
                 f.write("5")
 
     def peak_rss_mib(self) -> list[float]:
-        """Each worker's peak resident set since the last reset, in MiB."""
+        """Each live worker's peak resident set since the last reset, in MiB."""
         peaks = []
-        for pid in self.workers:
+        for pid in sorted(self._live_workers()):
             with open(f"/proc/{pid}/status") as f:
                 line = next(line for line in f if line.startswith("VmHWM:"))
             peaks.append(round(int(line.split()[1]) / 1024, 1))
@@ -53,13 +53,38 @@ class Workers:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the workers have used so far: a cost per request that other
-        programs on a shared machine do not inflate, unlike the wall-clock figures."""
-        ticks = 0
-        for pid in self.workers:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
+        programs on a shared machine do not inflate, unlike the wall-clock figures. The workers
+        live now, and those that were retired and reaped (a gunicorn worker is replaced after
+        max_requests): the master's children's times."""
+        ticks = _children_ticks(self.process.pid)
+        for pid in self._live_workers():
+            try:
+                ticks += _own_ticks(pid)
+            except FileNotFoundError:
+                pass    # retired since it was listed: counted in its parent's children's times
         return ticks / os.sysconf("SC_CLK_TCK")
+
+    def _live_workers(self) -> set[int]:
+        children = set()
+        for task in os.listdir(f"/proc/{self.process.pid}/task"):
+            with open(f"/proc/{self.process.pid}/task/{task}/children") as f:
+                children.update(int(pid) for pid in f.read().split())
+        return children
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _own_ticks(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[11]) + int(fields[12])          # utime, stime
+
+
+def _children_ticks(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[13]) + int(fields[14])          # cutime, cstime: reaped children
 
 
 class ImageServer(Workers):
