@@ -107,13 +107,35 @@ def start_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def shared_server(tmp_path_factory):
+def server_with(tmp_path_factory):
+    """A factory: server_with("--outputs", "x300.jpg") is the server with those flags (and options, as
+    for start_server) that every test asking for the same ones shares, started on first use and
+    stopped at the end of the session (of each pytest-xdist worker: one per worker). Only for tests
+    that leave their server as they found it: a test that stops, kills, fills, reloads or counts
+    since start-up on its server starts its own (start_server)."""
+    running: dict[tuple, tuple[RunningServer, Path]] = {}
+
+    def get(*flags: str, env: dict | None = None, **options) -> RunningServer:
+        key = (flags, tuple(sorted((env or {}).items())), tuple(sorted(options.items())))
+        if key not in running:
+            folder = tmp_path_factory.mktemp("shared")
+            running[key] = launch(folder, *flags, env=env, **options), folder
+        server = running[key][0]
+        if server.process.poll() is not None:
+            raise RuntimeError(f"the shared server {flags} {options} exited ({server.process.returncode}): "
+                               f"a test that changes its server must start its own\n{server.log()[-3000:]}")
+        return server
+
+    yield get
+    for server, folder in running.values():
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_server(server_with):
     """One server for the many tests that only need the default settings."""
-    folder = tmp_path_factory.mktemp("shared")
-    server = launch(folder)
-    yield server
-    server.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+    return server_with()
 
 
 # -- the app in this process (tests/app): Flask's test client, no gunicorn --------------------------
