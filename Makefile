@@ -73,8 +73,15 @@ lint: install
 	$(VENV)/bin/lint-imports || status=1; \
 	exit $$status
 
+# In several processes (pytest-xdist): the system tests mostly wait on sockets and sleeps, so more
+# workers than cores pay. Then the tests marked `quiet` (they assert how long something took), alone.
+# Both runs report before make stops; PYTEST_ARGS go to both (a run they leave empty is no failure).
+TEST_WORKERS ?= 4
 test: install
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	@status=0; \
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not quiet" $(PYTEST_ARGS) || status=1; \
+	$(VENV)/bin/pytest -q -m quiet $(PYTEST_ARGS) || [ $$? -eq 5 ] || status=1; \
+	exit $$status
 
 # What starts a server or another process is marked `spawns` (setup.cfg), every system test among them;
 # what takes long is marked `slow`. make test runs both.

@@ -30,13 +30,20 @@ pytest_plugins = ("tests.netns",)
 SYSTEM_TESTS = Path(__file__).parent / "system"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Every system test starts a server, and an only_loopback test a child pytest (outside a
     namespace): both are `spawns`, which `make test-fast` leaves out. Unit and app tests that start
-    a process are marked where they are written."""
+    a process are marked where they are written.
+
+    Under pytest-xdist (make test) the longest tests are handed out first (the `slow`, then the other
+    system tests), so that no worker is left with a long test at the end."""
     for item in items:
         if item.path.is_relative_to(SYSTEM_TESTS) or item.get_closest_marker("only_loopback"):
             item.add_marker(pytest.mark.spawns)
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else
+                   1 if item.get_closest_marker("spawns") else 2)
 
 
 @dataclass

@@ -146,6 +146,7 @@ def test_make_build_leaves_a_wheel_that_installs_and_runs(tree, tmp_path):
     assert block.returncode == 0 and "server {" in block.stdout, block.stderr
 
 
+@pytest.mark.slow
 def test_make_release_tags_a_new_version_once_and_uploads_nothing(tree):
     released = make(tree, "release")
     assert released.returncode == 0, released.stdout[-3000:] + released.stderr[-3000:]
