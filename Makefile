@@ -74,7 +74,8 @@ lint: install
 	exit $$status
 
 # In several processes (pytest-xdist): the system tests mostly wait on sockets and sleeps, so more
-# workers than cores pay (3 on 2 cores: 214 s; 4: 226 s). Then the tests marked `quiet` (they assert how long something took), alone.
+# workers than cores pay (on 2 cores, 3 were as fast as 4, with less CPU). Then the tests marked
+# `quiet` (they assert how long something took), alone.
 # Both runs report before make stops; PYTEST_ARGS go to both (a run they leave empty is no failure).
 TEST_WORKERS ?= 3
 test: install
