@@ -6,6 +6,7 @@ import signal
 import uuid
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,13 +31,20 @@ pytest_plugins = ("tests.netns",)
 SYSTEM_TESTS = Path(__file__).parent / "system"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Every system test starts a server, and an only_loopback test a child pytest (outside a
     namespace): both are `spawns`, which `make test-fast` leaves out. Unit and app tests that start
-    a process are marked where they are written."""
+    a process are marked where they are written.
+
+    Under pytest-xdist (make test) the longest tests are handed out first (the `slow`, then the other
+    system tests), so that no worker is left with a long test at the end."""
     for item in items:
         if item.path.is_relative_to(SYSTEM_TESTS) or item.get_closest_marker("only_loopback"):
             item.add_marker(pytest.mark.spawns)
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else
+                   1 if item.get_closest_marker("spawns") else 2)
 
 
 @dataclass
@@ -107,13 +115,35 @@ def start_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def shared_server(tmp_path_factory):
+def server_with(tmp_path_factory):
+    """A factory: server_with("--outputs", "x300.jpg") is the server with those flags (and options, as
+    for start_server) that every test asking for the same ones shares, started on first use and
+    stopped at the end of the session (of each pytest-xdist worker: one per worker). Only for tests
+    that leave their server as they found it: a test that stops, kills, fills, reloads or counts
+    since start-up on its server starts its own (start_server)."""
+    running: dict[tuple, tuple[RunningServer, Path]] = {}
+
+    def get(*flags: str, env: dict | None = None, **options) -> RunningServer:
+        key = (flags, tuple(sorted((env or {}).items())), tuple(sorted(options.items())))
+        if key not in running:
+            folder = tmp_path_factory.mktemp("shared")
+            running[key] = launch(folder, *flags, env=env, **options), folder
+        server = running[key][0]
+        if server.process.poll() is not None:
+            raise RuntimeError(f"the shared server {flags} {options} exited ({server.process.returncode}): "
+                               f"a test that changes its server must start its own\n{server.log()[-3000:]}")
+        return server
+
+    yield get
+    for server, folder in running.values():
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_server(server_with):
     """One server for the many tests that only need the default settings."""
-    folder = tmp_path_factory.mktemp("shared")
-    server = launch(folder)
-    yield server
-    server.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+    return server_with()
 
 
 # -- the app in this process (tests/app): Flask's test client, no gunicorn --------------------------
@@ -209,10 +239,18 @@ class SourceHandler(BaseHTTPRequestHandler):
         pass
 
 
+class SourceServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A server under test that gave up on a source (its timeout) closed the connection: expected,
+        and a traceback on stderr would only clutter the tests' output."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture
 def source_server():
     """A real HTTP server on loopback for ?source= tests; set `.routes[path] = (status, headers, body)`."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SourceHandler)
+    httpd = SourceServer(("127.0.0.1", 0), SourceHandler)
     httpd.routes, httpd.hits, httpd.lock = {}, {}, threading.Lock()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

@@ -46,13 +46,18 @@ def pytest_configure(config):
                    "that has loopback only")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    """Before pytest-xdist reads the groups (and adds each to its test's id): a module's marked tests
+    go to one worker, which runs them in one child."""
     if in_own_network():
         return
     for item in items:
         if item.get_closest_marker(MARKER) is not None:
             # The child keeps the test's own time limit; here, only waiting for the child.
             item.add_marker(pytest.mark.timeout(0), append=False)
+            item.add_marker(pytest.mark.xdist_group(f"{MARKER}:{_module(item)}"))
+            _plain_ids[item] = item.nodeid
             _groups.setdefault(_module(item), []).append(item.nodeid)
 
 
@@ -94,6 +99,8 @@ def pytest_runtest_logreport(report):
 _groups: dict[str, list[str]] = {}
 _results: dict[str, list] = {}
 _outputs: dict[str, str] = {}
+# Each marked test's id as the child knows it (pytest-xdist's --dist loadgroup adds "@group" here).
+_plain_ids: dict = {}
 
 
 def _module(item) -> str:
@@ -104,8 +111,10 @@ def _reports_of(item) -> list:
     module = _module(item)
     if module not in _outputs:
         _run_isolated(item.config, module, _groups.get(module, [item.nodeid]))
-    made = _results.get(item.nodeid, [])
+    made = _results.get(_plain_ids.get(item, item.nodeid), [])
     if any(report.when == "call" or report.outcome != "passed" for report in made):
+        for report in made:
+            report.nodeid = item.nodeid
         return made
     # No outcome came back: unshare refused (not root?), or the child could not collect the test.
     return [pytest.TestReport(item.nodeid, item.location, {}, "failed",

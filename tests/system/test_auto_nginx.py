@@ -21,8 +21,8 @@ def app_requests(app, path: str) -> int:
     return sum(f'"GET {path} ' in line for line in app.log().splitlines())
 
 
-def test_auto_through_nginx_is_sent_from_disk_by_accept_with_vary(start_server, tmp_path):
-    app = start_server()
+def test_auto_through_nginx_is_sent_from_disk_by_accept_with_vary(shared_server, tmp_path):
+    app = shared_server
     nginx = Nginx(app, tmp_path)
     try:
         digest = app.post("/p", data=pictures.photo(640, 480)).json()["hash"]

@@ -62,6 +62,7 @@ def answers(server, data: bytes) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.quiet
 def test_a_public_corpus_renders_without_a_5xx_a_slow_answer_or_a_false_refusal(shared_server):
     missing = [root for root in CORPORA if not os.path.isdir(root)]
     assert not missing, f"not installed (scripts/install-system-packages installs them): {missing}"

@@ -113,6 +113,7 @@ def answered_promptly(url: str) -> tuple[requests.Response, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.quiet
 def test_the_status_port_survives_1500_idle_connections_and_a_new_worker(start_server):
     status_port = free_port()
     with open_files_limit(SERVER_OPEN_FILES):
@@ -140,6 +141,7 @@ def test_the_status_port_survives_1500_idle_connections_and_a_new_worker(start_s
 
 
 @pytest.mark.slow
+@pytest.mark.quiet
 def test_the_debug_port_survives_400_idle_connections_and_a_new_worker(start_server):
     debug_port = free_port()
     with open_files_limit(SERVER_OPEN_FILES):

@@ -20,8 +20,9 @@ def served(tmp_path):
     port = free_port()
     public = tmp_path / "public"
     with open(tmp_path / "make.log", "wb") as log:
+        # No status port: its default (7002) may be taken by another server on this machine.
         process = subprocess.Popen(["make", "-s", "serve", f"PORT={port}", f"PUBLIC={public}"],
-                                   cwd=ROOT, env=server_environment(), stdout=log,
+                                   cwd=ROOT, env={**server_environment(), "IMG_STATUS_PORT": "0"}, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until_up(f"http://localhost:{port}/status_check", process, seconds=120)

@@ -19,8 +19,8 @@ PROMPT = 15
 
 
 @pytest.fixture
-def nginx_in_front(start_server, tmp_path):
-    app = start_server()
+def nginx_in_front(shared_server, tmp_path):
+    app = shared_server
     nginx = Nginx(app, tmp_path, worker_connections=1024)
     try:
         yield app, nginx, nginx.port
@@ -51,9 +51,9 @@ def test_fifty_slow_clients_through_nginx_do_not_hold_the_workers(nginx_in_front
         slow.stop()
 
 
-def test_two_slow_clients_hold_the_bare_server(start_server):
+def test_two_slow_clients_hold_the_bare_server(shared_server):
     # Why the proxy is needed: the bare server's 2 sync workers each wait on a slow request.
-    app = start_server()
+    app = shared_server
     port = int(app.url.rsplit(":", 1)[1])
     slow = SlowClients("127.0.0.1", port, 2)
     try:

@@ -18,10 +18,10 @@ from tests.trickle import SLOW_HEADERS
 
 
 @pytest.mark.only_loopback
-def test_ipv6_forms_of_inside_addresses_are_refused(start_server, source_server):
+def test_ipv6_forms_of_inside_addresses_are_refused(server_with, source_server):
     source_server.routes["/a.png"] = (200, {}, pictures.solid(10, 10, "red"))
     port = source_server.server_address[1]
-    server = start_server(private_sources=False)
+    server = server_with(private_sources=False)
     for address in ("::127.0.0.1", "::ffff:0:7f00:1", "::ffff:0:127.0.0.1", "::ffff:127.0.0.1",
                     "64:ff9b::7f00:1", "64:ff9b:1::7f00:1", "2002:7f00:1::1",
                     "2001:0:4136:e378:8000:63bf:80ff:fffe", "::10.0.0.1", "::ffff:0:192.168.1.1"):
@@ -34,9 +34,9 @@ def test_ipv6_forms_of_inside_addresses_are_refused(start_server, source_server)
 
 
 @pytest.mark.only_loopback
-def test_metadata_is_refused_in_every_form_with_private_sources_allowed(start_server, source_server):
+def test_metadata_is_refused_in_every_form_with_private_sources_allowed(shared_server, source_server):
     source_server.routes["/a.png"] = (200, {}, pictures.solid(10, 10, "red"))
-    server = start_server()     # --allow_private_sources
+    server = shared_server     # --allow_private_sources
     for address in ("169.254.169.254", "[::169.254.169.254]", "[::ffff:169.254.169.254]",
                     "[::ffff:0:169.254.169.254]", "[2002:a9fe:a9fe::]", "[64:ff9b::a9fe:a9fe]",
                     "[2001:0:a9fe:a9fe::]", "[::100.100.100.200]", "[::ffff:0:169.254.170.2]"):
@@ -50,8 +50,8 @@ def test_metadata_is_refused_in_every_form_with_private_sources_allowed(start_se
 
 
 @pytest.fixture
-def private_refused(start_server):
-    return start_server(private_sources=False)
+def private_refused(server_with):
+    return server_with(private_sources=False)
 
 
 @pytest.mark.only_loopback

@@ -7,6 +7,8 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from imageserver.core import signing
 from tests import pictures
 from tests.helpers import assert_json_error, image_url
@@ -79,6 +81,7 @@ def test_a_burst_of_new_names_does_not_pass_the_budget(start_server):
     assert len(outputs_on_disk(server, digest)) == 5
 
 
+@pytest.mark.quiet
 def test_a_failed_render_is_remembered_then_forgotten(start_server):
     server = start_server("--failure_seconds", "3")
     digest = upload(server, pictures.solid(6000, 5000, "red"))   # full_size: over 25 Mpx, refused

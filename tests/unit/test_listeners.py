@@ -56,6 +56,7 @@ def test_idle_connections_keep_neither_threads_nor_a_health_check(status_port):
             connection.close()
 
 
+@pytest.mark.quiet
 def test_a_client_that_sends_nothing_or_trickles_is_dropped(status_port):
     idle, trickling = connect(status_port), connect(status_port)
     trickling.sendall(b"GET /status_check HTTP/1.0\r\nX-Slow: ")
