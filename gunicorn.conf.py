@@ -1,8 +1,8 @@
 # gunicorn -c gunicorn.conf.py wsgi:app  (settings from IMG_* environment variables)
+from imageserver.core.settings import Settings
 from imageserver.serving.gunicorn_conf import *  # noqa: F401,F403
 from imageserver.serving.gunicorn_conf import from_settings
 from imageserver.serving.server import clear_leftovers
-from imageserver.core.settings import Settings
 
 globals().update(from_settings(Settings.from_env()))
 

@@ -22,18 +22,17 @@ import subprocess
 import sys
 import time
 
-from imageserver.imaging import pipeline
+import requests
 
-from imageserver.imaging.source import Limits
 from imageserver.core.names import parse_output
 from imageserver.core.paths import ImageKey
 from imageserver.core.settings import Settings
-
-import requests
+from imageserver.imaging import pipeline
+from imageserver.imaging.source import Limits
+from tests.helpers import free_port, wait_until_up  # as the soak test does
 
 from . import inputs
 from .server import WORKERS, Workers
-from tests.helpers import free_port, wait_until_up  # as the soak test does
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

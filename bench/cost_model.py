@@ -40,12 +40,12 @@ def main() -> int:
                for name, width, height, fmt, alpha in SOURCES}
     sources.update(hostile_sources())
 
-    from imageserver.images.setup import init_worker
-    from imageserver.imaging import originals, pipeline, plan
-    from imageserver.imaging.source import Limits
     from imageserver.core.errors import ImageServerError
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
+    from imageserver.images.setup import init_worker
+    from imageserver.imaging import originals, pipeline, plan
+    from imageserver.imaging.source import Limits
     settings = Settings(maximum_width=4000, maximum_height=4000)
     formats = init_worker(settings).formats
     limits = Limits(maximum_request_ms=10**9)   # priced, never refused here

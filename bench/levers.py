@@ -140,9 +140,10 @@ def main(argv=None) -> int:
     # that scoring reads pixels through.
     os.environ["MAGICK_THREAD_LIMIT"] = os.environ["OMP_NUM_THREADS"] = "1"
     import wand.resource
-    from imageserver.imaging import icc, magick, pipeline, plan
+
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
+    from imageserver.imaging import icc, magick, pipeline, plan
     wand.resource.limits["thread"] = 1
     settings = Settings()
     specs = [parse_output(name.replace(".jpg", f".{args.ext}"), settings)

@@ -10,8 +10,8 @@ import numpy as np
 from wand.color import Color
 from wand.image import Image
 
-from imageserver.imaging import formats, magick, plan
 from imageserver.core.names import OutputSpec
+from imageserver.imaging import formats, magick, plan
 
 SRGB_PROFILE = "/usr/share/color/icc/sRGB.icc"
 BLOCK = 8

@@ -132,9 +132,10 @@ def main(argv=None) -> int:
         data = f.read()
     os.environ["MAGICK_THREAD_LIMIT"] = os.environ["OMP_NUM_THREADS"] = "1"
     import wand.resource
-    from imageserver.imaging import pipeline, plan
+
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
+    from imageserver.imaging import pipeline, plan
     wand.resource.limits["thread"] = 1
     settings = Settings(maximum_width=4000)
 

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import shutil
 import signal
-import uuid
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,8 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from imageserver import create_app
-from imageserver.images.setup import init_worker
 from imageserver.core.settings import Settings, parse_command_line
+from imageserver.images.setup import init_worker
 from tests import pictures
 from tests.helpers import IMAGES, free_port, server_environment, stop_process, wait_until_up
 from tests.storage_servers import Gate, MantaTestServer, MotoServer, make_key_pair

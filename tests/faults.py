@@ -19,9 +19,9 @@ from contextlib import contextmanager
 import requests
 from wand.image import Image
 
-from tests import pictures
 from imageserver.core.paths import ImageKey
 from imageserver.images.variants import RECORDS
+from tests import pictures
 from tests.conftest import RunningServer
 from tests.helpers import IMAGES, free_port, image_url, server_environment, wait_until_up
 

@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from imageserver.imaging import formats, pipeline
-from imageserver.images.setup import set_up_worker
 from imageserver.core.names import parse_output
 from imageserver.core.paths import ImageKey
 from imageserver.core.settings import Settings
+from imageserver.images.setup import set_up_worker
+from imageserver.imaging import formats, pipeline
 from tests import pictures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,12 +12,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from imageserver.core import files, metrics
-from imageserver.imaging import formats, magick, pipeline
-from imageserver.imaging.source import Limits
 from imageserver.core.errors import DiskFull, ImageServerError
 from imageserver.core.paths import state_folder
-from imageserver.storage import build_store
 from imageserver.core.version import __version__
+from imageserver.imaging import formats, magick, pipeline
+from imageserver.imaging.source import Limits
+from imageserver.storage import build_store
 
 if TYPE_CHECKING:
     from imageserver.core.settings import Settings

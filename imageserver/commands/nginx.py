@@ -10,8 +10,8 @@ module.
 from __future__ import annotations
 
 import re
-from importlib.resources import files
 from collections.abc import Iterable
+from importlib.resources import files
 from typing import TYPE_CHECKING
 
 import jinja2

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from imageserver.core import files
-from imageserver.images.setup import init_worker
 from imageserver.core.errors import BadRequest, ImageServerError
-from imageserver.images.service import Images
 from imageserver.core.metrics import build_metrics
 from imageserver.core.names import parse_output_list
 from imageserver.core.paths import HASH, INFO, ORIGINAL, ImageKey
+from imageserver.images.service import Images
+from imageserver.images.setup import init_worker
 from imageserver.storage import build_store
 
 if TYPE_CHECKING:

@@ -12,22 +12,22 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from imageserver.images import cache, purge, space
 from imageserver.core import files, shared
-from imageserver.imaging import formats, originals, pipeline, plan
-from imageserver.imaging.source import Limits, SourceInfo
-from imageserver.imaging.decoded import DECODED
 from imageserver.core.errors import ImageServerError
 from imageserver.core.json_text import pretty
+from imageserver.core.metrics import Metrics
 from imageserver.core.names import AUTO_FORMATS, OutputSpec, choose_format, is_allowed, parse_output_list
 from imageserver.core.paths import INFO, ORIGINAL, ImageKey, check_namespace
-from imageserver.sources.downloads import SourceDownloads
-from imageserver.core.metrics import Metrics
 from imageserver.core.settings import Settings
+from imageserver.images import cache, purge, space
 from imageserver.images.setup import WorkerSetUp
+from imageserver.images.variants import RECORD, Failures, VariantBudget
+from imageserver.imaging import formats, originals, pipeline, plan
+from imageserver.imaging.decoded import DECODED
+from imageserver.imaging.source import Limits, SourceInfo
+from imageserver.sources.downloads import SourceDownloads
 from imageserver.storage.base import Store
 from imageserver.storage.pending import NoPendingUploads, Uploads
-from imageserver.images.variants import RECORD, Failures, VariantBudget
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,31 @@ from collections.abc import Callable
 from imageserver.core.names import OutputSpec
 from imageserver.imaging import cost, icc, magick
 from imageserver.imaging.decoded import DECODED
-from imageserver.imaging.magick import Color, Image
 from imageserver.imaging.decoding import decoding, open_image
-from imageserver.imaging.formats import (ASSUMED_FORMATS, AVIF_SPEED, WRITERS, Formats, avif_quality,
-                                         check_available, check_writable, find_formats, keeps_alpha,
-                                         png_compression_level)
+from imageserver.imaging.formats import (
+    ASSUMED_FORMATS,
+    AVIF_SPEED,
+    WRITERS,
+    Formats,
+    avif_quality,
+    check_available,
+    check_writable,
+    find_formats,
+    keeps_alpha,
+    png_compression_level,
+)
+from imageserver.imaging.magick import Color, Image
 from imageserver.imaging.originals import read_header
-from imageserver.imaging.plan import (Plan, animated, check_budget, check_full_size, decoded_pixels,
-                                      jpeg_size_hint, plan, price)
+from imageserver.imaging.plan import (
+    Plan,
+    animated,
+    check_budget,
+    check_full_size,
+    decoded_pixels,
+    jpeg_size_hint,
+    plan,
+    price,
+)
 from imageserver.imaging.source import Limits, SourceInfo
 
 SRGB_PROFILE_PATHS = ("/usr/share/color/icc/sRGB.icc", "/usr/share/color/icc/colord/sRGB.icc",

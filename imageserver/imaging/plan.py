@@ -4,8 +4,8 @@ pricing it (cost.py) from the header's facts alone, before any pixel is decoded:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from imageserver.core.errors import (
     PayloadTooLarge,

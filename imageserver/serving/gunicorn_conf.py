@@ -10,8 +10,8 @@ up there (post_worker_init), because its OpenMP threads do not survive a fork.
 import signal
 from typing import TYPE_CHECKING
 
-from imageserver.serving import access_log
 from imageserver.core import shared  # noqa: F401  (made here, in the master, to be shared by workers)
+from imageserver.serving import access_log
 
 if TYPE_CHECKING:
     from imageserver.core.settings import Settings

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from imageserver.images import eviction, purge
 from imageserver.core import files, shared
-from imageserver.serving import listeners
 from imageserver.core.settings import Settings
+from imageserver.images import eviction, purge
+from imageserver.serving import listeners
 
 if TYPE_CHECKING:
     from gunicorn.glogging import Logger

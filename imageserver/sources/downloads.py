@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from imageserver.sources import fetch, sweep
-from imageserver.sources.bounds import SourceRules
 from imageserver.core import files
 from imageserver.core.errors import ImageServerError, NotFound
 from imageserver.core.paths import INFO, ImageKey, state_folder
+from imageserver.sources import fetch, sweep
+from imageserver.sources.bounds import SourceRules
 
 if TYPE_CHECKING:
     from imageserver.core.metrics import Metrics

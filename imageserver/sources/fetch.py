@@ -9,7 +9,8 @@ from __future__ import annotations
 from urllib.parse import urljoin
 
 import requests
-from urllib3.exceptions import HTTPError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import HTTPError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from imageserver.core.errors import GatewayTimeout, NotFound, PayloadTooLarge
 from imageserver.sources import transport

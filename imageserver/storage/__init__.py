@@ -1,7 +1,6 @@
 """Storage backends behind one contract (`base.Store`); `build_store` picks one from the settings."""
 from __future__ import annotations
 
-
 from imageserver.core.errors import SettingsError
 from imageserver.core.metrics import Metrics
 from imageserver.core.paths import state_folder

@@ -12,8 +12,13 @@ from contextlib import contextmanager
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, \
-    NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+)
 
 from imageserver.core import files
 from imageserver.core.errors import NotFound, SettingsError, StoreError, Unavailable

@@ -21,10 +21,10 @@ from werkzeug.exceptions import HTTPException
 
 from imageserver.core import signing
 from imageserver.core.errors import ImageServerError
-from imageserver.images.service import Images
 from imageserver.core.json_text import pretty
 from imageserver.core.names import OutputSpec, check_allowed
 from imageserver.core.paths import CACHE_CONTROL, ImageKey
+from imageserver.images.service import Images
 
 IMAGE_FOLDER = "/<namespace>/<p1>/<p2>/<p3>/<rest>"
 # What gunicorn raises in a view reading a chunked body that breaks the chunked coding, or stops.

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
+from imageserver.core.version import __version__
 from imageserver.images import eviction, space
 from imageserver.imaging import formats
-from imageserver.core.version import __version__
 from imageserver.web import json_response, service
 
 blueprint = Blueprint("status", __name__)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tests import pictures
 from imageserver.core.signing import signature as sign
+from tests import pictures
 from tests.helpers import formats_here, image_url
 from tests.nginx_server import NGINX, Nginx
 

@@ -13,7 +13,8 @@ from imageserver.core.paths import ImageKey
 from imageserver.images.variants import RECORDS
 from tests import pictures
 from tests.faults import Load, check_files, kill_everything, launch
-from tests.helpers import image_url as url, plain_gunicorn, wait_until, worker_pids
+from tests.helpers import image_url as url
+from tests.helpers import plain_gunicorn, wait_until, worker_pids
 
 
 @pytest.mark.slow

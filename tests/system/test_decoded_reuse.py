@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 
-from imageserver.imaging import pipeline
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
+from imageserver.imaging import pipeline
 from tests import pictures
 from tests.helpers import image_url, worker_pids
 

@@ -10,7 +10,8 @@ from imageserver.core.paths import ImageKey
 from tests import pictures
 from tests.conftest import s3_flags
 from tests.faults import can_mount_tmpfs, check_files, fill, launch, tmpfs
-from tests.helpers import image_url as url, wait_until
+from tests.helpers import image_url as url
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.skipif(not can_mount_tmpfs(), reason="mounting a tmpfs needs root")
 

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from imageserver.images import eviction
 from imageserver.core.paths import ImageKey
+from imageserver.images import eviction
 from tests import pictures
 from tests.conftest import s3_flags
 from tests.helpers import wait_until

@@ -10,8 +10,15 @@ import pytest
 import requests
 
 from tests import pictures
-from tests.helpers import (assert_raw_json_error, folder_of, free_port, plain_gunicorn, raw,
-                           wait_until, wait_until_up)
+from tests.helpers import (
+    assert_raw_json_error,
+    folder_of,
+    free_port,
+    plain_gunicorn,
+    raw,
+    wait_until,
+    wait_until_up,
+)
 
 FOLDER = "/p/6e0/072/682/e66287b662827da75b244a3"
 

@@ -74,6 +74,19 @@ def accept_queue(port: int) -> int:
     raise AssertionError(f"nothing listens on {port}")
 
 
+def settled(pids: list[int]) -> dict:
+    """Each worker's threads and open files once they have stopped changing: a worker may still be
+    starting its listener when the server first answers."""
+    before = {pid: threads_and_files(pid) for pid in pids}
+    for _ in range(40):
+        time.sleep(0.25)
+        now = {pid: threads_and_files(pid) for pid in pids}
+        if now == before:
+            return now
+        before = now
+    return before
+
+
 def threads_and_files(pid: int) -> tuple[int, int]:
     with open(f"/proc/{pid}/status") as f:
         threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
@@ -119,7 +132,7 @@ def test_the_status_port_survives_1500_idle_connections_and_a_new_worker(start_s
     with open_files_limit(SERVER_OPEN_FILES):
         server = start_server("--status_port", str(status_port))
     master = server.process.pid
-    calm = threads_and_files(master)
+    calm = settled([master])[master]
 
     with open_files_limit(4096), idle_connections(status_port, 1500) as connections:
         all_taken = len(connections) == 1500 and taken_in(status_port)
@@ -147,7 +160,7 @@ def test_the_debug_port_survives_400_idle_connections_and_a_new_worker(start_ser
     with open_files_limit(SERVER_OPEN_FILES):
         server = start_server("--profile", "--profile_port", str(debug_port))
     debug_url = f"http://127.0.0.1:{debug_port}/debug"
-    calm = {pid: threads_and_files(pid) for pid in worker_pids(server.process.pid)}
+    calm = settled(worker_pids(server.process.pid))
 
     with idle_connections(debug_port, 400) as connections:
         all_taken = len(connections) == 400 and taken_in(debug_port)

@@ -194,8 +194,8 @@ def test_what_the_tombstones_cost(moto_server, s3_bucket, tmp_path):
     """A pass of the sweep: one LIST per 1000 tombstones, and one stat per tombstone; a request:
     nothing, but an object stored, which costs one HEAD more."""
     from imageserver.core.metrics import NullMetrics
-    from imageserver.images.purge import Sweep
     from imageserver.core.settings import Settings
+    from imageserver.images.purge import Sweep
     from imageserver.storage import build_store
 
     settings = Settings(local_base_path=str(tmp_path / "public"), aws_bucket=s3_bucket,

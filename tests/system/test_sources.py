@@ -9,7 +9,8 @@ import time
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests import pictures
 from tests.helpers import assert_json_error, folder_of

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from imageserver.images import cache
 from imageserver.core.errors import NotFound
 from imageserver.core.metrics import NullMetrics
 from imageserver.core.paths import INFO, ORIGINAL, ImageKey
 from imageserver.core.settings import Settings
+from imageserver.images import cache
 from imageserver.storage import NoRemoteStore
 
 KEY = ImageKey("p", "6e0072682e66287b662827da75b244a3")

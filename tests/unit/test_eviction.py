@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
+from imageserver.core.errors import SettingsError
+from imageserver.core.metrics import NullMetrics
+from imageserver.core.settings import Settings
 from imageserver.images import eviction
 from imageserver.images.eviction import LocalFile, choose_victims, scan
-from imageserver.core.metrics import NullMetrics
-from imageserver.core.errors import SettingsError
-from imageserver.core.settings import Settings
 from imageserver.storage.local import NoRemoteStore
 from imageserver.storage.pending import PendingUploads
 

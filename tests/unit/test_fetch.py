@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from imageserver.sources import addresses, bounds, fetch
 from imageserver.core.errors import BadRequest, Forbidden, GatewayTimeout, NotFound, PayloadTooLarge
+from imageserver.sources import addresses, bounds, fetch
 from tests import pictures
 from tests.trickle import SLOW_HANDSHAKE, SLOW_HEADERS
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from imageserver.sources import addresses
 from imageserver.core.errors import Forbidden
+from imageserver.sources import addresses
 from tests.ipv4_forms import FORMS, METADATA_IPV4, SINGLE, any_ipv4, dangerous_ipv4, forms, free_bits
 
 PROPERTY = settings(max_examples=300, deadline=None)

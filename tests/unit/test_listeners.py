@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
-from imageserver.serving import listeners
 from imageserver.core.shared import StopFlag
+from imageserver.serving import listeners
 from imageserver.serving.listeners import MAX_CONNECTIONS, REQUEST_SECONDS
 from tests.helpers import port_inodes, socket_inodes, wait_until
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import string
 
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from imageserver.core import signing
 from imageserver.core.errors import BadRequest, Forbidden, NotFound
-from imageserver.core.paths import ImageKey
 from imageserver.core.names import (
     EXTENSIONS,
     MAXIMUM_OUTPUTS_PER_REQUEST,
@@ -16,6 +17,7 @@ from imageserver.core.names import (
     parse_output,
     parse_output_list,
 )
+from imageserver.core.paths import ImageKey
 from imageserver.core.settings import Settings
 
 SETTINGS = Settings(maximum_width=1000, maximum_height=1000)

@@ -8,12 +8,11 @@ import pytest
 from wand.color import Color
 from wand.image import Image
 
-from imageserver.imaging import formats, magick, originals, pipeline, plan
-
-from imageserver.imaging.source import Limits
 from imageserver.core.errors import NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
+from imageserver.imaging import formats, magick, originals, pipeline, plan
+from imageserver.imaging.source import Limits
 from tests import hostile, pictures
 from tests.helpers import formats_here, render
 from tests.pictures import decode, near

@@ -4,9 +4,9 @@ white for JPEG, 8-bit sRGB, no metadata."""
 import pytest
 from wand.image import Image
 
-from imageserver.imaging import pipeline
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
+from imageserver.imaging import pipeline
 from tests import pictures
 from tests.helpers import render
 

@@ -1,8 +1,8 @@
 import pytest
 
-from imageserver.images import space
 from imageserver.core.errors import DiskFull, SettingsError
 from imageserver.core.settings import Settings, parse_command_line
+from imageserver.images import space
 
 
 def test_the_reserve_refuses_what_would_take_the_disk_under_it(tmp_path):

@@ -20,16 +20,16 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 try:
-    from wand.api import library, libmagick
+    import wand.resource
+    import wand.version
+    from wand.api import libmagick, library
     from wand.color import Color
     from wand.exceptions import ResourceLimitError, WandException, WandWarning
     from wand.image import FILTER_TYPES, Image
-    import wand.resource
-    import wand.version
     IMPORT_ERROR = None
     MAJOR = wand.version.MAGICK_VERSION_NUMBER >> 8
     LANCZOS = FILTER_TYPES.index("lanczos")
