@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import glob
 import logging
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -22,6 +24,27 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+
+# Wand finds MagickWand by trying some 24 names in turn with ctypes.util.find_library, each failed
+# try running ldconfig (and gcc) in a subprocess: 0.5-0.7 s of CPU at every worker's start. The
+# library's file is looked for here instead, and its name handed to Wand, which tries it first.
+LIBRARY_FOLDERS = ("/usr/lib/*-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib",
+                   "/opt/homebrew/lib")
+LIBRARY_NAME = re.compile(r"^libMagickWand(-\d+\.Q\d+(?:HDRI)?)\.")
+
+
+def _installed_suffixes() -> list[str]:
+    """The suffixes of the MagickWand libraries in the usual folders ("-6.Q16", "-7.Q16HDRI"), plain
+    builds first."""
+    found = {match.group(1) for folder in LIBRARY_FOLDERS
+             for path in glob.glob(os.path.join(folder, "libMagickWand-*"))
+             if (match := LIBRARY_NAME.match(os.path.basename(path)))}
+    return sorted(found, key=lambda suffix: ("HDRI" in suffix, suffix))
+
+
+if not os.environ.get("MAGICK_HOME") and not os.environ.get("WAND_MAGICK_LIBRARY_SUFFIX"):
+    if suffixes := _installed_suffixes():
+        os.environ["WAND_MAGICK_LIBRARY_SUFFIX"] = ";".join(suffixes)
 
 try:
     import wand.resource
