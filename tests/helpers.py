@@ -177,6 +177,16 @@ def worker_pids(master: int) -> list[int]:
         return sorted(int(pid) for pid in f.read().split())
 
 
+def workers_cpu_seconds(server) -> float:
+    """The CPU time the server's workers have used so far (user and system)."""
+    total = 0
+    for pid in worker_pids(server.process.pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def socket_inodes(pid: int) -> set[str]:
     """The inodes of the sockets process `pid` holds open."""
     found = set()

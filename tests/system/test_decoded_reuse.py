@@ -5,26 +5,16 @@ one decode where the same sizes of as many new images are not, and each looks as
 the original alone (the same bytes). The worker CPU of both is printed, not asserted."""
 from __future__ import annotations
 
-import os
-
 from imageserver.core.names import parse_output
 from imageserver.core.settings import Settings
 from imageserver.imaging import pipeline
 from tests import pictures
-from tests.helpers import image_url, worker_pids
+from tests.helpers import image_url, workers_cpu_seconds
 
 # Sizes that a 2400x1800 JPEG is decoded for at one scale (2/8, shrink-on-load): a page's thumbnails.
 SIZES = ("w400.jpg", "x250.jpg", "w300.jpg", "x280.jpg", "360x240.jpg")
 ROUNDS = 3
 
-
-def worker_cpu_seconds(server) -> float:
-    total = 0
-    for pid in worker_pids(server.process.pid):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def upload(server, data: bytes) -> str:
@@ -49,19 +39,19 @@ def test_the_sizes_of_one_new_image_are_made_from_one_decode_and_look_the_same(s
     for number in range(ROUNDS):
         # Each upload a new image (a trailing comment apart: decoders stop at the end marker).
         digest = upload(server, source + f"together {number}".encode())
-        cpu = worker_cpu_seconds(server)
+        cpu = workers_cpu_seconds(server)
         for name in SIZES:
             answer = server.get(image_url(digest, name))
             assert answer.status_code == 200, answer.text
             outputs[name] = answer.content
-        together += worker_cpu_seconds(server) - cpu
+        together += workers_cpu_seconds(server) - cpu
         # Every size after the first starts from the first one's decode.
         statsd_listener.wait_for_count(REUSED, (number + 1) * (len(SIZES) - 1))
         digests = [upload(server, source + f"apart {number} {name}".encode()) for name in SIZES]
-        cpu = worker_cpu_seconds(server)
+        cpu = workers_cpu_seconds(server)
         for digest, name in zip(digests, SIZES):
             assert server.get(image_url(digest, name)).status_code == 200
-        apart += worker_cpu_seconds(server) - cpu
+        apart += workers_cpu_seconds(server) - cpu
     print(f"\n  {len(SIZES)} sizes of one image: {1000 * together / ROUNDS:.0f} ms of worker CPU; "
           f"of {len(SIZES)} images: {1000 * apart / ROUNDS:.0f} ms")
     # No other image's sizes were made from a kept decode.

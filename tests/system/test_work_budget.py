@@ -12,17 +12,13 @@ import time
 import pytest
 
 from tests import hostile, pictures
-from tests.helpers import assert_healthy, assert_json_error, folder_of, worker_pids
-
-
-def workers_cpu_seconds(server) -> float:
-    """The CPU time the server's workers have used so far (user and system)."""
-    total = 0
-    for pid in worker_pids(server.process.pid):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+from tests.helpers import (
+    assert_healthy,
+    assert_json_error,
+    folder_of,
+    worker_pids,
+    workers_cpu_seconds,
+)
 
 
 def workers_peak_mib(server) -> float:
