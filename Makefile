@@ -1,9 +1,11 @@
 # make serve   install what is missing, then serve on 127.0.0.1:7000 with public/ as storage
 # make lint    ruff, mypy and the import contracts (the layers; no ImageMagick in gunicorn's master),
 #              all configured in pyproject.toml
-# make test    install what is missing, then run the whole test suite (in 3 processes: TEST_WORKERS)
+# make test    install what is missing, then run the test suite but its slow tests (in 3 processes)
+# make test-slow  the slow tests (packaging, pinned floors, load, drains, corpus, schemathesis)
+# make test-all   both, as CI runs them
 # make test-fast  the tests that start no server or other process and are not slow: under a minute
-# make test-debian13  the whole suite again on Debian 13 / ImageMagick 7, in a debootstrap root (root only)
+# make test-debian13  make test-all again on Debian 13 / ImageMagick 7, in a debootstrap root (root only)
 # make dev-server-s3, make dev-server-manta: serve with images kept in S3 or Manta (see below)
 # make soak    drive a 2-worker server for SOAK_SECONDS (default 300) and report; not part of make test
 # make bench   install what is missing, then run the benchmark (a few minutes; see bench/README.md)
@@ -20,7 +22,7 @@ SOAK_SECONDS ?= 300
 SOAK_CLIENTS ?= 6
 CHAOS_SECONDS ?= 20
 
-.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta lint test test-fast tests \
+.PHONY: install system-packages serve dev-server dev-server-s3 dev-server-manta lint test test-slow test-all test-fast tests \
 	test-debian13 soak chaos bench bench-debian13 clean deps build release
 
 install: system-packages $(VENV)/.installed
@@ -75,21 +77,31 @@ lint: install
 
 # In several processes (pytest-xdist): the system tests mostly wait on sockets and sleeps, so more
 # workers than cores pay (on 2 cores, 3 were as fast as 4, with less CPU). Then the tests marked
-# `quiet` (they assert how long something took), alone.
+# `quiet` (they assert how long something took), alone. $(1): which tests, as a marker expression.
 # Both runs report before make stops; PYTEST_ARGS go to both (a run they leave empty is no failure).
 TEST_WORKERS ?= 3
-test: install
+define run-tests
 	@status=0; \
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not quiet" $(PYTEST_ARGS) || status=1; \
-	$(VENV)/bin/pytest -q -m quiet $(PYTEST_ARGS) || [ $$? -eq 5 ] || status=1; \
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "($(1)) and not quiet" $(PYTEST_ARGS) \
+		|| [ $$? -eq 5 ] || status=1; \
+	$(VENV)/bin/pytest -q -m "($(1)) and quiet" $(PYTEST_ARGS) || [ $$? -eq 5 ] || status=1; \
 	exit $$status
+endef
+
+test: install
+	$(call run-tests,not slow)
+
+test-slow: install
+	$(call run-tests,slow)
+
+test-all: test test-slow
 
 # What starts a server or another process is marked `spawns` (setup.cfg), every system test among them;
-# what takes long is marked `slow`. make test runs both.
+# what takes long is marked `slow`: make test-slow runs those, make test the rest.
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not spawns and not slow" tests/unit tests/app $(PYTEST_ARGS)
 
-# The whole suite again on Debian 13 (ImageMagick 7, Python 3.13), in a debootstrap root (as root).
+# make test-all again on Debian 13 (ImageMagick 7, Python 3.13), in a debootstrap root (as root).
 test-debian13:
 	scripts/test-debian13
 
