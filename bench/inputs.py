@@ -40,6 +40,19 @@ WEB_SIZE = 1_000_000
 WEB_DOWNSCALE = 5
 
 
+def in_one_process(name: str) -> bytes:
+    """For a bench run in this process (bench.levers, bench.reuse): the bytes of source `name` (made
+    in bench/work/ when missing), with ImageMagick held to one thread as in a worker (not the worker's
+    policy, which refuses the raw coders that scoring reads pixels through). Call it before the first
+    use of ImageMagick: the thread limit is read when it starts."""
+    with open(make_all(os.path.join(os.path.dirname(os.path.abspath(__file__)), "work"))[name], "rb") as f:
+        data = f.read()
+    os.environ["MAGICK_THREAD_LIMIT"] = os.environ["OMP_NUM_THREADS"] = "1"
+    import wand.resource
+    wand.resource.limits["thread"] = 1
+    return data
+
+
 def make_all(folder: str) -> dict:
     """The path of each source, made when missing."""
     os.makedirs(folder, exist_ok=True)

@@ -19,7 +19,6 @@ import time
 
 from bench import inputs, quality
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 # Output names per source: as the bench's workloads ask (1: crop to fill; 2: new widths).
 NAMES = {
     "web": [f"{w}x{h}.jpg" for w, h in ((120, 90), (200, 300), (350, 120), (480, 480), (150, 410),
@@ -132,19 +131,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ext", default="jpg", help="the outputs' format (jpg, gif, webp, png)")
     args = parser.parse_args(argv)
-    sources = inputs.make_all(os.path.join(HERE, "work"))
-    with open(sources[args.source], "rb") as f:
-        data = f.read()
-
-    # One ImageMagick thread, as in a worker; not the worker's policy, which refuses the raw coders
-    # that scoring reads pixels through.
-    os.environ["MAGICK_THREAD_LIMIT"] = os.environ["OMP_NUM_THREADS"] = "1"
-    import wand.resource
-
+    data = inputs.in_one_process(args.source)
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
     from imageserver.imaging import icc, magick, pipeline, plan
-    wand.resource.limits["thread"] = 1
     settings = Settings()
     specs = [parse_output(name.replace(".jpg", f".{args.ext}"), settings)
              for name in NAMES[args.source.split("-")[0]]]

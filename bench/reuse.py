@@ -23,7 +23,6 @@ import time
 
 from bench import inputs, quality
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 BURST = ("x100.jpg", "x300.jpg", "w480.jpg", "800x600.jpg", "w1000.jpg")
 WIDTHS = tuple(f"w{w}.jpg" for w in (200, 333, 480, 640, 777, 1000))
 SQUARES = tuple(f"x{s}.jpg" for s in (100, 250, 400, 600)) + ("x300.webp",)
@@ -127,16 +126,10 @@ def main(argv=None) -> int:
                         help="shrink-on-load margin of the copy's making (1: a DCT scale of exactly "
                              "its size, no resize)")
     args = parser.parse_args(argv)
-    sources = inputs.make_all(os.path.join(HERE, "work"))
-    with open(sources[args.source], "rb") as f:
-        data = f.read()
-    os.environ["MAGICK_THREAD_LIMIT"] = os.environ["OMP_NUM_THREADS"] = "1"
-    import wand.resource
-
+    data = inputs.in_one_process(args.source)
     from imageserver.core.names import parse_output
     from imageserver.core.settings import Settings
     from imageserver.imaging import pipeline, plan
-    wand.resource.limits["thread"] = 1
     settings = Settings(maximum_width=4000)
 
     def parse(name):
