@@ -49,7 +49,7 @@ def burst(pipeline, specs, data: bytes, rounds: int) -> None:
             else:
                 keys = [tag + ("a" if i < 3 else "b") for i in range(len(order))]
             spent, outputs = _cpu(lambda order=order, keys=keys: [pipeline.render(data, spec, 75, reuse=key)
-                                                              for spec, key in zip(order, keys)])
+                                                                  for spec, key in zip(order, keys)])
             cpu[variant].append(spent / len(order))
             if variant != "fresh":
                 for spec, output in zip(order, outputs):

@@ -96,7 +96,7 @@ class Images:
         # The whole request priced from the header, before its check decodes a pixel.
         source = originals.read_header(data, self.limits, self.formats)
         plan.check_work(outputs, source, self.limits, self.settings.default_quality, upload=True,
-                            formats=self.formats)
+                        formats=self.formats)
         originals.check_whole(data, source, self.limits)
         key = ImageKey(namespace, hashlib.md5(data).hexdigest())
         info = info_json(key, source)
@@ -126,7 +126,7 @@ class Images:
             if to_make:
                 original = files.read(self.disk.local_copy(key, ORIGINAL))
                 plan.check_work(to_make, originals.read_header(original, self.limits, self.formats),
-                                    self.limits, self.settings.default_quality, formats=self.formats)
+                                self.limits, self.settings.default_quality, formats=self.formats)
                 self.budget.admit(key, [spec.file for spec in to_make])
             self._store_outputs(key, specs, missing)
 

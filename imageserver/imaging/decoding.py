@@ -51,7 +51,7 @@ def decoding(what: str, work: cost.Work | None = None):
 def is_truncation(message: str) -> bool:
     message = message.lower()
     return any(sign in message for sign in ("premature end", "truncat", "insufficient image data",
-                                             "unexpected end", "corrupt image", "read error"))
+                                            "unexpected end", "corrupt image", "read error"))
 
 
 def short(error) -> str:
@@ -62,7 +62,7 @@ def short(error) -> str:
 
 
 def open_image(data: bytes, coder: str, first_frame_only: bool = False, size_hint: str = "",
-          ping: bool = False):
+               ping: bool = False):
     """Decode `data` with the named coder only; refuse it when the decoder warned that it is cut short
     (ImageMagick still gives the part it read), or failed on it and gave pixels all the same
     (ImageMagick 6 gives the picture of a GIF with an invalid colour index, then fails every output

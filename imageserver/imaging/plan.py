@@ -105,7 +105,7 @@ def check_work(specs: Iterable[OutputSpec], source: SourceInfo, limits: Limits =
 
 
 def check_budget(work: cost.Work, limits: Limits, what: str, source: SourceInfo,
-                  parts: int = 1) -> None:
+                 parts: int = 1) -> None:
     """413 when `work` is priced over --maximum_request_ms, naming the bound and what drives it."""
     if work.milliseconds > limits.maximum_request_ms:
         detail = f" ({work.what})" if parts <= 3 else ""
