@@ -21,7 +21,6 @@ CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "
 
 # Coders we write, by output extension.
 WRITERS = {"jpg": "jpeg", "png": "png", "gif": "gif", "webp": "webp", "avif": "avif"}
-
 ALPHA_WRITERS = {"png", "webp", "gif", "avif"}
 
 # Output formats that not every ImageMagick writes (AVIF needs libheif's AV1 encoder plugin).
@@ -35,11 +34,8 @@ AVIF_SPEED = "8"
 # -q<N> of an AVIF is encoded at the libheif quality that gives the SSIM of a JPEG at -q<N> (measured
 # on the bench's photograph, see bench/README.md): the same look, 25-40% fewer bytes. Linear between.
 AVIF_QUALITY = ((1, 1), (50, 46), (75, 60), (90, 84), (100, 100))
-
 REQUIRED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
-
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-
 AVIF_BRANDS = {b"avif", b"avis"}
 
 # zlib's default level: the most effort a PNG output gets (see png_compression_level).

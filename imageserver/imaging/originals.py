@@ -23,7 +23,6 @@ TRANSPOSED_ORIENTATIONS = {"left_top", "right_top", "right_bottom", "left_bottom
 # Compressed PNG metadata (zTXt, iTXt, iCCP) may inflate to this many bytes in all: far more than any
 # real profile or text, far less than a worker's memory.
 MAXIMUM_PNG_METADATA_BYTES = 8 * 2**20
-
 PNG_COMPRESSED_CHUNKS = {b"zTXt", b"iTXt", b"iCCP"}
 
 
@@ -47,19 +46,16 @@ def check_complete(data: bytes, coder: str) -> None:
 # marker may be preceded by any number of FF fill bytes (the last FF of a run is the marker's).
 # TEM and RST0..RST7 (within entropy-coded data) stand alone and say nothing of the end: not sought.
 JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\x01\xd0-\xd7]")
-
 JPEG_EOI = 0xD9
 
 # The walks stop past this many segments or blocks (0.1 to 0.25 s of walking; a real JPEG has
 # tens of segments, a real GIF of 50 MB some 200,000 sub-blocks of 255 bytes): a file of tiny
 # segments or blocks would otherwise cost seconds to walk.
 MAXIMUM_JPEG_SEGMENTS = 100_000
-
 MAXIMUM_GIF_BLOCKS = 500_000
 
 # Start-of-frame markers (C0..CF but DHT C4, JPG C8, DAC CC), whose segment names the components.
 JPEG_START_OF_FRAME = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
 JPEG_START_OF_SCAN = 0xDA
 
 
