@@ -27,10 +27,7 @@ class Workers:
     def _wait_for_workers(self, count: int) -> list[int]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            children = set()
-            for task in os.listdir(f"/proc/{self.process.pid}/task"):
-                with open(f"/proc/{self.process.pid}/task/{task}/children") as f:
-                    children.update(int(pid) for pid in f.read().split())
+            children = self._live_workers()
             if len(children) == count:
                 return sorted(children)
             time.sleep(0.1)
@@ -65,6 +62,7 @@ class Workers:
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def _live_workers(self) -> set[int]:
+        """The server's worker processes now (the children of any of its threads)."""
         children = set()
         for task in os.listdir(f"/proc/{self.process.pid}/task"):
             with open(f"/proc/{self.process.pid}/task/{task}/children") as f:
