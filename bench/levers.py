@@ -59,6 +59,12 @@ def variants(pipeline, magick, icc, plan) -> dict:
                                       patched(pipeline, "LANCZOS_SUPPORT", None)),
         "catrom": combined_settings(patched(magick, "LANCZOS", FILTER_TYPES.index("catrom")),
                                     patched(pipeline, "LANCZOS_SUPPORT", None)),
+        **{name: combined_settings(patched(magick, "LANCZOS", FILTER_TYPES.index(name)),
+                                   patched(pipeline, "LANCZOS_SUPPORT", None))
+           for name in ("triangle", "hermite", "mitchell", "box")},
+        "margin-1": patched(plan, "SHRINK_ON_LOAD_MARGIN", 1.0),
+        "margin-1.1": patched(plan, "SHRINK_ON_LOAD_MARGIN", 1.1),
+        "support-1.5": patched(pipeline, "LANCZOS_SUPPORT", 1.5),
         # The colour transform at decode size, before the crop and resize (as ImageMagick's
         # `convert -profile` does it).
         "gif-dither": patched(pipeline, "GIF_DITHER", True),
