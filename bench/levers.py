@@ -24,6 +24,8 @@ NAMES = {
     "web": [f"{w}x{h}.jpg" for w, h in ((120, 90), (200, 300), (350, 120), (480, 480), (150, 410),
                                         (300, 200), (499, 260), (260, 499))],
     "photo": [f"w{w}.jpg" for w in (220, 333, 480, 512, 640, 777, 900, 1000)],
+    # workload 3: squares of the 12 MP picture
+    "squares": [f"x{s}.jpg" for s in (100, 160, 230, 290, 370, 440, 520, 600)],
 }
 
 
@@ -48,8 +50,10 @@ def variants(pipeline, magick, icc, plan) -> dict:
         "support-3": patched(pipeline, "LANCZOS_SUPPORT", None),
         "support-2.5": patched(pipeline, "LANCZOS_SUPPORT", 2.5),
         "support-2": patched(pipeline, "LANCZOS_SUPPORT", 2.0),
-        "margin-1.5": patched(plan, "SHRINK_ON_LOAD_MARGIN", 1.5),
-        "margin-1.25": patched(plan, "SHRINK_ON_LOAD_MARGIN", 1.25),
+        "margin-1.5": patched(plan, "CROP_MARGIN", 1.5),
+        "margin-1.25": patched(plan, "CROP_MARGIN", 1.25),
+        "margin-2": patched(plan, "CROP_MARGIN", 2.0),
+        "margin-3": patched(plan, "CROP_MARGIN", 3.0),
         "no-monitor": patched(magick.library, "MagickSetProgressMonitor", lambda *arguments: None),
         # The backstop's monitor on every row of every step, as before it was taken off the
         # size-driven work (pipeline._priced_by_size_from_here).
@@ -62,8 +66,15 @@ def variants(pipeline, magick, icc, plan) -> dict:
         **{name: combined_settings(patched(magick, "LANCZOS", FILTER_TYPES.index(name)),
                                    patched(pipeline, "LANCZOS_SUPPORT", None))
            for name in ("triangle", "hermite", "mitchell", "box")},
-        "margin-1": patched(plan, "SHRINK_ON_LOAD_MARGIN", 1.0),
-        "margin-1.1": patched(plan, "SHRINK_ON_LOAD_MARGIN", 1.1),
+        "margin-1": patched(plan, "CROP_MARGIN", 1.0),
+        "whole-1.5": patched(plan, "WHOLE_MARGIN", 1.5),
+        # JPEG shrink-on-load as it was before its margins and scales were weighed per scale and kind
+        # (every scale at 1.5, crops rounded on whatever scale).
+        "scales-before": combined_settings(
+            patched(plan, "WHOLE_MARGIN", 1.5),
+            patched(plan, "JPEG_SCALES", ((8, 1 / 8, 1.0), (4, 2 / 8, 1.0), (3, 3 / 8, 1.0), (2, 4 / 8, 1.0))),
+            patched(plan, "_crop_lands", lambda *arguments: True)),
+        "margin-1.1": patched(plan, "CROP_MARGIN", 1.1),
         "support-1.5": patched(pipeline, "LANCZOS_SUPPORT", 1.5),
         # The colour transform at decode size, before the crop and resize (as ImageMagick's
         # `convert -profile` does it).
@@ -136,6 +147,8 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="now,icc-always")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ext", default="jpg", help="the outputs' format (jpg, gif, webp, png)")
+    parser.add_argument("--names", default="", help=f"the outputs asked: {', '.join(NAMES)} (default: "
+                        "by the source's name)")
     args = parser.parse_args(argv)
     data = inputs.in_one_process(args.source)
     from imageserver.core.names import parse_output
@@ -143,7 +156,7 @@ def main(argv=None) -> int:
     from imageserver.imaging import icc, magick, pipeline, plan
     settings = Settings()
     specs = [parse_output(name.replace(".jpg", f".{args.ext}"), settings)
-             for name in NAMES[args.source.split("-")[0]]]
+             for name in NAMES[args.names or args.source.split("-")[0]]]
     known = variants(pipeline, magick, icc, plan)
     chosen = {name: combined(known, name.split("+")) for name in args.variants.split(",")}
     cpu = {name: [] for name in chosen}

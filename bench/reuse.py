@@ -86,11 +86,11 @@ def working(pipeline, plan, parse, data: bytes, width: int, working_quality: int
             margin: float) -> None:
     make_spec = parse(f"w{width}.jpg")
     make_cpu = []
-    saved_margin, plan.SHRINK_ON_LOAD_MARGIN = plan.SHRINK_ON_LOAD_MARGIN, margin
+    saved_margin, plan.WHOLE_MARGIN = plan.WHOLE_MARGIN, margin
     for _ in range(rounds):
         spent, copy = _cpu(lambda: pipeline.render(data, make_spec, working_quality))
         make_cpu.append(spent)
-    plan.SHRINK_ON_LOAD_MARGIN = saved_margin
+    plan.WHOLE_MARGIN = saved_margin
     print(f"  working copy {width} px wide at q{working_quality} (shrink-on-load margin {margin}): "
           f"{len(copy):,} bytes, made in "
           f"{statistics.median(make_cpu):.1f} ms CPU (least {min(make_cpu):.1f})")
