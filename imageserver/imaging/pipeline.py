@@ -257,15 +257,15 @@ def _to_srgb(image: Image) -> None:
 def _converted_by_lcms(image: Image, profile: bytes, srgb: bytes) -> bool:
     """Convert RGB pixels through an RGB matrix/shaper profile (Adobe RGB, Display P3, ProPhoto: the
     wide-gamut pictures of cameras and phones) with LittleCMS's 8-bit transform, kept for the next
-    pictures of the profile (lcms.py): 1.5-2 ms less for an 800x600 source's outputs, where
-    ImageMagick makes a new transform each time and runs it in double precision. False, nothing
-    done, for anything else (a LUT profile, CMYK or grey pixels, an animation, no liblcms2 found),
-    which ImageMagick converts as before.
+    pictures of the profile (lcms.py): half the CPU of an 800x600 Adobe RGB source's outputs (16 ms
+    against 32, bench/README.md), where ImageMagick makes a new transform each time and runs it in
+    double precision. False, nothing done, for anything else (a LUT profile, CMYK or grey pixels, an
+    animation, no liblcms2 found), which ImageMagick converts as before.
 
     It runs outside ImageMagick's progress monitor (the Stopwatch backstop), and needs none: the
     transform is made from the profile's curves and matrix alone (bounded by the profile's bytes,
-    once per profile in a worker), then costs a few ns per output pixel, which the cost model prices
-    (under a tenth of what it counts for resizing and encoding each one)."""
+    once per profile in a worker), then costs about 8 ns per output pixel, linear in the output's
+    pixels, which the cost model prices (70 ns each at least, for resizing and encoding a JPEG)."""
     if image.colorspace not in ("srgb", "rgb") or magick.frame_count(image) != 1:
         return False
     if not (icc.is_matrix_shaper(profile) and icc.is_matrix_shaper(srgb)):

@@ -3,6 +3,7 @@ same colours as ImageMagick's own conversion (the convert CLI's `-profile`), one
 profile in a process, alpha untouched, and everything else converted by ImageMagick as before."""
 import os
 import subprocess
+import threading
 
 import pytest
 from wand.color import Color
@@ -147,3 +148,28 @@ def test_a_profile_with_lookup_tables_is_still_converted_by_imagemagick(tmp_path
     print(f"LUT profile rgb(220,60,40): convert {expected}, ours {out.pixel(10, 10)}")
     assert pictures.near(out.pixel(10, 10), expected, 2)
     assert lcms.made == made_before
+
+
+@pytest.mark.spawns
+def test_threads_share_kept_transforms_while_others_are_let_go(monkeypatch, tmp_path):
+    # `images server` may run threads in a worker: two profiles taking turns in a cache of one, each
+    # let go while another thread may still be converting with it.
+    monkeypatch.setattr(lcms, "CACHED_TRANSFORMS", 1)
+    adobe = profile_bytes(ADOBE_RGB)
+    sources = [pictures.tagged_jpeg(64, 64, "rgb(220,60,40)", profile) for profile in (adobe, DISPLAY_P3)]
+    expected = [converted_by_convert(data, tmp_path) for data in sources]
+    results: list = []
+    made_before = lcms.made
+
+    def renders(turn: int) -> None:
+        for i in range(12):
+            which = (turn + i) % 2
+            results.append((which, render(sources[which], "x32.png").pixel(16, 16)))
+    threads = [threading.Thread(target=renders, args=(turn,)) for turn in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 48
+    assert lcms.made >= made_before + 4     # let go and made again, as the profiles took turns
+    assert all(pictures.near(colour, expected[which], 2) for which, colour in results), results
