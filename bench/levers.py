@@ -47,6 +47,9 @@ def variants(pipeline, magick, icc, plan) -> dict:
         "now": contextlib.nullcontext,
         "pillow": contextlib.nullcontext,   # not ours: see pillow_render
         "icc-always": patched(icc, "is_srgb", lambda profile: False),
+        # A wide-gamut profile applied by ImageMagick's MagickProfileImage (a new transform each
+        # time, in double precision), as before LittleCMS's kept 8-bit transform (lcms.py).
+        "icc-by-magick": patched(pipeline, "_converted_by_lcms", lambda *arguments: False),
         "support-3": patched(pipeline, "LANCZOS_SUPPORT", None),
         "support-2.5": patched(pipeline, "LANCZOS_SUPPORT", 2.5),
         "support-2": patched(pipeline, "LANCZOS_SUPPORT", 2.0),

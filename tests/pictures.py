@@ -91,15 +91,16 @@ def grey_jpeg(width: int, height: int, level: int) -> bytes:
 
 
 def icc_profile(colorants=((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)),
-                curve: bytes = b"") -> bytes:
+                curve: bytes = b"", extra_tags: tuple = ()) -> bytes:
     """A minimal RGB matrix/shaper ICC profile (v2, monitor class): its primaries as D50 XYZ (sRGB's
-    by default) and one tone curve tag for all three channels (sRGB's parametric curve by default)."""
+    by default) and one tone curve tag for all three channels (sRGB's parametric curve by default);
+    `extra_tags`: more (signature, data) tags."""
     curve = curve or parametric_curve(3, 2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
     def xyz(values):
         return b"XYZ \x00\x00\x00\x00" + b"".join(struct.pack(">i", round(v * 65536)) for v in values)
     tags = [(b"wtpt", xyz((0.9642, 1.0, 0.8249)))] + [
         (name, xyz(values)) for name, values in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants)] + [
-        (name, curve) for name in (b"rTRC", b"gTRC", b"bTRC")]
+        (name, curve) for name in (b"rTRC", b"gTRC", b"bTRC")] + list(extra_tags)
     table_size = 4 + 12 * len(tags)
     offset, entries, body = 128 + table_size, b"", b""
     for name, data in tags:
@@ -121,6 +122,16 @@ def parametric_curve(kind: int, *parameters: float) -> bytes:
 def gamma_curve(gamma: float) -> bytes:
     """An ICC 'curv' tag of one entry: a pure power curve (1.0: linear light)."""
     return b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, round(gamma * 256)) + b"\x00\x00"
+
+
+def lut8_identity() -> bytes:
+    """An ICC 'mft1' (lut8) tag of 3 channels to 3 that gives back what it is given: identity
+    matrix, curves and a 2x2x2 table."""
+    matrix = b"".join(struct.pack(">i", 65536 if row == column else 0)
+                      for row in range(3) for column in range(3))
+    curves = bytes(range(256)) * 3
+    table = bytes(value for r in (0, 255) for g in (0, 255) for b in (0, 255) for value in (r, g, b))
+    return b"mft1\x00\x00\x00\x00" + bytes([3, 3, 2, 0]) + matrix + curves + table + curves
 
 
 def tagged_jpeg(width: int, height: int, colour: str, profile: bytes) -> bytes:

@@ -22,8 +22,14 @@ COLORANT_TOLERANCE = 0.003
 CURVE_TOLERANCE = 0.5 / 255
 CURVE_SAMPLES = 64
 TONE_CURVES = (b"rTRC", b"gTRC", b"bTRC")
-# Tags that make a colour engine use lookup tables instead of the matrix and curves checked here.
-LUT_TAGS = (b"A2B0", b"A2B1", b"A2B2", b"B2A0", b"B2A1", b"B2A2", b"D2B0", b"B2D0")
+# Tags that make a colour engine use lookup tables instead of the matrix and curves checked here
+# (LittleCMS reads the D2Bx/B2Dx floating-point ones first, for any transform).
+LUT_TAGS = (b"A2B0", b"A2B1", b"A2B2", b"B2A0", b"B2A1", b"B2A2", b"D2B0", b"D2B1", b"D2B2", b"D2B3",
+            b"B2D0", b"B2D1", b"B2D2", b"B2D3")
+MATRIX_SHAPER_TAGS = (b"rXYZ", b"gXYZ", b"bXYZ") + (b"rTRC", b"gTRC", b"bTRC")
+# The profile classes that describe a device's colours (not a device link, an abstract profile or a
+# list of named colours, which a colour engine chains otherwise).
+DEVICE_CLASSES = (b"mntr", b"scnr", b"prtr", b"spac")
 HEADER_BYTES = 128
 
 
@@ -47,6 +53,19 @@ def is_srgb(profile: bytes) -> bool:
                 and all(_curve_is_srgb(tags.get(tag)) for tag in TONE_CURVES))
     except (struct.error, ValueError, IndexError, ZeroDivisionError, OverflowError):
         return False
+
+
+def is_matrix_shaper(profile: bytes) -> bool:
+    """True when `profile` is an RGB device profile that a colour engine applies through its three
+    tone curves and 3x3 matrix alone (what cameras, phones and editors write: Adobe RGB, Display
+    P3, ProPhoto), not through lookup tables. Never raises: a profile that cannot be read is not."""
+    try:
+        tags = _tags(profile)
+    except (struct.error, ValueError):
+        return False
+    return (profile[36:40] == b"acsp" and profile[12:16] in DEVICE_CLASSES and profile[16:20] == b"RGB "
+            and profile[20:24] == b"XYZ " and all(tag in tags for tag in MATRIX_SHAPER_TAGS)
+            and not any(tag in tags for tag in LUT_TAGS))
 
 
 def _tags(profile: bytes) -> dict:

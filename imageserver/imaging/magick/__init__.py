@@ -52,7 +52,7 @@ try:
     from wand.api import libmagick, library
     from wand.color import Color
     from wand.exceptions import ResourceLimitError, WandException, WandWarning
-    from wand.image import FILTER_TYPES, Image
+    from wand.image import COLORSPACE_TYPES, FILTER_TYPES, Image
     IMPORT_ERROR = None
     MAJOR = wand.version.MAGICK_VERSION_NUMBER >> 8
     LANCZOS = FILTER_TYPES.index("lanczos")
@@ -496,6 +496,38 @@ def convert_profile(image: Image, icc: bytes) -> bool:
     if error is not None and exhausted(error):
         raise error
     return False
+
+
+# MagickCore's StorageType for 8-bit values (the same in 6 and 7), and how many bytes of pixels
+# map_rgb takes out of ImageMagick at a time (a band of rows: a copy of a whole big output would
+# double its memory).
+CHAR_PIXEL = 1
+BAND_BYTES = 2**20
+
+
+def map_rgb(image: Image, convert: Callable[[ctypes.Array, int], None]) -> None:
+    """Hand the red, green and blue of every pixel of `image`, as 8-bit values, to `convert`, which
+    changes them in place (a ctypes buffer of `count` pixels, 3 bytes each), and put them back: a
+    band of rows at a time, alpha left as it was (ImageMagick 6 and 7 both import into the pixels
+    in place, other channels untouched)."""
+    width, height = image.width, image.height
+    rows = max(1, BAND_BYTES // (3 * width))
+    band = (ctypes.c_char * (3 * width * min(rows, height)))()
+    for top in range(0, height, rows):
+        count = min(rows, height - top)
+        library.MagickExportImagePixels(image.wand, 0, top, width, count, b"RGB", CHAR_PIXEL,
+                                        band) or image.raise_exception()
+        convert(band, width * count)
+        library.MagickImportImagePixels(image.wand, 0, top, width, count, b"RGB", CHAR_PIXEL,
+                                        band) or image.raise_exception()
+
+
+def mark_srgb(image: Image) -> None:
+    """Say that `image`'s pixels are now sRGB (they are not converted) and drop its ICC profile, as
+    MagickProfileImage leaves an image it converted (but for the sRGB profile it attaches, which
+    the pipeline strips anyway)."""
+    library.MagickSetImageColorspace(image.wand, COLORSPACE_TYPES.index("srgb")) or image.raise_exception()
+    library.MagickProfileImage(image.wand, b"icc", None, 0)
 
 
 # Words (spaces taken out, lower case) in ImageMagick's messages of a resource run out, as its tags
