@@ -105,6 +105,11 @@ def _make(profile: bytes, target: bytes, intent: int) -> Transform | None:
     return Transform(handle)
 
 
+def available() -> bool:
+    """Whether liblcms2 is installed here (loaded at the first question)."""
+    return _library() is not None
+
+
 def clear() -> None:
     """Let every kept transform go (tests)."""
     with _lock:

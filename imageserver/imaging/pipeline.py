@@ -180,7 +180,7 @@ def _priced_by_size_from_here(image: Image, priced_pixels: int, animated: bool) 
     and written) and an encoder (linear in the pixels written, at a bounded effort: zlib at level 6
     at most, WebP's and AVIF's fixed methods, GIF's one quantization)."""
     return (not animated and image.width * image.height <= DECODED_SLACK * priced_pixels
-            and not _needs_colour_transform(image))
+            and (not _needs_colour_transform(image) or _lcms_converts(image)))
 
 
 def _crop_and_resize(image: Image, layout: Plan, shown_w: int, animated: bool,
@@ -266,9 +266,7 @@ def _converted_by_lcms(image: Image, profile: bytes, srgb: bytes) -> bool:
     transform is made from the profile's curves and matrix alone (bounded by the profile's bytes,
     once per profile in a worker), then costs about 8 ns per output pixel, linear in the output's
     pixels, which the cost model prices (70 ns each at least, for resizing and encoding a JPEG)."""
-    if image.colorspace not in ("srgb", "rgb") or magick.frame_count(image) != 1:
-        return False
-    if not (icc.is_matrix_shaper(profile) and icc.is_matrix_shaper(srgb)):
+    if not _lcms_converts(image, profile, srgb):
         return False
     transform = lcms.transform(profile, srgb, image.rendering_intent)
     if transform is None:
@@ -276,6 +274,16 @@ def _converted_by_lcms(image: Image, profile: bytes, srgb: bytes) -> bool:
     magick.map_rgb(image, transform)
     magick.mark_srgb(image)
     return True
+
+
+def _lcms_converts(image: Image, profile: bytes | None = None, srgb: bytes | None = None) -> bool:
+    """Whether _converted_by_lcms takes the image's colours (`profile`: the one to apply, when known)."""
+    if image.colorspace not in ("srgb", "rgb") or magick.frame_count(image) != 1:
+        return False
+    profile = profile if profile is not None else _profile_to_apply(image)
+    srgb = srgb if srgb is not None else _srgb_profile()
+    return (profile is not None and srgb is not None and icc.is_matrix_shaper(profile)
+            and icc.is_matrix_shaper(srgb) and lcms.available())
 
 
 def _profile_to_apply(image: Image) -> bytes | None:
