@@ -412,3 +412,37 @@ def test_a_still_gif_output_fills_no_colour_cache():
     grown_mib = int(done.stdout.split()[-1])
     print(f"300x200.gif of a 600x400 JPEG: peak RSS grew {grown_mib} MiB")
     assert grown_mib < 16
+
+
+def decoded_at(name: str, width: int = 4000, height: int = 3000) -> str:
+    """The size a JPEG of `width` x `height` is decoded at for the output `name` ("" for whole)."""
+    layout = plan.plan(parse_output(name, SETTINGS), width, height)
+    return plan.jpeg_size_hint("jpeg", layout, width, height, False)
+
+
+def test_a_whole_picture_is_decoded_at_no_less_than_its_output():
+    # As Pillow's draft decodes it for thumbor: w1000 of 4000 pixels is a decode at 2/8, no resize.
+    assert decoded_at("w1000.jpg") == "1000x750"
+    assert decoded_at("w1000.jpg", 4004, 3000) == "1001x750"    # libjpeg rounds up: 1001
+    assert decoded_at("w1000.jpg", 3996, 3000) == "1998x1500"   # 999 would be too few: 4/8
+    assert decoded_at("800x600.jpg") == "1000x750"      # the whole picture too (same shape)
+
+
+def test_3_8_is_never_decoded_at_and_1_8_only_far_above_the_output():
+    # 3/8 would do for w1000 of 3000 pixels (1125 pixels); its 3-point IDCT aliases: 4/8 instead.
+    assert decoded_at("w1000.jpg", 3000, 2000) == "1500x1000"
+    # 1/8 is each block's mean: only for an output 4 times smaller than it (500 / 4 = 125).
+    assert decoded_at("w125.jpg") == "500x375"
+    assert decoded_at("w126.jpg") == "1000x750"
+
+
+def test_a_crop_is_decoded_where_its_edges_land_on_whole_pixels():
+    # x230 of 4000x3000 crops 3000x3000 from x=500: at 1/8 (500x375) its edge would sit at 62.5
+    # decoded pixels, at 2/8 at 125.
+    assert decoded_at("x230.jpg") == "1000x750"
+    # x520: 3/8 is never used, and 2/8 leaves under 1.5 pixels per output pixel: 4/8 (edge at 250).
+    assert decoded_at("x520.jpg") == "2000x1500"
+    # 130x100 of 800x600 crops 780x600 from x=10: 2.5 at 2/8, 5 at 4/8.
+    assert decoded_at("130x100.jpg", 800, 600) == "400x300"
+    # 131x100 crops 786x600 from x=7: 1.75 at 2/8, 3.5 at 4/8 (a sixth of an output pixel off).
+    assert decoded_at("131x100.jpg", 800, 600) == ""
