@@ -70,6 +70,9 @@ def variants(pipeline, magick, icc, plan) -> dict:
                                    patched(pipeline, "LANCZOS_SUPPORT", None))
            for name in ("triangle", "hermite", "mitchell", "box")},
         "margin-1": patched(plan, "CROP_MARGIN", 1.0),
+        "preshrink-3": patched(pipeline, "PRESHRINK_TO", 3),
+        "preshrink-4": patched(pipeline, "PRESHRINK_TO", 4),
+        "preshrink-off": patched(pipeline, "PRESHRINK_FROM", 10**9),
         "whole-1.5": patched(plan, "WHOLE_MARGIN", 1.5),
         # JPEG shrink-on-load as it was before its margins and scales were weighed per scale and kind
         # (every scale at 1.5, crops rounded on whatever scale).

@@ -54,8 +54,10 @@ WHITE = "white"
 # source's renders, SSIM the same to 0.0002 (bench/README.md, python -m bench.levers).
 LANCZOS_SUPPORT: float | None = 2.5
 
-# Box-average first a source this many times larger than the output (see _preshrink).
+# Box-average first a source this many times larger than the output, to this many times (see
+# _preshrink).
 PRESHRINK_FROM = 3
+PRESHRINK_TO = 2
 
 # A still GIF's 256 colours are chosen here, undithered, as Pillow (thumbor) chooses them. Left to
 # itself, ImageMagick 6's GIF writer dithers (Riemersma), and its ditherer first fills a 128 MB colour
@@ -233,8 +235,8 @@ def _preshrink(image: Image, layout: Plan, shown_w: int) -> None:
     scale = layout.scale * shown_w / image.width  # output pixels per decoded pixel
     if scale * PRESHRINK_FROM > 1:
         return
-    width = max(1, round(image.width * scale * 2))
-    height = max(1, round(image.height * scale * 2))
+    width = max(1, round(image.width * scale * PRESHRINK_TO))
+    height = max(1, round(image.height * scale * PRESHRINK_TO))
     magick.box_shrink(image, width, height)
 
 
