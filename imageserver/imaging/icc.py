@@ -10,7 +10,9 @@ Anything else (another gamut, a linear or gamma-2.2 curve, a LUT-based profile, 
 from __future__ import annotations
 
 import functools
+import hashlib
 import struct
+import threading
 
 # sRGB's primaries as ICC profiles give them: adapted to the D50 connection space (rXYZ, gXYZ, bXYZ
 # of the IEC 61966-2.1 profiles; every maker's agrees to 1/1000).
@@ -38,10 +40,27 @@ def srgb_curve(value: float) -> float:
     return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
 
 
-@functools.lru_cache(maxsize=64)
 def is_srgb(profile: bytes) -> bool:
     """True when `profile` (an ICC profile's bytes) maps colours as sRGB does. Never raises: a profile
-    that cannot be read is not sRGB."""
+    that cannot be read is not sRGB. The answers are kept by the profile's digest, not its bytes (a
+    JPEG's profile may be megabytes: 64 of them kept would be a worker's memory)."""
+    digest = hashlib.blake2b(profile, digest_size=16).digest()
+    answer = _SRGB_ANSWERS.get(digest)
+    if answer is None:
+        answer = _reads_as_srgb(profile)
+        with _lock:    # `images server` may run threads in a worker
+            _SRGB_ANSWERS[digest] = answer
+            if len(_SRGB_ANSWERS) > KEPT_ANSWERS:
+                del _SRGB_ANSWERS[next(iter(_SRGB_ANSWERS))]    # the oldest
+    return answer
+
+
+KEPT_ANSWERS = 64
+_SRGB_ANSWERS: dict[bytes, bool] = {}
+_lock = threading.Lock()
+
+
+def _reads_as_srgb(profile: bytes) -> bool:
     try:
         tags = _tags(profile)
         if profile[36:40] != b"acsp" or profile[16:20] != b"RGB " or profile[20:24] != b"XYZ ":

@@ -50,3 +50,12 @@ def test_a_damaged_profile_is_not_srgb():
     good = profile(f"{ICC}/sRGB.icc")
     for damaged in (b"", good[:100], good[:200], good[:-100], b"\x00" * 4000, good[:128] + b"\xff" * 4):
         assert not icc.is_srgb(damaged)
+
+
+def test_answers_are_kept_by_digest_not_by_the_profile_itself():
+    # A JPEG's profile may be megabytes: what is kept of the last 64 is their answers.
+    big = [pictures.icc_profile(extra_tags=((b"desc", bytes([n]) * 2**20),)) for n in range(70)]
+    assert all(icc.is_srgb(one) for one in big)
+    kept = icc._SRGB_ANSWERS
+    assert len(kept) == icc.KEPT_ANSWERS
+    assert all(len(key) == 16 and isinstance(answer, bool) for key, answer in kept.items())
