@@ -124,7 +124,11 @@ def main(argv=None) -> int:
     chosen = [w for w in WORKLOADS if not args.only or w.key.split()[0] in args.only.split(",")
               or w.key in args.only.split(",")]
     machine = describe_machine()
-    server = ImageServer(base, os.path.join(work, "server.log"))
+    # No kept decodes for the workloads that ask one size after another of the same few sources:
+    # every request would start from the last one's decode, which thumbor makes anew, and which a
+    # new size of a picture seldom finds in the one worker it reaches. The burst, where several sizes
+    # of a new picture meet in the workers at once, runs a server as shipped (measure_burst).
+    server = ImageServer(base, os.path.join(work, "server.log"), "--decoded_cache_pixels", "0")
     thumbor = None
     try:
         thumbor = Thumbor(thumbor_program, work, os.path.join(work, "thumbor"))
@@ -240,15 +244,21 @@ def measure(workload: Workload, server: ImageServer, thumbor: Thumbor, sources: 
 
 def measure_burst(workload: Workload, server: ImageServer, thumbor: Thumbor, sources: dict,
                   seconds: float) -> dict:
-    """Workload 7 (bench/burst.py): ours and thumbor's in turn; the last burst's outputs scored."""
+    """Workload 7 (bench/burst.py): ours (a server with the default flags: a worker's kept decodes
+    on) and thumbor's in turn; the last burst's outputs scored."""
     with open(sources[workload.source], "rb") as f:
         data = f.read()
-    targets = [("ours", burst.our_picture(server, NAMESPACE, BURST_OUTPUTS), server),
-               ("peer", burst.peer_picture(thumbor, BURST_OUTPUTS), thumbor)]
-    for _, _, workers in targets:
-        workers.reset_peak_rss()
-    figures, last = burst.interleave(targets, data, BURST_OUTPUTS, seconds * workload.seconds_factor,
-                                     ROUNDS, with_comment)
+    shipped = ImageServer(server.base, os.path.join(os.path.dirname(server.base), "server-burst.log"),
+                          "--status_port", "0")
+    try:
+        targets = [("ours", burst.our_picture(shipped, NAMESPACE, BURST_OUTPUTS), shipped),
+                   ("peer", burst.peer_picture(thumbor, BURST_OUTPUTS), thumbor)]
+        for _, _, workers in targets:
+            workers.reset_peak_rss()
+        figures, last = burst.interleave(targets, data, BURST_OUTPUTS,
+                                         seconds * workload.seconds_factor, ROUNDS, with_comment)
+    finally:
+        shipped.stop()
     measured, measured["peer"] = figures["ours"], figures["peer"]
     measured["ratio_to_peer"] = round(measured["rps"] / measured["peer"]["rps"], 2)
     measured["cpu_ratio_to_peer"] = round(measured["peer"]["worker_cpu_ms"] / measured["worker_cpu_ms"], 2)
