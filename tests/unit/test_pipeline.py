@@ -426,6 +426,7 @@ def test_a_whole_picture_is_decoded_at_no_less_than_its_output():
     assert decoded_at("w1000.jpg", 4004, 3000) == "1001x750"    # libjpeg rounds up: 1001
     assert decoded_at("w1000.jpg", 3996, 3000) == "1998x1500"   # 999 would be too few: 4/8
     assert decoded_at("800x600.jpg") == "1000x750"      # the whole picture too (same shape)
+    assert decoded_at("680x510.jpg", 4032, 3024) == "1008x756"  # its crop: 4031.9999999999995 wide
 
 
 def test_3_8_is_never_decoded_at_and_1_8_only_far_above_the_output():
