@@ -15,7 +15,10 @@ def photo(width: int, height: int, fmt: str = "jpeg", quality: int = 90) -> byte
     """A picture with fine, random detail (a colour gradient under noise, softened a little): every
     call makes a new image. Made without ImageMagick's pseudo-image coders, which the server's
     policy refuses once a test has loaded it in this process."""
-    with Image(width=width, height=height, background=Color("gray")) as image:
+    # A grey background would make a grey image (ImageMagick keeps its type): the gradient and the
+    # JPEG would have no colour.
+    with Image(width=width, height=height, background=Color("rgb(128,128,130)")) as image:
+        image.type = "truecolor"
         image.sparse_color("bilinear", {Color("orange"): (0, 0), Color("navy"): (width - 1, 0),
                                         Color("crimson"): (0, height - 1),
                                         Color("seagreen"): (width - 1, height - 1)})
