@@ -18,7 +18,8 @@ def table(results: dict) -> str:
         f"({p['processes']} processes, {p['engine']}), each driven by wrk with "
         f"{results['connections']} connections on the same machine, in turn, {results['rounds']} passes "
         f"of {results['seconds'] / results['rounds']:.0f} s per workload and server. A worker's kept "
-        "decodes are off but for the burst (7), as a new size of a picture seldom finds its decode kept.",
+        "decodes are off but for the upload (5) and the burst (7), as a new size of a picture seldom "
+        "finds its decode kept.",
         "",
         f"| workload | req/s | {p['name']} req/s | x {p['name']} | worker CPU ms/req "
         f"| {p['name']} CPU ms/req | x {p['name']} (CPU) | SSIM mean (min) | {p['name']} SSIM mean (min) "

@@ -30,6 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "workload.lua")
 WRK_THREADS, CONNECTIONS = 2, 4
 NAMESPACE = "bench"
+# The workloads run on a server as shipped (a worker's kept decodes on); the others on one without.
+SHIPPED = ("upload", "burst")
 COPIES = 4            # uploads of each source under new hashes, for more distinct output names
 QUALITY_SAMPLES = 5
 ROUNDS = 2            # passes per server and workload, in turn: ours, peer, ours, peer
@@ -126,23 +128,27 @@ def main(argv=None) -> int:
     machine = describe_machine()
     # No kept decodes for the workloads that ask one size after another of the same few sources:
     # every request would start from the last one's decode, which thumbor makes anew, and which a
-    # new size of a picture seldom finds in the one worker it reaches. The burst, where several sizes
-    # of a new picture meet in the workers at once, runs a server as shipped (measure_burst).
+    # new size of a picture seldom finds in the one worker it reaches. The upload (5) and the burst
+    # (7), whose outputs of a new picture meet in the workers at once, and the largest source allowed
+    # (one upload), run on a server as shipped.
     server = ImageServer(base, os.path.join(work, "server.log"), "--decoded_cache_pixels", "0")
-    thumbor = None
+    shipped = thumbor = None
     try:
+        shipped = ImageServer(base, os.path.join(work, "server-shipped.log"), "--status_port", "0")
         thumbor = Thumbor(thumbor_program, work, os.path.join(work, "thumbor"))
         folders = upload_sources(server, sources)
         for workload in chosen:
             print(f"workload {workload.key}: {workload.title} ...", flush=True)
             try:
-                workload.results = measure(workload, server, thumbor, sources, folders, work,
-                                           args.seconds)
+                workload.results = measure(workload, shipped if workload.mode in SHIPPED else server,
+                                           thumbor, sources, folders, work, args.seconds)
             except Unavailable as error:
                 workload.results = {"skipped": str(error)}
-        memory = largest_source_memory(server, sources)
+        memory = largest_source_memory(shipped, sources)
     finally:
         server.stop()
+        if shipped:
+            shipped.stop()
         if thumbor:
             thumbor.stop()
     results = {"machine": machine, "connections": CONNECTIONS, "workers": 2,
@@ -244,21 +250,15 @@ def measure(workload: Workload, server: ImageServer, thumbor: Thumbor, sources: 
 
 def measure_burst(workload: Workload, server: ImageServer, thumbor: Thumbor, sources: dict,
                   seconds: float) -> dict:
-    """Workload 7 (bench/burst.py): ours (a server with the default flags: a worker's kept decodes
-    on) and thumbor's in turn; the last burst's outputs scored."""
+    """Workload 7 (bench/burst.py): ours and thumbor's in turn; the last burst's outputs scored."""
     with open(sources[workload.source], "rb") as f:
         data = f.read()
-    shipped = ImageServer(server.base, os.path.join(os.path.dirname(server.base), "server-burst.log"),
-                          "--status_port", "0")
-    try:
-        targets = [("ours", burst.our_picture(shipped, NAMESPACE, BURST_OUTPUTS), shipped),
-                   ("peer", burst.peer_picture(thumbor, BURST_OUTPUTS), thumbor)]
-        for _, _, workers in targets:
-            workers.reset_peak_rss()
-        figures, last = burst.interleave(targets, data, BURST_OUTPUTS,
-                                         seconds * workload.seconds_factor, ROUNDS, with_comment)
-    finally:
-        shipped.stop()
+    targets = [("ours", burst.our_picture(server, NAMESPACE, BURST_OUTPUTS), server),
+               ("peer", burst.peer_picture(thumbor, BURST_OUTPUTS), thumbor)]
+    for _, _, workers in targets:
+        workers.reset_peak_rss()
+    figures, last = burst.interleave(targets, data, BURST_OUTPUTS, seconds * workload.seconds_factor,
+                                     ROUNDS, with_comment)
     measured, measured["peer"] = figures["ours"], figures["peer"]
     measured["ratio_to_peer"] = round(measured["rps"] / measured["peer"]["rps"], 2)
     measured["cpu_ratio_to_peer"] = round(measured["peer"]["worker_cpu_ms"] / measured["worker_cpu_ms"], 2)
