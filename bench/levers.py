@@ -82,10 +82,10 @@ def variants(pipeline, magick, icc, plan) -> dict:
             patched(plan, "_crop_lands", lambda *arguments: True)),
         "margin-1.1": patched(plan, "CROP_MARGIN", 1.1),
         "support-1.5": patched(pipeline, "LANCZOS_SUPPORT", 1.5),
-        # The colour transform at decode size, before the crop and resize (as ImageMagick's
-        # `convert -profile` does it).
         "gif-dither": patched(pipeline, "GIF_DITHER", True),
         "gif-writer": patched(magick, "to_palette", lambda image, dither: None),
+        # The colour transform at decode size, before the crop and resize (as ImageMagick's
+        # `convert -profile` does it).
         "icc-first": patched(pipeline, "_crop_and_resize", _converted_first(pipeline)),
     }
 

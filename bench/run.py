@@ -30,7 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "workload.lua")
 WRK_THREADS, CONNECTIONS = 2, 4
 NAMESPACE = "bench"
-# The workloads run on a server as shipped (a worker's kept decodes on); the others on one without.
+# The kinds of workload run on a server as shipped (a worker's kept decodes on); the others run on
+# one without (see main).
 SHIPPED = ("upload", "burst")
 COPIES = 4            # uploads of each source under new hashes, for more distinct output names
 QUALITY_SAMPLES = 5
