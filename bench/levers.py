@@ -86,7 +86,8 @@ def variants(pipeline, magick, icc, plan) -> dict:
         "gif-writer": patched(magick, "to_palette", lambda image, dither: None),
         # The colour transform at decode size, before the crop and resize (as ImageMagick's
         # `convert -profile` does it).
-        "icc-first": patched(pipeline, "_crop_and_resize", _converted_first(pipeline)),
+        "icc-first": combined_settings(patched(pipeline, "_crop_and_resize", _converted_first(pipeline)),
+                                       patched(pipeline, "_to_srgb", lambda image, profile: None)),
     }
 
 
@@ -104,7 +105,7 @@ def _converted_first(pipeline):
     crop_and_resize, to_srgb = pipeline._crop_and_resize, pipeline._to_srgb
 
     def converted_first(image, *arguments, **keywords):
-        to_srgb(image)
+        to_srgb(image, pipeline._profile_to_apply(image))
         crop_and_resize(image, *arguments, **keywords)
     return converted_first
 

@@ -101,13 +101,14 @@ def render(data: bytes, spec: OutputSpec, quality: int, limits: Limits = Limits(
             if image is None:
                 image = open_image(data, source.coder, first_frame_only=not animated_gif, size_hint=hint)
             with image:
-                if _priced_by_size_from_here(image, priced_pixels, animated_gif):
+                profile = _profile_to_apply(image)    # read once: the render keeps it as it is
+                if _priced_by_size_from_here(image, priced_pixels, animated_gif, profile):
                     magick.unwatch(image)
                 if not decoded:
                     image.auto_orient()
                     if identity and image.width * image.height <= limits.decoded_cache_pixels:
                         kept = image.clone()
-                blob = _finish(image, spec, quality, layout, source, animated_gif)
+                blob = _finish(image, spec, quality, layout, source, animated_gif, profile)
     except BaseException:
         if kept is not None:
             kept.close()
@@ -142,11 +143,12 @@ def _hint_width(hint: str, source: SourceInfo) -> int:
 
 
 def _finish(image: Image, spec: OutputSpec, quality: int, layout: Plan, source: SourceInfo,
-            animated_gif: bool) -> bytes:
-    """Crop and resize the decoded, upright `image`, convert it to 8-bit sRGB and encode it."""
+            animated_gif: bool, profile: bytes | None) -> bytes:
+    """Crop and resize the decoded, upright `image`, convert it to 8-bit sRGB (through `profile`, its
+    _profile_to_apply) and encode it."""
     _crop_and_resize(image, layout, source.width, animated_gif,
                      preshrink=source.coder != "jpeg" and not animated_gif)
-    _to_srgb(image)
+    _to_srgb(image, profile)
     if not keeps_alpha(spec.ext) and image.alpha_channel:
         image.background_color = Color(WHITE)
         image.alpha_channel = "remove"
@@ -172,7 +174,8 @@ def _finish(image: Image, spec: OutputSpec, quality: int, layout: Plan, source: 
 DECODED_SLACK = 1.1
 
 
-def _priced_by_size_from_here(image: Image, priced_pixels: int, animated: bool) -> bool:
+def _priced_by_size_from_here(image: Image, priced_pixels: int, animated: bool,
+                              profile: bytes | None) -> bool:
     """Whether the work left on a decoded `image` is driven by sizes alone, all priced (cost.py):
     then the backstop (magick.Stopwatch) has nothing left to catch, and is taken off (its callback
     on every row was 8-10% of a small render). The backstop is there for what a file's content
@@ -182,7 +185,7 @@ def _priced_by_size_from_here(image: Image, priced_pixels: int, animated: bool) 
     and written) and an encoder (linear in the pixels written, at a bounded effort: zlib at level 6
     at most, WebP's and AVIF's fixed methods, GIF's one quantization)."""
     return (not animated and image.width * image.height <= DECODED_SLACK * priced_pixels
-            and (not _needs_colour_transform(image) or _lcms_converts(image)))
+            and (not _needs_colour_transform(image, profile) or _lcms_converts(image, profile)))
 
 
 def _crop_and_resize(image: Image, layout: Plan, shown_w: int, animated: bool,
@@ -240,14 +243,14 @@ def _preshrink(image: Image, layout: Plan, shown_w: int) -> None:
     magick.box_shrink(image, width, height)
 
 
-def _to_srgb(image: Image) -> None:
-    """8-bit sRGB out: through the embedded ICC profile where it can be applied, else by formula. A
-    profile that does not fit the pixels, or that cannot be read, is ignored, as browsers ignore it;
-    one that is sRGB itself (what most cameras and editors write) is left alone: the transform would
-    change nothing but cost more than the rest of a small render (bench/README.md)."""
-    if not _needs_colour_transform(image):
+def _to_srgb(image: Image, profile: bytes | None) -> None:
+    """8-bit sRGB out: through `profile`, the embedded ICC profile where it can be applied
+    (_profile_to_apply), else by formula. A profile that does not fit the pixels, or that cannot be
+    read, is ignored, as browsers ignore it; one that is sRGB itself (what most cameras and editors
+    write) is left alone: the transform would change nothing but cost more than the rest of a small
+    render (bench/README.md)."""
+    if not _needs_colour_transform(image, profile):
         return
-    profile = _profile_to_apply(image)
     srgb = _srgb_profile()
     if profile is not None and srgb and (_converted_by_lcms(image, profile, srgb)
                                          or magick.convert_profile(image, srgb)):
@@ -268,7 +271,7 @@ def _converted_by_lcms(image: Image, profile: bytes, srgb: bytes) -> bool:
     transform is made from the profile's curves and matrix alone (bounded by the profile's bytes,
     once per profile in a worker), then costs about 8 ns per output pixel, linear in the output's
     pixels, which the cost model prices (70 ns each at least, for resizing and encoding a JPEG)."""
-    if not _lcms_converts(image, profile, srgb):
+    if not _lcms_converts(image, profile):
         return False
     transform = lcms.transform(profile, srgb, image.rendering_intent)
     if transform is None:
@@ -278,12 +281,11 @@ def _converted_by_lcms(image: Image, profile: bytes, srgb: bytes) -> bool:
     return True
 
 
-def _lcms_converts(image: Image, profile: bytes | None = None, srgb: bytes | None = None) -> bool:
-    """Whether _converted_by_lcms takes the image's colours (`profile`: the one to apply, when known)."""
+def _lcms_converts(image: Image, profile: bytes | None) -> bool:
+    """Whether _converted_by_lcms takes the image's colours through `profile` (_profile_to_apply)."""
     if image.colorspace not in ("srgb", "rgb") or magick.frame_count(image) != 1:
         return False
-    profile = profile if profile is not None else _profile_to_apply(image)
-    srgb = srgb if srgb is not None else _srgb_profile()
+    srgb = _srgb_profile()
     return (profile is not None and srgb is not None and icc.is_matrix_shaper(profile)
             and icc.is_matrix_shaper(srgb) and lcms.available())
 
@@ -297,8 +299,8 @@ def _profile_to_apply(image: Image) -> bytes | None:
     return profile
 
 
-def _needs_colour_transform(image: Image) -> bool:
-    return image.colorspace not in ("srgb", "rgb", "gray") or _profile_to_apply(image) is not None
+def _needs_colour_transform(image: Image, profile: bytes | None) -> bool:
+    return image.colorspace not in ("srgb", "rgb", "gray") or profile is not None
 
 
 # The data colour spaces of the ICC profiles that fit pixels of a colour space, as Chromium's JPEG
