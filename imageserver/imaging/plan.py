@@ -145,7 +145,7 @@ def jpeg_size_hint(coder: str, layout: Plan, shown_w: int, shown_h: int, transpo
     for denominator, scale, margin in JPEG_SCALES:
         needed = layout.scale * margin * (WHOLE_MARGIN if whole else CROP_MARGIN)
         if (scale >= needed and min(shown_w, shown_h) >= 8 * denominator
-                and _crop_lands(layout, shown_w, shown_h, scale)):
+                and (whole or _crop_lands(layout, shown_w, shown_h, scale))):
             # ImageMagick asks libjpeg for 1/int(size / hint): name that denominator exactly.
             want_w, want_h = shown_w // denominator, shown_h // denominator
             if transposed:
@@ -159,13 +159,11 @@ MAX_CROP_SHIFT = 0.1
 
 
 def _crop_lands(layout: Plan, shown_w: int, shown_h: int, scale: float) -> bool:
-    """Whether the crop's edges, in a picture decoded at `scale` (libjpeg rounds its size up), fall
+    """Whether a crop's edges, in a picture decoded at `scale` (libjpeg rounds its size up), fall
     within MAX_CROP_SHIFT output pixels of whole decoded pixels. A decoded pixel is 8/M source pixels
     at M/8: rounded there, a crop of a 3000x3000 square out of 4000x3000 (left edge at 62.5 decoded
     pixels at 1/8) sat a third of an output pixel off, and a small square of fine detail scored SSIM
     0.929 against 0.936 from a decode at 2/8, where the edge is whole (bench/README.md)."""
-    if _whole(layout, shown_w, shown_h):
-        return True
     left, top, width, height = layout.crop
     factor_w = math.ceil(shown_w * scale) / shown_w    # decoded pixels per shown pixel
     factor_h = math.ceil(shown_h * scale) / shown_h
