@@ -116,12 +116,6 @@ def clear() -> None:
         _cache.clear()
 
 
-def version() -> int:
-    """LittleCMS's version (2160 for 2.16), 0 where it is not installed."""
-    library = _library()
-    return library.cmsGetEncodedCMMversion() if library is not None else 0
-
-
 def _found() -> str | None:
     for pattern in LIBRARY_FILES:
         for path in sorted(glob.glob(pattern)):
@@ -146,8 +140,7 @@ def _library():
             ("cmsCloseProfile", [pointer], ctypes.c_int),
             ("cmsCreateTransform", [pointer, uint, pointer, uint, uint, uint], pointer),
             ("cmsDeleteTransform", [pointer], None),
-            ("cmsDoTransform", [pointer, pointer, pointer, uint], None),
-            ("cmsGetEncodedCMMversion", [], ctypes.c_int)):
+            ("cmsDoTransform", [pointer, pointer, pointer, uint], None)):
         function = getattr(library, name)
         function.argtypes, function.restype = arguments, result
     return library

@@ -20,7 +20,7 @@ ADOBE_RGB = f"{ICC}/compatibleWithAdobeRGB1998.icc"
 DISPLAY_P3 = pictures.icc_profile(colorants=((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419),
                                              (0.1571, 0.0666, 0.7841)))
 
-pytestmark = pytest.mark.skipif(not lcms.version(), reason="liblcms2 is not installed")
+pytestmark = pytest.mark.skipif(not lcms.available(), reason="liblcms2 is not installed")
 
 
 def profile_bytes(path: str) -> bytes:
