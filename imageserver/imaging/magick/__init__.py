@@ -264,7 +264,7 @@ def _round_trip(coder: str) -> tuple | None:
         with Image(width=16, height=16, background=Color("red")) as image:
             # Its one colour as a palette first: GIF's writer would otherwise build one, and ImageMagick
             # 6 fills a 128 MB colour cache to do so (0.2-0.6 s at every worker's start).
-            image.quantize(256, "srgb", 0, False, False)
+            to_palette(image, dither=False)
             blob = image.make_blob(coder)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
