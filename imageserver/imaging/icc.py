@@ -62,13 +62,10 @@ _lock = threading.Lock()
 
 def _reads_as_srgb(profile: bytes) -> bool:
     try:
-        tags = _tags(profile)
-        if profile[36:40] != b"acsp" or profile[16:20] != b"RGB " or profile[20:24] != b"XYZ ":
-            return False
-        if any(tag in tags for tag in LUT_TAGS):
-            return False
-        return (all(_colorant_is_srgb(tags.get(tag), expected)
-                    for tag, expected in SRGB_COLORANTS.items())
+        tags = _rgb_tags_without_tables(profile)
+        return (tags is not None
+                and all(_colorant_is_srgb(tags.get(tag), expected)
+                        for tag, expected in SRGB_COLORANTS.items())
                 and all(_curve_is_srgb(tags.get(tag)) for tag in TONE_CURVES))
     except (struct.error, ValueError, IndexError, ZeroDivisionError, OverflowError):
         return False
@@ -79,12 +76,22 @@ def is_matrix_shaper(profile: bytes) -> bool:
     tone curves and 3x3 matrix alone (what cameras, phones and editors write: Adobe RGB, Display
     P3, ProPhoto), not through lookup tables. Never raises: a profile that cannot be read is not."""
     try:
-        tags = _tags(profile)
+        tags = _rgb_tags_without_tables(profile)
     except (struct.error, ValueError):
         return False
-    return (profile[36:40] == b"acsp" and profile[12:16] in DEVICE_CLASSES and profile[16:20] == b"RGB "
-            and profile[20:24] == b"XYZ " and all(tag in tags for tag in MATRIX_SHAPER_TAGS)
-            and not any(tag in tags for tag in LUT_TAGS))
+    return (tags is not None and profile[12:16] in DEVICE_CLASSES
+            and all(tag in tags for tag in MATRIX_SHAPER_TAGS))
+
+
+def _rgb_tags_without_tables(profile: bytes) -> dict | None:
+    """The tags of an ICC profile of RGB data with an XYZ connection space and no lookup tables (which
+    a colour engine would use instead of a matrix and curves); None for any other profile."""
+    tags = _tags(profile)
+    if profile[36:40] != b"acsp" or profile[16:20] != b"RGB " or profile[20:24] != b"XYZ ":
+        return None
+    if any(tag in tags for tag in LUT_TAGS):
+        return None
+    return tags
 
 
 def _tags(profile: bytes) -> dict:
