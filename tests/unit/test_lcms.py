@@ -42,7 +42,7 @@ def tagged(data: bytes, profile: bytes, fmt: str) -> bytes:
 
 def colourful(width: int, height: int, fmt: str) -> bytes:
     """A picture of every hue and lightness (red across, green down, blue in stripes), with some
-    fine pattern in it. (pictures.photo comes out grey.)"""
+    fine pattern in it: the same every call (pictures.photo is noise over four colours)."""
     values = bytes(value for y in range(height) for x in range(width)
                    for value in (x * 255 // (width - 1), y * 255 // (height - 1), (x * 7 + y * 13) % 256))
     with Image(width=width, height=height) as image:
